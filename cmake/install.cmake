@@ -1,0 +1,30 @@
+# Install rules: headers, the library, a CMake package (pipc::pipc) with a version
+# file, and a pkg-config file.
+include(CMakePackageConfigHelpers)
+
+set(PIPC_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/pipc)
+
+install(TARGETS pipc EXPORT pipc-targets
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
+  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/pipc ${PROJECT_BINARY_DIR}/include/pipc
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+  FILES_MATCHING PATTERN "*.hpp" PATTERN "*.h")
+install(EXPORT pipc-targets NAMESPACE pipc:: DESTINATION ${PIPC_CMAKE_DIR})
+
+configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/pipc-config.cmake.in
+  ${PROJECT_BINARY_DIR}/pipc-config.cmake
+  INSTALL_DESTINATION ${PIPC_CMAKE_DIR})
+write_basic_package_version_file(${PROJECT_BINARY_DIR}/pipc-config-version.cmake
+  COMPATIBILITY SameMinorVersion)
+install(FILES ${PROJECT_BINARY_DIR}/pipc-config.cmake ${PROJECT_BINARY_DIR}/pipc-config-version.cmake
+  DESTINATION ${PIPC_CMAKE_DIR})
+
+# pkg-config: every path relative to the .pc file, so the installed tree can move.
+file(RELATIVE_PATH PIPC_PC_TO_PREFIX /root/${CMAKE_INSTALL_LIBDIR}/pkgconfig /root)
+set(PIPC_PC_LIBDIR "\${prefix}/${CMAKE_INSTALL_LIBDIR}")
+set(PIPC_PC_INCLUDEDIR "\${prefix}/${CMAKE_INSTALL_INCLUDEDIR}")
+configure_file(${PROJECT_SOURCE_DIR}/cmake/pipc.pc.in ${PROJECT_BINARY_DIR}/pipc.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/pipc.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

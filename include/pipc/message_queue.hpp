@@ -1,0 +1,201 @@
+// POSIX message queues with one API over interchangeable backends.
+//
+// A message_queue is an open description of a named queue ("/name"). Messages carry a
+// priority 0..32767 (max_priority); receive returns the oldest message of the highest
+// priority. The backend is chosen at open:
+//   backend::kernel  the kernel's queues (mq_open), interoperable with any program that
+//                    uses mq_* directly; limited by /proc/sys/fs/mqueue (msg_max,
+//                    msgsize_max, queues_max) and RLIMIT_MSGQUEUE.
+//
+// Blocking, non-blocking and timed forms: send/receive block (unless the description
+// is non-blocking, then they fail with EAGAIN); try_send/try_receive never block and
+// report "full"/"empty" as false/nullopt; *_for/*_until wait up to a std::chrono
+// duration or time point and report the timeout the same way. A signal handler that
+// interrupts a wait does not end it (EINTR is retried, deadlines kept).
+//
+// Thread safety: one message_queue may be used by several threads at once for
+// send/receive/attributes; open/close/move must not race with other use.
+// Process safety: any number of processes may open the same queue.
+#ifndef PIPC_MESSAGE_QUEUE_HPP
+#define PIPC_MESSAGE_QUEUE_HPP
+
+#include <pipc/common.hpp>
+#include <pipc/export.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+namespace pipc {
+
+// Priorities are 0 .. max_priority (MQ_PRIO_MAX - 1).
+inline constexpr unsigned max_priority = 32767;
+
+enum class backend {
+  kernel,  // mq_open and friends
+};
+
+// Attributes of an open queue (struct mq_attr).
+struct mq_attributes {
+  long max_messages = 0;      // mq_maxmsg
+  long message_size = 0;      // mq_msgsize
+  long current_messages = 0;  // mq_curmsgs
+  bool nonblocking = false;   // O_NONBLOCK on this open description
+};
+
+// How to open a queue. Capacity and permissions matter only when the open creates it.
+struct mq_options {
+  pipc::backend backend = pipc::backend::kernel;
+  pipc::access access = pipc::access::read_write;
+  mode_t permissions = default_permissions;
+  long max_messages = 10;    // the Linux default; the kernel caps it at msg_max
+  long message_size = 8192;  // the Linux default; the kernel caps it at msgsize_max
+  bool nonblocking = false;  // open the description with O_NONBLOCK
+};
+
+// What a receive delivered.
+struct received {
+  std::size_t size = 0;  // bytes written to the buffer
+  unsigned priority = 0;
+};
+
+namespace detail {
+class queue_backend;
+}
+
+class PIPC_EXPORT message_queue {
+ public:
+  message_queue() noexcept;
+  message_queue(message_queue&& other) noexcept;
+  message_queue& operator=(message_queue&& other) noexcept;
+  message_queue(const message_queue&) = delete;
+  message_queue& operator=(const message_queue&) = delete;
+  ~message_queue();
+
+  // Opens or creates the queue `name`. Fails with EEXIST (create_only, name taken),
+  // ENOENT (open_only, no such queue), EACCES, EINVAL (bad name or attributes; the
+  // exception's message names the kernel limit that was exceeded), EMFILE/ENOSPC
+  // (kernel: RLIMIT_MSGQUEUE or queues_max; the message says which).
+  static message_queue open(std::string_view name, open_mode mode, const mq_options& options = {});
+  static message_queue open(std::string_view name, open_mode mode, const mq_options& options,
+                            std::error_code& ec) noexcept;
+
+  // Removes the name at once. Descriptors that are open keep working; the queue is
+  // destroyed when the last one closes; a later open of the name makes a new queue.
+  static void unlink(std::string_view name, pipc::backend which = pipc::backend::kernel);
+  static void unlink(std::string_view name, pipc::backend which, std::error_code& ec) noexcept;
+
+  // Sends `message` with `priority` (<= max_priority). Blocks while the queue is full.
+  // EMSGSIZE if message is longer than message_size; EBADF if opened read_only.
+  void send(std::span<const std::byte> message, unsigned priority = 0);
+  void send(std::span<const std::byte> message, unsigned priority, std::error_code& ec) noexcept;
+  // Sends if there is room now; false if the queue is full.
+  bool try_send(std::span<const std::byte> message, unsigned priority = 0);
+  bool try_send(std::span<const std::byte> message, unsigned priority, std::error_code& ec) noexcept;
+  template <class Rep, class Period>
+  bool send_for(std::span<const std::byte> message, unsigned priority, std::chrono::duration<Rep, Period> d) {
+    return send_until_(message, priority, detail::make_deadline(d));
+  }
+  template <class Rep, class Period>
+  bool send_for(std::span<const std::byte> message, unsigned priority, std::chrono::duration<Rep, Period> d,
+                std::error_code& ec) noexcept {
+    return send_until_(message, priority, detail::make_deadline(d), ec);
+  }
+  template <class Clock, class Duration>
+  bool send_until(std::span<const std::byte> message, unsigned priority,
+                  std::chrono::time_point<Clock, Duration> tp) {
+    return send_until_(message, priority, detail::make_deadline(tp));
+  }
+  template <class Clock, class Duration>
+  bool send_until(std::span<const std::byte> message, unsigned priority, std::chrono::time_point<Clock, Duration> tp,
+                  std::error_code& ec) noexcept {
+    return send_until_(message, priority, detail::make_deadline(tp), ec);
+  }
+
+  // Receives the oldest message of the highest priority into `buffer`, which must hold
+  // at least message_size bytes (EMSGSIZE otherwise). Blocks while the queue is empty.
+  received receive(std::span<std::byte> buffer);
+  received receive(std::span<std::byte> buffer, std::error_code& ec) noexcept;
+  // Receives if a message is there now; nullopt if the queue is empty.
+  std::optional<received> try_receive(std::span<std::byte> buffer);
+  std::optional<received> try_receive(std::span<std::byte> buffer, std::error_code& ec) noexcept;
+  template <class Rep, class Period>
+  std::optional<received> receive_for(std::span<std::byte> buffer, std::chrono::duration<Rep, Period> d) {
+    return receive_until_(buffer, detail::make_deadline(d));
+  }
+  template <class Rep, class Period>
+  std::optional<received> receive_for(std::span<std::byte> buffer, std::chrono::duration<Rep, Period> d,
+                                      std::error_code& ec) noexcept {
+    return receive_until_(buffer, detail::make_deadline(d), ec);
+  }
+  template <class Clock, class Duration>
+  std::optional<received> receive_until(std::span<std::byte> buffer, std::chrono::time_point<Clock, Duration> tp) {
+    return receive_until_(buffer, detail::make_deadline(tp));
+  }
+  template <class Clock, class Duration>
+  std::optional<received> receive_until(std::span<std::byte> buffer, std::chrono::time_point<Clock, Duration> tp,
+                                        std::error_code& ec) noexcept {
+    return receive_until_(buffer, detail::make_deadline(tp), ec);
+  }
+
+  // The queue's attributes and current depth.
+  mq_attributes attributes() const;
+  mq_attributes attributes(std::error_code& ec) const noexcept;
+
+  // Sets or clears O_NONBLOCK on this open description (mq_setattr).
+  void set_nonblocking(bool on);
+  void set_nonblocking(bool on, std::error_code& ec) noexcept;
+
+  // Notification (mq_notify): when a message arrives on an empty queue and no receiver
+  // is blocked, the one registered process is told once, then the registration ends.
+  // A second process registering gets EBUSY. Closing the registering descriptor
+  // removes the registration.
+  //
+  // notify_signal: queue signal `signo` with `value` in si_value.sival_int (SIGEV_SIGNAL).
+  void notify_signal(int signo, int value = 0);
+  void notify_signal(int signo, int value, std::error_code& ec) noexcept;
+  // notify_thread: call `callback` on a new thread (SIGEV_THREAD).
+  void notify_thread(std::function<void()> callback);
+  void notify_thread(std::function<void()> callback, std::error_code& ec) noexcept;
+  // notify_none: hold the registration without being told (SIGEV_NONE).
+  void notify_none();
+  void notify_none(std::error_code& ec) noexcept;
+  // Ends this process's registration, if any.
+  void cancel_notification();
+  void cancel_notification(std::error_code& ec) noexcept;
+
+  // Closes the description now. Idempotent.
+  void close() noexcept;
+
+  // The descriptor to hand to poll/epoll: readable when the queue has messages,
+  // writable when it has room (kernel: the mqd_t itself). -1 when closed.
+  int native_handle() const noexcept;
+
+  const std::string& name() const noexcept { return name_; }
+  pipc::backend backend() const noexcept { return backend_; }
+  bool is_open() const noexcept { return impl_ != nullptr; }
+  explicit operator bool() const noexcept { return is_open(); }
+
+ private:
+  bool send_until_(std::span<const std::byte> message, unsigned priority, const detail::deadline& dl);
+  bool send_until_(std::span<const std::byte> message, unsigned priority, const detail::deadline& dl,
+                   std::error_code& ec) noexcept;
+  std::optional<received> receive_until_(std::span<std::byte> buffer, const detail::deadline& dl);
+  std::optional<received> receive_until_(std::span<std::byte> buffer, const detail::deadline& dl,
+                                         std::error_code& ec) noexcept;
+  [[noreturn]] void fail(const char* op, std::error_code ec) const;
+
+  std::unique_ptr<detail::queue_backend> impl_;
+  std::string name_;
+  pipc::backend backend_ = pipc::backend::kernel;
+};
+
+}  // namespace pipc
+
+#endif  // PIPC_MESSAGE_QUEUE_HPP

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages pipc's build needs, if any are missing.
+# Usage: scripts/deps.sh [extra-package...]
+set -euo pipefail
+
+wanted=(g++ cmake ninja-build pkg-config libgtest-dev libgmock-dev "$@")
+missing=()
+for p in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "pipc: installing ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -1,0 +1,69 @@
+#include <pipc/common.hpp>
+
+#include <cerrno>
+#include <climits>
+
+namespace pipc {
+namespace {
+// The reasons a name can be rejected, in the order they are checked.
+enum class name_problem { none, empty, no_slash, inner_slash, nul_byte, too_long };
+
+name_problem find_problem(std::string_view name, name_kind kind) noexcept {
+  if (name.empty() || name == "/") return name_problem::empty;
+  if (name.front() != '/') return name_problem::no_slash;
+  std::string_view rest = name.substr(1);
+  if (rest.find('/') != std::string_view::npos) return name_problem::inner_slash;
+  if (rest.find('\0') != std::string_view::npos) return name_problem::nul_byte;
+  if (rest.size() > max_name_length(kind)) return name_problem::too_long;
+  return name_problem::none;
+}
+}  // namespace
+
+std::size_t max_name_length(name_kind kind) noexcept {
+  switch (kind) {
+    case name_kind::semaphore:
+      return NAME_MAX - 4;  // glibc stores "/name" as /dev/shm/sem.name
+    case name_kind::message_queue:
+    case name_kind::shared_memory:
+      break;
+  }
+  return NAME_MAX;
+}
+
+std::error_code check_name(std::string_view name, name_kind kind) noexcept {
+  switch (find_problem(name, kind)) {
+    case name_problem::none:
+      return {};
+    case name_problem::too_long:
+      return {ENAMETOOLONG, std::system_category()};
+    default:
+      return {EINVAL, std::system_category()};
+  }
+}
+
+std::string_view describe_name_problem(std::string_view name, name_kind kind) noexcept {
+  switch (find_problem(name, kind)) {
+    case name_problem::none:
+      return {};
+    case name_problem::empty:
+      return "a name needs at least one character after the leading '/'";
+    case name_problem::no_slash:
+      return "a name must begin with '/'";
+    case name_problem::inner_slash:
+      return "a name may contain no '/' after the first character";
+    case name_problem::nul_byte:
+      return "a name may not contain a NUL byte";
+    case name_problem::too_long:
+      switch (kind) {
+        case name_kind::semaphore:
+          return "a semaphore name may have at most 251 bytes after the '/'";
+        case name_kind::message_queue:
+        case name_kind::shared_memory:
+          break;
+      }
+      return "a name may have at most 255 (NAME_MAX) bytes after the '/'";
+  }
+  return {};
+}
+
+}  // namespace pipc

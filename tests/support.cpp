@@ -1,0 +1,88 @@
+#include "support.hpp"
+
+#include <atomic>
+#include <cstdio>
+#include <exception>
+#include <thread>
+
+#include <grp.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace pipc::test {
+
+std::string unique_name(std::string_view tag) {
+  static std::atomic<unsigned> counter{0};
+  return "/pipc-t" + std::to_string(::getpid()) + "-" + std::string(tag) + "-" + std::to_string(counter++);
+}
+
+unlink_guard::~unlink_guard() {
+  std::error_code ec;
+  switch (kind_) {
+    case name_kind::message_queue:
+      message_queue::unlink(name_, backend::kernel, ec);
+      break;
+    case name_kind::shared_memory:
+      shared_memory::unlink(name_, ec);
+      break;
+    case name_kind::semaphore:
+      named_semaphore::unlink(name_, ec);
+      break;
+  }
+}
+
+pid_t spawn(std::function<int()> body) {
+  std::fflush(nullptr);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int code = 99;
+    try {
+      code = body();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "child %d: %s\n", static_cast<int>(::getpid()), e.what());
+    } catch (...) {
+    }
+    std::fflush(nullptr);
+    ::_exit(code);
+  }
+  return pid;
+}
+
+int wait_exit(pid_t pid, std::chrono::milliseconds limit) {
+  if (pid < 0) return -1;
+  auto until = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    int status = 0;
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) {
+      if (WIFEXITED(status)) return WEXITSTATUS(status);
+      if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+      return -1;
+    }
+    if (r < 0) return -1;
+    if (std::chrono::steady_clock::now() >= until) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+int run_child(std::function<int()> body, std::chrono::milliseconds limit) {
+  return wait_exit(spawn(std::move(body)), limit);
+}
+
+bool running_as_root() { return ::geteuid() == 0; }
+
+bool become_nobody() {
+  if (::geteuid() != 0) return false;
+  gid_t groups[] = {65534};
+  if (::setgroups(1, groups) != 0) return false;
+  if (::setgid(65534) != 0) return false;
+  if (::setuid(65534) != 0) return false;
+  return ::geteuid() == 65534;
+}
+
+}  // namespace pipc::test

@@ -1,0 +1,56 @@
+// Helpers for pipc's tests: unique object names, objects removed even when a test
+// fails, and child processes created with fork whose outcome the parent checks.
+#ifndef PIPC_TESTS_SUPPORT_HPP
+#define PIPC_TESTS_SUPPORT_HPP
+
+#include <pipc/pipc.hpp>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include <sys/types.h>
+
+namespace pipc::test {
+
+// A name no other test or test run uses: "/pipc-t<pid>-<tag>-<n>".
+std::string unique_name(std::string_view tag);
+
+// Unlinks a named object when it goes out of scope (also when an ASSERT returns
+// early). Unlink errors are ignored: the test may have unlinked it already.
+class unlink_guard {
+ public:
+  unlink_guard(std::string name, name_kind kind) : name_(std::move(name)), kind_(kind) {}
+  unlink_guard(const unlink_guard&) = delete;
+  unlink_guard& operator=(const unlink_guard&) = delete;
+  ~unlink_guard();
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+  name_kind kind_;
+};
+
+// Runs `body` in a child process created with fork. The child exits with body's return
+// value; an exception or a failed expectation in the child exits with 99.
+pid_t spawn(std::function<int()> body);
+
+// Waits for `pid` at most `limit`. Returns its exit status (0..255), or 128 + signal
+// number if a signal ended it. A child still running after `limit` is SIGKILLed and
+// reported as -1 (a hang is a failure, never a stuck suite).
+int wait_exit(pid_t pid, std::chrono::milliseconds limit = std::chrono::seconds(20));
+
+// spawn + wait_exit.
+int run_child(std::function<int()> body, std::chrono::milliseconds limit = std::chrono::seconds(20));
+
+// In a child: become the unprivileged user `nobody` (uid/gid 65534). Returns false if
+// that is impossible (not root).
+bool become_nobody();
+
+// True when the tests run as root (needed to switch users for permission tests).
+bool running_as_root();
+
+}  // namespace pipc::test
+
+#endif  // PIPC_TESTS_SUPPORT_HPP

@@ -33,21 +33,36 @@ const std::error_category& category() noexcept {
 
 namespace detail {
 
+namespace {
+[[noreturn]] void throw_with(std::error_code ec, std::string what, std::string_view detail) {
+  if (!detail.empty()) what.append(": ").append(detail);
+  throw std::system_error(ec, what);
+}
+}  // namespace
+
 void throw_error(std::error_code ec, std::string_view op, std::string_view name, name_kind kind,
                  std::string_view detail) {
-  std::string what;
-  what.reserve(op.size() + name.size() + detail.size() + 8);
-  what.append(op);
-  if (!name.empty()) {
-    what.append(" \"").append(name).append("\"");
+  std::string what(op);
+  what.append(" \"");
+  for (char c : name) {
+    auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7f) {
+      const char hex[] = "0123456789abcdef";
+      what.append("\\x").push_back(hex[byte >> 4]);
+      what.push_back(hex[byte & 15]);
+    } else {
+      what.push_back(c);
+    }
   }
-  if (detail.empty() && !name.empty() && (ec == std::errc::invalid_argument || ec == std::errc::filename_too_long)) {
+  what.append("\"");
+  if (detail.empty() && (ec == std::errc::invalid_argument || ec == std::errc::filename_too_long)) {
     detail = describe_name_problem(name, kind);
   }
-  if (!detail.empty()) {
-    what.append(": ").append(detail);
-  }
-  throw std::system_error(ec, what);
+  throw_with(ec, std::move(what), detail);
+}
+
+void throw_unnamed_error(std::error_code ec, std::string_view op, std::string_view detail) {
+  throw_with(ec, std::string(op), detail);
 }
 
 }  // namespace detail

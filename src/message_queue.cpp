@@ -1,5 +1,7 @@
 #include <pipc/message_queue.hpp>
 
+#include "engine/engine_backend.hpp"
+#include "engine/queue.hpp"
 #include "error_util.hpp"
 #include "kernel/kernel_queue.hpp"
 #include "queue_backend.hpp"
@@ -16,6 +18,8 @@ namespace {
 // Would-block and timeout are results, not errors.
 bool is_wait_outcome(int e) noexcept { return e == EAGAIN || e == ETIMEDOUT; }
 
+name_kind kind_of(backend b) noexcept { return b == backend::kernel ? name_kind::message_queue : name_kind::engine_queue; }
+
 }  // namespace
 
 message_queue::message_queue() noexcept = default;
@@ -25,7 +29,7 @@ message_queue::~message_queue() = default;
 
 message_queue message_queue::open(std::string_view name, open_mode mode, const mq_options& options,
                                   std::error_code& ec) noexcept {
-  ec = check_name(name, name_kind::message_queue);
+  ec = check_name(name, kind_of(options.backend));
   if (ec) return {};
   message_queue q;
   try {
@@ -36,6 +40,9 @@ message_queue message_queue::open(std::string_view name, open_mode mode, const m
   }
   q.backend_ = options.backend;
   switch (options.backend) {
+    case backend::shm:
+      q.impl_ = engine::open_backend(q.name_, mode, options, ec);
+      break;
     case backend::kernel:
       q.impl_ = kernel::open_queue(q.name_, mode, options, ec);
       break;
@@ -49,19 +56,23 @@ message_queue message_queue::open(std::string_view name, open_mode mode, const m
   message_queue q = open(name, mode, options, ec);
   if (ec) {
     std::string detail;
-    if (!check_name(name, name_kind::message_queue) && options.backend == backend::kernel) {
-      detail = kernel::explain_open_failure(ec, mode, options);
+    if (!check_name(name, kind_of(options.backend))) {
+      detail = options.backend == backend::kernel ? kernel::explain_open_failure(ec, mode, options)
+                                                  : engine::explain_open_failure(std::string(name), ec, mode, options);
     }
-    detail::throw_error(ec, "mq_open", name, name_kind::message_queue, detail);
+    detail::throw_error(ec, "mq_open", name, kind_of(options.backend), detail);
   }
   return q;
 }
 
 void message_queue::unlink(std::string_view name, pipc::backend which, std::error_code& ec) noexcept {
-  ec = check_name(name, name_kind::message_queue);
+  ec = check_name(name, kind_of(which));
   if (ec) return;
   try {
     switch (which) {
+      case backend::shm:
+        ec = errno_code(engine::queue::unlink(std::string(name)));
+        break;
       case backend::kernel:
         ec = errno_code(kernel::unlink_queue(std::string(name)));
         break;
@@ -74,11 +85,11 @@ void message_queue::unlink(std::string_view name, pipc::backend which, std::erro
 void message_queue::unlink(std::string_view name, pipc::backend which) {
   std::error_code ec;
   unlink(name, which, ec);
-  if (ec) detail::throw_error(ec, "mq_unlink", name, name_kind::message_queue);
+  if (ec) detail::throw_error(ec, "mq_unlink", name, kind_of(which));
 }
 
 void message_queue::fail(const char* op, std::error_code ec) const {
-  detail::throw_error(ec, op, name_, name_kind::message_queue);
+  detail::throw_error(ec, op, name_, kind_of(backend_));
 }
 
 // ---- send ----

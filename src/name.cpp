@@ -23,6 +23,8 @@ std::size_t max_name_length(name_kind kind) noexcept {
   switch (kind) {
     case name_kind::semaphore:
       return NAME_MAX - 4;  // glibc stores "/name" as /dev/shm/sem.name
+    case name_kind::engine_queue:
+      return NAME_MAX - 8;  // the engine stores "/name" as /dev/shm/pipc.mq.name
     case name_kind::message_queue:
     case name_kind::shared_memory:
       break;
@@ -57,6 +59,8 @@ std::string_view describe_name_problem(std::string_view name, name_kind kind) no
       switch (kind) {
         case name_kind::semaphore:
           return "a semaphore name may have at most 251 bytes after the '/'";
+        case name_kind::engine_queue:
+          return "a queue name of the shm backend may have at most 247 bytes after the '/'";
         case name_kind::message_queue:
         case name_kind::shared_memory:
           break;

@@ -141,8 +141,7 @@ semaphore::semaphore(unsigned initial, sharing who, std::error_code& ec) noexcep
 semaphore::semaphore(unsigned initial, sharing who) : sem_{} {
   int e = init_unnamed(&sem_, initial, who);
   if (e != 0) {
-    detail::throw_error(errno_code(e), "sem_init", "", name_kind::semaphore,
-                        e == EINVAL ? value_too_large(initial) : std::string());
+    detail::throw_unnamed_error(errno_code(e), "sem_init", e == EINVAL ? value_too_large(initial) : std::string());
   }
   initialised_ = true;
 }
@@ -152,7 +151,7 @@ semaphore::~semaphore() {
 }
 
 void semaphore::fail(const char* op, int err) const {
-  detail::throw_error(errno_code(err), op, "", name_kind::semaphore);
+  detail::throw_unnamed_error(errno_code(err), op);
 }
 
 }  // namespace pipc

@@ -54,6 +54,11 @@ void mapping::reset() noexcept {
 
 // ---- shared_memory ----
 
+void shared_memory::fail(const char* op, std::error_code ec, std::string_view detail) const {
+  if (name_.empty()) detail::throw_unnamed_error(ec, op, detail);  // anonymous memory
+  detail::throw_error(ec, op, name_, name_kind::shared_memory, detail);
+}
+
 shared_memory::shared_memory(int fd, std::string name, access how) noexcept
     : fd_(fd), name_(std::move(name)), access_(how) {}
 
@@ -125,7 +130,7 @@ shared_memory shared_memory::anonymous(std::size_t size, std::error_code& ec) no
 shared_memory shared_memory::anonymous(std::size_t size) {
   std::error_code ec;
   shared_memory shm = anonymous(size, ec);
-  if (ec) detail::throw_error(ec, "memfd_create", "", name_kind::shared_memory);
+  if (ec) detail::throw_unnamed_error(ec, "memfd_create");
   return shm;
 }
 
@@ -150,7 +155,7 @@ std::size_t shared_memory::size(std::error_code& ec) const noexcept {
 std::size_t shared_memory::size() const {
   std::error_code ec;
   std::size_t n = size(ec);
-  if (ec) detail::throw_error(ec, "fstat", name_, name_kind::shared_memory);
+  if (ec) fail("fstat", ec);
   return n;
 }
 
@@ -161,7 +166,7 @@ void shared_memory::resize(std::size_t size, std::error_code& ec) noexcept {
 void shared_memory::resize(std::size_t size) {
   std::error_code ec;
   resize(size, ec);
-  if (ec) detail::throw_error(ec, "ftruncate", name_, name_kind::shared_memory);
+  if (ec) fail("ftruncate", ec);
 }
 
 mapping shared_memory::map(access how, std::size_t offset, std::size_t length, std::error_code& ec) const noexcept {
@@ -209,7 +214,7 @@ mapping shared_memory::map(access how, std::size_t offset, std::size_t length) c
     } else if (ec == std::errc::permission_denied && how == access::read_write && access_ != access::read_write) {
       detail = "the object was opened read-only";
     }
-    detail::throw_error(ec, "mmap", name_, name_kind::shared_memory, detail);
+    fail("mmap", ec, detail);
   }
   return m;
 }

@@ -23,6 +23,9 @@ unlink_guard::~unlink_guard() {
     case name_kind::message_queue:
       message_queue::unlink(name_, backend::kernel, ec);
       break;
+    case name_kind::engine_queue:
+      message_queue::unlink(name_, backend::shm, ec);
+      break;
     case name_kind::shared_memory:
       shared_memory::unlink(name_, ec);
       break;

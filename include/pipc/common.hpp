@@ -36,11 +36,17 @@ enum class access {
 inline constexpr mode_t default_permissions = 0600;
 
 // Which objects a name is for; each has its own length limit (see max_name_length).
-enum class name_kind { message_queue, shared_memory, semaphore };
+enum class name_kind {
+  message_queue,  // a kernel queue (backend::kernel)
+  engine_queue,   // a queue of pipc's engine (backend::shm)
+  shared_memory,
+  semaphore,
+};
 
 // The longest name, in bytes after the leading '/', that objects of this kind accept.
 // Kernel queues and shared memory allow NAME_MAX (255); glibc stores a named semaphore
-// as "sem.<name>" in /dev/shm, which leaves 251.
+// as "sem.<name>" in /dev/shm, which leaves 251; the engine stores queue "/q" as the
+// shared memory object "/pipc.mq.q", which leaves 247.
 PIPC_EXPORT std::size_t max_name_length(name_kind kind) noexcept;
 
 // Checks a POSIX IPC object name: exactly one leading '/', no other '/', not empty,

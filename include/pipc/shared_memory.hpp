@@ -105,6 +105,7 @@ class PIPC_EXPORT shared_memory {
 
  private:
   shared_memory(int fd, std::string name, access how) noexcept;
+  [[noreturn]] void fail(const char* op, std::error_code ec, std::string_view detail = {}) const;
 
   int fd_ = -1;
   std::string name_;

@@ -1,13 +1,21 @@
 #include "sys/sys.hpp"
 
 #include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <string>
 
 namespace pipc::sys {
 namespace {
@@ -123,5 +131,179 @@ std::int64_t now_ns(clockid_t clock) noexcept {
   ::clock_gettime(clock, &ts);
   return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
+
+// ---- engine support ----
+
+const char* shm_directory() noexcept { return "/dev/shm"; }
+
+int shm_create_unnamed(mode_t mode, int& fd) noexcept {
+  fd = ::open(shm_directory(), O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+  if (fd == -1) return errno;
+  // O_TMPFILE applied the umask; the caller's mode is what was asked for.
+  if (::fchmod(fd, mode) == -1) {
+    int e = errno;
+    ::close(fd);
+    fd = -1;
+    return e;
+  }
+  return 0;
+}
+
+int shm_link(int fd, const char* leaf) noexcept {
+  char from[64];
+  std::snprintf(from, sizeof from, "/proc/self/fd/%d", fd);
+  std::string to = std::string(shm_directory()) + "/" + leaf;
+  return result(::linkat(AT_FDCWD, from, AT_FDCWD, to.c_str(), AT_SYMLINK_FOLLOW));
+}
+
+int shm_open_file(const char* leaf, int& fd) noexcept {
+  std::string path = std::string(shm_directory()) + "/" + leaf;
+  fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  return fd == -1 ? errno : 0;
+}
+
+int shm_unlink_file(const char* leaf) noexcept {
+  std::string path = std::string(shm_directory()) + "/" + leaf;
+  return result(::unlink(path.c_str()));
+}
+
+int fallocate(int fd, std::size_t size) noexcept {
+  // posix_fallocate returns the error rather than setting errno.
+  return ::posix_fallocate(fd, 0, static_cast<off_t>(size));
+}
+
+int mmap_rw(int fd, std::size_t length, void*& addr) noexcept { return mmap_shared(fd, length, 0, true, addr); }
+
+int futex_wait(const void* word, std::uint32_t expected, clockid_t clock, const std::int64_t* abs_ns) noexcept {
+  timespec ts{};
+  int op = FUTEX_WAIT_BITSET;
+  if (abs_ns != nullptr) {
+    ts = to_timespec(*abs_ns);
+    if (clock == CLOCK_REALTIME) op |= FUTEX_CLOCK_REALTIME;
+  }
+  long rc = ::syscall(SYS_futex, word, op, expected, abs_ns != nullptr ? &ts : nullptr, nullptr,
+                      FUTEX_BITSET_MATCH_ANY);
+  return rc == -1 ? errno : 0;
+}
+
+void futex_wake(const void* word, int count) noexcept {
+  ::syscall(SYS_futex, word, FUTEX_WAKE, count, nullptr, nullptr, 0);
+}
+
+int sigqueue(pid_t pid, int signo, int value) noexcept {
+  sigval v{};
+  v.sival_int = value;
+  return result(::sigqueue(pid, signo, v));
+}
+
+bool process_exists(pid_t pid) noexcept { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+
+std::uint64_t process_start_time(pid_t pid) noexcept {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd == -1) return 0;
+  char buf[1024];
+  ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  // The command name (field 2) may contain spaces and parentheses: count fields from
+  // the last ')'.
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr) return 0;
+  int field = 2;
+  while (*p != '\0' && field < 22) {
+    if (*p++ == ' ') ++field;
+  }
+  return std::strtoull(p, nullptr, 10);
+}
+
+namespace {
+// getpid is a real system call in glibc (and a slow one on some VMs), and the engine
+// needs the pid on every send and receive: cache it, and refresh it in a forked child.
+std::atomic<pid_t> cached_pid{0};
+void refresh_pid() noexcept { cached_pid.store(::getpid(), std::memory_order_relaxed); }
+}  // namespace
+
+pid_t current_pid() noexcept {
+  pid_t pid = cached_pid.load(std::memory_order_relaxed);
+  if (pid == 0) {
+    static const int registered = ::pthread_atfork(nullptr, nullptr, refresh_pid);
+    (void)registered;
+    refresh_pid();
+    pid = cached_pid.load(std::memory_order_relaxed);
+  }
+  return pid;
+}
+
+mode_t current_umask() noexcept {
+  long value = -1;
+  std::FILE* f = std::fopen("/proc/self/status", "re");
+  if (f != nullptr) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      if (std::strncmp(line, "Umask:", 6) == 0) {
+        value = std::strtol(line + 6, nullptr, 8);
+        break;
+      }
+    }
+    std::fclose(f);
+  }
+  return value < 0 ? 022 : static_cast<mode_t>(value);
+}
+
+int online_cpus() noexcept {
+  long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1 : static_cast<int>(n);
+}
+
+std::uint64_t random64() noexcept {
+  std::uint64_t v = 0;
+  if (::getrandom(&v, sizeof v, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof v)) {
+    v = static_cast<std::uint64_t>(now_ns(CLOCK_MONOTONIC)) ^ (static_cast<std::uint64_t>(::getpid()) << 32);
+  }
+  return v;
+}
+
+uid_t effective_uid() noexcept { return ::geteuid(); }
+
+bool in_group(gid_t gid) noexcept {
+  if (::getegid() == gid) return true;
+  gid_t groups[NGROUPS_MAX];
+  int n = ::getgroups(NGROUPS_MAX, groups);
+  for (int i = 0; i < n; ++i) {
+    if (groups[i] == gid) return true;
+  }
+  return false;
+}
+
+int eventfd_create(int& fd) noexcept {
+  fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  return fd == -1 ? errno : 0;
+}
+
+void eventfd_set(int fd, std::uint64_t value) noexcept {
+  std::uint64_t drained;
+  while (::read(fd, &drained, sizeof drained) == static_cast<ssize_t>(sizeof drained)) {
+  }
+  if (value != 0) {
+    ssize_t ignored = ::write(fd, &value, sizeof value);
+    (void)ignored;
+  }
+}
+
+int thread_start(void* (*body)(void*), void* arg, pthread_t& thread) noexcept {
+  // Block every signal in the new thread: an application's handlers expect to run on
+  // its own threads, not on pipc's helpers.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int e = ::pthread_create(&thread, nullptr, body, arg);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return e;
+}
+
+void thread_join(pthread_t thread) noexcept { ::pthread_join(thread, nullptr); }
 
 }  // namespace pipc::sys

@@ -9,6 +9,7 @@
 
 #include <mqueue.h>
 #include <semaphore.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -58,6 +59,51 @@ int mq_timedreceive(mqd_t q, void* data, std::size_t capacity, unsigned& prio, c
 int mq_getattr(mqd_t q, mq_attr& attr) noexcept;
 int mq_setattr(mqd_t q, const mq_attr& attr) noexcept;
 int mq_notify(mqd_t q, const sigevent* sev) noexcept;
+
+// Files in the shared memory filesystem (/dev/shm), for objects that must be created
+// atomically: an unnamed file is built completely, then linked under its name.
+const char* shm_directory() noexcept;
+// An unnamed, read-write tmpfs file in shm_directory() with permission bits `mode`.
+int shm_create_unnamed(mode_t mode, int& fd) noexcept;
+// Links the unnamed file `fd` as shm_directory()/leaf; EEXIST if the name is taken.
+int shm_link(int fd, const char* leaf) noexcept;
+// Opens shm_directory()/leaf read-write (no O_CREAT, never follows a symlink).
+int shm_open_file(const char* leaf, int& fd) noexcept;
+int shm_unlink_file(const char* leaf) noexcept;
+// Reserves `size` bytes of memory for fd now (ENOSPC now, rather than SIGBUS later).
+int fallocate(int fd, std::size_t size) noexcept;
+// mmap MAP_SHARED of [0, length) read-write.
+int mmap_rw(int fd, std::size_t length, void*& addr) noexcept;
+
+// Futexes on shared (not process-private) words. futex_wait returns 0 when woken (or
+// spuriously), EAGAIN if *word != expected, ETIMEDOUT, or EINTR. `abs_ns`, if not
+// null, is an absolute time on `clock` (CLOCK_REALTIME or CLOCK_MONOTONIC).
+int futex_wait(const void* word, std::uint32_t expected, clockid_t clock, const std::int64_t* abs_ns) noexcept;
+void futex_wake(const void* word, int count) noexcept;
+
+// Processes and signals.
+int sigqueue(pid_t pid, int signo, int value) noexcept;
+bool process_exists(pid_t pid) noexcept;
+// The start time of a process in clock ticks since boot (field 22 of /proc/PID/stat);
+// 0 if the process does not exist. With the pid it names one process for good.
+std::uint64_t process_start_time(pid_t pid) noexcept;
+pid_t current_pid() noexcept;
+// The calling process's umask, read without changing it.
+mode_t current_umask() noexcept;
+int online_cpus() noexcept;
+std::uint64_t random64() noexcept;
+// The credentials that file access checks use.
+uid_t effective_uid() noexcept;
+bool in_group(gid_t gid) noexcept;
+
+// eventfd: a counter that polls readable when non-zero and writable below 2^64-2.
+int eventfd_create(int& fd) noexcept;
+// Sets the counter to `value` (0 … 2^64-2).
+void eventfd_set(int fd, std::uint64_t value) noexcept;
+
+// Threads.
+int thread_start(void* (*body)(void*), void* arg, pthread_t& thread) noexcept;
+void thread_join(pthread_t thread) noexcept;
 
 // Clocks.
 std::int64_t now_ns(clockid_t clock) noexcept;

@@ -1,0 +1,954 @@
+#include "engine/queue.hpp"
+
+#include "error_util.hpp"
+#include "notify_registry.hpp"
+#include "sys/sys.hpp"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <bit>
+#include <climits>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define PIPC_CPU_RELAX() _mm_pause()
+#else
+#define PIPC_CPU_RELAX() std::atomic_signal_fence(std::memory_order_seq_cst)
+#endif
+
+namespace pipc::engine {
+
+using detail::encode;
+using detail::wait_limit;
+
+namespace {
+constexpr const char* object_prefix = "pipc.mq.";
+constexpr int corrupt = encode(errc::corrupt_state);
+constexpr std::uint64_t eventfd_full = 0xffff'ffff'ffff'fffeULL;  // polls not writable
+}  // namespace
+
+// ---------------------------------------------------------------------------------
+// The region: a mapping of one queue's shared memory object, with private copies of
+// its geometry (the shared copy is never trusted after open).
+
+struct region {
+  int fd = -1;
+  std::byte* base = nullptr;
+  geometry geo{};
+
+  ~region() {
+    if (base != nullptr) sys::munmap(base, geo.region_size);
+    if (fd >= 0) sys::close(fd);
+  }
+
+  header* hdr() const noexcept { return reinterpret_cast<header*>(base); }
+  std::uint64_t* bitmap() const noexcept { return reinterpret_cast<std::uint64_t*>(base + geo.bitmap_offset); }
+  list_ends* table() const noexcept { return reinterpret_cast<list_ends*>(base + geo.table_offset); }
+
+  // Slot `n` (1-based); nullptr if n is out of range.
+  slot_header* slot(std::uint32_t n) const noexcept {
+    if (n == 0 || n > geo.max_messages) return nullptr;
+    return reinterpret_cast<slot_header*>(base + geo.slots_offset + (n - 1) * geo.slot_stride);
+  }
+  std::byte* payload(slot_header* s) const noexcept { return reinterpret_cast<std::byte*>(s) + sizeof(slot_header); }
+
+  // ---- the lock ----
+
+  // Takes the queue lock; recovers the queue if its previous owner died.
+  // Returns 0 or corrupt (the mutex is unusable).
+  //
+  // The lock is held for a copy and a few stores, so a contender spins with trylock
+  // (a compare-and-swap, no system call) before it sleeps in the kernel: sleeping and
+  // waking cost microseconds, far longer than the wait.
+  int lock() noexcept {
+    int e = EBUSY;
+    for (int i = 0; i < 4000 && e == EBUSY; ++i) {
+      e = ::pthread_mutex_trylock(&hdr()->lock);
+      if (e == EBUSY) PIPC_CPU_RELAX();
+    }
+    if (e == EBUSY) e = ::pthread_mutex_lock(&hdr()->lock);
+    if (e == EOWNERDEAD) {
+      recover();
+      ::pthread_mutex_consistent(&hdr()->lock);
+      return 0;
+    }
+    return e == 0 ? 0 : corrupt;
+  }
+  void unlock() noexcept { ::pthread_mutex_unlock(&hdr()->lock); }
+
+  // ---- the priority index. Caller holds the lock. ----
+
+  void set_bit(std::uint32_t p) noexcept {
+    bitmap()[p / 64] |= std::uint64_t{1} << (p % 64);
+    hdr()->summary[p / 4096] |= std::uint64_t{1} << ((p / 64) % 64);
+  }
+  void clear_bit(std::uint32_t p) noexcept {
+    std::uint64_t& word = bitmap()[p / 64];
+    word &= ~(std::uint64_t{1} << (p % 64));
+    if (word == 0) hdr()->summary[p / 4096] &= ~(std::uint64_t{1} << ((p / 64) % 64));
+  }
+  bool has_bit(std::uint32_t p) const noexcept { return (bitmap()[p / 64] >> (p % 64)) & 1; }
+
+  // The highest priority with messages; false if the bitmaps say none (or disagree).
+  bool top_priority(std::uint32_t& p) const noexcept {
+    for (std::size_t i = summary_words; i-- > 0;) {
+      std::uint64_t s = hdr()->summary[i];
+      if (s == 0) continue;
+      std::size_t w = i * 64 + (63 - static_cast<std::size_t>(std::countl_zero(s)));
+      std::uint64_t word = bitmap()[w];
+      if (word == 0) return false;
+      p = static_cast<std::uint32_t>(w * 64 + (63 - static_cast<std::size_t>(std::countl_zero(word))));
+      return true;
+    }
+    return false;
+  }
+
+  // Rebuilds every derived structure from the slots' commit words (docs/engine.md,
+  // "Recovery"). Caller holds the lock, whose previous owner died.
+  void recover() noexcept {
+    header* h = hdr();
+    std::memset(bitmap(), 0, bitmap_words * sizeof(std::uint64_t));
+    std::memset(h->summary, 0, sizeof h->summary);
+    struct kept {
+      std::uint32_t priority;
+      std::uint64_t seq;
+      std::uint32_t slot;
+    };
+    std::vector<kept> ready;
+    try {
+      ready.reserve(h->curmsgs.load(std::memory_order_relaxed) <= geo.max_messages
+                        ? h->curmsgs.load(std::memory_order_relaxed) + 1
+                        : 0);
+    } catch (...) {
+    }
+    std::uint32_t free_head = 0;
+    std::uint64_t next_seq = 0;
+    for (std::uint32_t n = static_cast<std::uint32_t>(geo.max_messages); n >= 1; --n) {
+      slot_header* s = slot(n);
+      bool keep = s->state.load(std::memory_order_acquire) == slot_ready && s->priority < priorities &&
+                  s->size <= geo.message_size;
+      if (keep) {
+        try {
+          ready.push_back({s->priority, s->seq, n});
+          next_seq = std::max(next_seq, s->seq + 1);
+          continue;
+        } catch (...) {
+          // Out of memory while recovering: the message cannot be kept in order.
+        }
+      }
+      s->state.store(slot_free, std::memory_order_relaxed);
+      s->next = free_head;
+      free_head = n;
+    }
+    std::sort(ready.begin(), ready.end(), [](const kept& a, const kept& b) {
+      return a.priority != b.priority ? a.priority < b.priority : a.seq < b.seq;
+    });
+    list_ends* t = table();
+    for (const kept& k : ready) {
+      slot_header* s = slot(k.slot);
+      s->next = 0;
+      if (has_bit(k.priority)) {
+        slot(t[k.priority].tail)->next = k.slot;
+        t[k.priority].tail = k.slot;
+      } else {
+        t[k.priority] = {k.slot, k.slot};
+        set_bit(k.priority);
+      }
+    }
+    h->free_head = free_head;
+    h->next_seq = std::max(h->next_seq, next_seq);
+    h->curmsgs.store(static_cast<std::uint32_t>(ready.size()), std::memory_order_seq_cst);
+    // Waiters may have missed a wake-up from the process that died: wake them all to
+    // re-check.
+    h->msg_seq.fetch_add(1);
+    h->space_seq.fetch_add(1);
+    sys::futex_wake(&h->msg_seq, INT_MAX);
+    sys::futex_wake(&h->space_seq, INT_MAX);
+  }
+};
+
+namespace {
+
+// ---------------------------------------------------------------------------------
+// Creating and attaching regions.
+
+std::string leaf_name(const std::string& name) { return object_prefix + name.substr(1); }
+
+// The file's own permissions: read-write for each class that the queue's mode gives
+// any access, because receiving writes shared state too (docs/engine.md).
+mode_t file_mode(mode_t queue_mode) noexcept {
+  mode_t m = 0;
+  if (queue_mode & 0600) m |= 0600;
+  if (queue_mode & 0060) m |= 0060;
+  if (queue_mode & 0006) m |= 0006;
+  return m;
+}
+
+int map_region(int fd, const geometry& geo, std::shared_ptr<region>& out) noexcept {
+  void* base = nullptr;
+  int e = sys::mmap_rw(fd, geo.region_size, base);
+  if (e != 0) return e;
+  try {
+    out = std::make_shared<region>();
+  } catch (...) {
+    sys::munmap(base, geo.region_size);
+    return ENOMEM;
+  }
+  out->fd = fd;
+  out->base = static_cast<std::byte*>(base);
+  out->geo = geo;
+  return 0;
+}
+
+// Builds a complete queue in an unnamed file and links it as `leaf`.
+// Returns 0, EEXIST if the name is taken, or another errno.
+int create_region(const std::string& leaf, mode_t mode, std::uint64_t max_messages, std::uint64_t message_size,
+                  std::shared_ptr<region>& out) noexcept {
+  geometry geo = compute_geometry(max_messages, message_size);
+  mode_t queue_mode = mode & ~sys::current_umask() & 0777;
+  int fd = -1;
+  int e = sys::shm_create_unnamed(file_mode(queue_mode), fd);
+  if (e != 0) return e;
+  e = sys::fallocate(fd, geo.region_size);
+  if (e == 0) e = map_region(fd, geo, out);
+  if (e != 0) {
+    sys::close(fd);
+    return e;
+  }
+  region& r = *out;
+  header* h = r.hdr();  // the file is new, so everything reads as zero
+  h->version = layout_version;
+  h->header_bytes = header_size;
+  h->region_size = geo.region_size;
+  h->max_messages = geo.max_messages;
+  h->message_size = geo.message_size;
+  h->slot_stride = geo.slot_stride;
+  h->bitmap_offset = geo.bitmap_offset;
+  h->table_offset = geo.table_offset;
+  h->slots_offset = geo.slots_offset;
+  h->mode = queue_mode;
+  h->created_ns = sys::now_ns(CLOCK_REALTIME);
+  h->next_seq = 1;
+
+  pthread_mutexattr_t attr;
+  ::pthread_mutexattr_init(&attr);
+  ::pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+  ::pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+  e = ::pthread_mutex_init(&h->lock, &attr);
+  ::pthread_mutexattr_destroy(&attr);
+  if (e != 0) {
+    out.reset();
+    return e;
+  }
+
+  // Every slot starts on the free list, in order.
+  auto count = static_cast<std::uint32_t>(max_messages);
+  for (std::uint32_t n = 1; n <= count; ++n) r.slot(n)->next = n < count ? n + 1 : 0;
+  h->free_head = 1;
+  std::atomic_ref<std::uint64_t>(h->magic_word).store(magic, std::memory_order_release);
+
+  // The queue is complete: only now does it get its name.
+  e = sys::shm_link(fd, leaf.c_str());
+  if (e != 0) out.reset();
+  return e;
+}
+
+// Checks that an existing file holds a queue this code can use, and maps it.
+int attach_region(int fd, std::shared_ptr<region>& out) noexcept {
+  struct ::stat st {};
+  int e = sys::fstat(fd, st);
+  if (e != 0) return e;
+  auto file_size = static_cast<std::uint64_t>(st.st_size);
+  if (file_size < header_size) return encode(errc::not_a_pipc_object);
+
+  // Read the geometry from the header page once, into locals: the region is input.
+  void* first = nullptr;
+  e = sys::mmap_shared(fd, header_size, 0, false, first);
+  if (e != 0) return e;
+  const auto* ph = static_cast<const header*>(first);
+  const std::uint64_t magic_found = ph->magic_word;
+  const std::uint32_t version = ph->version;
+  const std::uint32_t header_bytes = ph->header_bytes;
+  const geometry claimed{ph->max_messages, ph->message_size, ph->slot_stride,  ph->bitmap_offset,
+                         ph->table_offset, ph->slots_offset, ph->region_size};
+  sys::munmap(first, header_size);
+
+  if (magic_found != magic) return encode(errc::not_a_pipc_object);
+  if (version != layout_version || header_bytes != header_size) return encode(errc::layout_mismatch);
+  if (claimed.max_messages < 1 || claimed.max_messages > max_max_messages || claimed.message_size < 1 ||
+      claimed.message_size > max_message_size) {
+    return corrupt;
+  }
+  geometry geo = compute_geometry(claimed.max_messages, claimed.message_size);
+  if (claimed.slot_stride != geo.slot_stride || claimed.bitmap_offset != geo.bitmap_offset ||
+      claimed.table_offset != geo.table_offset || claimed.slots_offset != geo.slots_offset ||
+      claimed.region_size != geo.region_size || file_size != geo.region_size) {
+    return corrupt;
+  }
+  return map_region(fd, geo, out);
+}
+
+// May the caller open a queue whose file is `st` and whose POSIX mode is `mode` for
+// the access in `flags`?
+bool permitted(const struct ::stat& st, std::uint32_t mode, int flags) noexcept {
+  if (sys::effective_uid() == 0) return true;
+  unsigned shift = st.st_uid == sys::effective_uid() ? 6 : sys::in_group(st.st_gid) ? 3 : 0;
+  unsigned bits = (mode >> shift) & 7;
+  int acc = flags & O_ACCMODE;
+  bool need_read = acc == O_RDONLY || acc == O_RDWR;
+  bool need_write = acc == O_WRONLY || acc == O_RDWR;
+  return (!need_read || (bits & 4)) && (!need_write || (bits & 2));
+}
+
+int open_existing(const std::string& leaf, int flags, std::shared_ptr<region>& out) noexcept {
+  int fd = -1;
+  int e = sys::shm_open_file(leaf.c_str(), fd);
+  if (e != 0) return e;
+  e = attach_region(fd, out);
+  if (e != 0) {
+    sys::close(fd);
+    return e;
+  }
+  struct ::stat st {};
+  e = sys::fstat(fd, st);
+  if (e == 0 && !permitted(st, out->hdr()->mode, flags)) e = EACCES;
+  if (e != 0) out.reset();
+  return e;
+}
+
+// ---------------------------------------------------------------------------------
+// Processes, for notification and the waiter table.
+
+// Is the process `pid` that started at `start_time` still running?
+bool same_process_alive(pid_t pid, std::uint64_t start_time) noexcept {
+  if (!sys::process_exists(pid)) return false;
+  return start_time == 0 || sys::process_start_time(pid) == start_time;
+}
+
+std::uint64_t own_start_time() noexcept {
+  // Cached per process; a forked child has its own start time, so key it by pid.
+  static std::atomic<pid_t> cached_pid{0};
+  static std::atomic<std::uint64_t> cached{0};
+  pid_t me = sys::current_pid();
+  if (cached_pid.load(std::memory_order_acquire) != me) {
+    cached.store(sys::process_start_time(me), std::memory_order_relaxed);
+    cached_pid.store(me, std::memory_order_release);
+  }
+  return cached.load(std::memory_order_relaxed);
+}
+
+// Counts a receiver of this process as blocked; returns the entry used (or nullptr
+// when the table is full of live processes: the receiver then goes uncounted).
+waiter_entry* enter_waiters(header* h) noexcept {
+  auto me = static_cast<std::uint32_t>(sys::current_pid());
+  for (waiter_entry& w : h->waiters) {
+    if (w.pid.load(std::memory_order_relaxed) == me) {
+      w.count.fetch_add(1);
+      return &w;
+    }
+  }
+  for (int pass = 0; pass < 2; ++pass) {
+    for (waiter_entry& w : h->waiters) {
+      std::uint32_t owner = w.pid.load(std::memory_order_relaxed);
+      // Second pass: take over entries of processes that no longer exist.
+      if (owner != 0 && (pass == 0 || sys::process_exists(static_cast<pid_t>(owner)))) continue;
+      if (w.pid.compare_exchange_strong(owner, me)) {
+        w.count.store(1);
+        return &w;
+      }
+    }
+  }
+  return nullptr;
+}
+
+void leave_waiters(waiter_entry* w) noexcept {
+  if (w != nullptr) w->count.fetch_sub(1);
+}
+
+// Is any receiver of a live process blocked on this queue? Caller holds the lock.
+bool receivers_blocked(header* h) noexcept {
+  bool any = false;
+  for (waiter_entry& w : h->waiters) {
+    std::uint32_t owner = w.pid.load();
+    if (owner == 0 || w.count.load() == 0) continue;
+    if (sys::process_exists(static_cast<pid_t>(owner))) {
+      any = true;
+    } else if (w.pid.compare_exchange_strong(owner, 0)) {
+      w.count.store(0);
+    }
+  }
+  return any;
+}
+
+// A notification taken from the header (one-shot) to deliver after unlocking.
+struct due_notification {
+  std::uint32_t kind = notify_none_kind;
+  pid_t pid = 0;
+  int signo = 0;
+  int value = 0;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------
+// Helper threads. Each holds the region, so it stays mapped while the helper runs.
+
+// Keeps an eventfd's counter in step with the queue's depth (docs/engine.md, "Polling").
+struct queue::poll_helper {
+  std::shared_ptr<region> r;
+  int fd = -1;
+  std::atomic<bool> stop{false};
+  pthread_t thread{};
+  pid_t owner = 0;
+
+  ~poll_helper() {
+    if (fd >= 0) sys::close(fd);
+  }
+
+  static void* run(void* arg) {
+    auto* self = static_cast<poll_helper*>(arg);
+    header* h = self->r->hdr();
+    std::uint64_t max = self->r->geo.max_messages;
+    std::uint64_t shown = 0;
+    h->event_watchers.fetch_add(1);
+    while (!self->stop.load()) {
+      std::uint32_t seq = h->event_seq.load();
+      std::uint64_t depth = h->curmsgs.load();
+      std::uint64_t want = depth == 0 ? 0 : depth >= max ? eventfd_full : 1;
+      if (want != shown) {
+        sys::eventfd_set(self->fd, want);
+        shown = want;
+      }
+      if (self->stop.load()) break;
+      sys::futex_wait(&h->event_seq, seq, CLOCK_MONOTONIC, nullptr);
+    }
+    h->event_watchers.fetch_sub(1);
+    return nullptr;
+  }
+};
+
+// Waits for this descriptor's thread notification to fire, then runs its callback.
+struct queue::notify_helper {
+  std::shared_ptr<region> r;
+  std::uint64_t token = 0;
+  detail::notify_key key = 0;
+  std::atomic<bool> stop{false};
+  pthread_t thread{};
+  pid_t owner = 0;
+
+  static void* run(void* arg) {
+    auto* self = static_cast<notify_helper*>(arg);
+    header* h = self->r->hdr();
+    auto me = static_cast<std::uint32_t>(sys::current_pid());
+    for (;;) {
+      std::uint32_t seq = h->notify_seq.load();
+      if (self->stop.load()) break;
+      if (self->r->lock() != 0) break;
+      bool fired = h->notify_fired_pid == me && h->notify_fired_token == self->token;
+      bool still_registered = h->notify_pid.load() == me && h->notify_token == self->token;
+      if (fired) {
+        h->notify_fired_pid = 0;
+        h->notify_fired_token = 0;
+      }
+      self->r->unlock();
+      if (fired) {
+        detail::notify_registry_fire(self->key);
+        break;
+      }
+      if (!still_registered) break;
+      sys::futex_wait(&h->notify_seq, seq, CLOCK_MONOTONIC, nullptr);
+    }
+    detail::notify_registry_remove(self->key);
+    return nullptr;
+  }
+};
+
+// ---------------------------------------------------------------------------------
+// queue
+
+queue::queue(std::shared_ptr<region> r, std::string name, int flags, std::int64_t spin_ns) noexcept
+    : region_(std::move(r)),
+      name_(std::move(name)),
+      can_send_((flags & O_ACCMODE) != O_RDONLY),
+      can_receive_((flags & O_ACCMODE) != O_WRONLY),
+      nonblocking_((flags & O_NONBLOCK) != 0),
+      spin_ns_(sys::online_cpus() > 1 ? (spin_ns < 0 ? default_spin_ns : spin_ns) : 0),
+      token_(sys::random64() | 1),
+      opener_pid_(sys::current_pid()) {}
+
+std::string queue::object_name(const std::string& name) { return "/" + leaf_name(name); }
+
+int queue::open(const open_request& request, std::unique_ptr<queue>& out) noexcept {
+  int acc = request.flags & O_ACCMODE;
+  if (acc != O_RDONLY && acc != O_WRONLY && acc != O_RDWR) return EINVAL;
+  bool create = (request.flags & O_CREAT) != 0;
+  bool exclusive = create && (request.flags & O_EXCL) != 0;
+  std::uint64_t max_messages = 10;
+  std::uint64_t message_size = 8192;
+  if (create && request.has_attributes) {
+    if (request.max_messages <= 0 || request.message_size <= 0 ||
+        static_cast<std::uint64_t>(request.max_messages) > max_max_messages ||
+        static_cast<std::uint64_t>(request.message_size) > max_message_size) {
+      return EINVAL;
+    }
+    max_messages = static_cast<std::uint64_t>(request.max_messages);
+    message_size = static_cast<std::uint64_t>(request.message_size);
+  }
+
+  std::string leaf;
+  try {
+    leaf = leaf_name(request.name);
+  } catch (...) {
+    return ENOMEM;
+  }
+  std::shared_ptr<region> r;
+  int e = ENOENT;
+  // A queue may be unlinked between a failed create and the open that follows, or
+  // created between a failed open and the create: a few rounds settle every race.
+  for (int round = 0; round < 100; ++round) {
+    if (!exclusive) {
+      e = open_existing(leaf, request.flags, r);
+      if (e != ENOENT || !create) break;
+    }
+    e = create_region(leaf, request.mode, max_messages, message_size, r);
+    if (e != EEXIST || exclusive) break;
+  }
+  if (e != 0) return e;
+  try {
+    out.reset(new queue(std::move(r), request.name, request.flags, request.spin_ns));
+  } catch (...) {
+    return ENOMEM;
+  }
+  return 0;
+}
+
+int queue::unlink(const std::string& name) noexcept {
+  try {
+    return sys::shm_unlink_file(leaf_name(name).c_str());
+  } catch (...) {
+    return ENOMEM;
+  }
+}
+
+queue::~queue() {
+  stop_notify_helper();
+  header* h = region_->hdr();
+  auto me = static_cast<std::uint32_t>(sys::current_pid());
+  // Closing the registering descriptor ends the registration.
+  if (h->notify_pid.load() == me && region_->lock() == 0) {
+    if (h->notify_pid.load() == me && h->notify_token == token_) h->notify_pid.store(0);
+    region_->unlock();
+  }
+  std::shared_ptr<poll_helper> poll;
+  {
+    std::lock_guard lock(helpers_mutex_);
+    poll = std::move(poll_);
+  }
+  if (poll && poll->owner == sys::current_pid()) {
+    poll->stop.store(true);
+    h->event_seq.fetch_add(1);
+    sys::futex_wake(&h->event_seq, INT_MAX);
+    sys::thread_join(poll->thread);
+  }
+}
+
+// ---- send and receive ----
+
+namespace {
+
+// Spins until *word != seen, the spin time is over, or the deadline passes. Returns
+// true if the word changed.
+bool spin_for_change(const atomic_u32& word, std::uint32_t seen, std::int64_t spin_ns,
+                     const wait_limit& limit) noexcept {
+  if (spin_ns <= 0) return false;
+  std::int64_t start = sys::now_ns(CLOCK_MONOTONIC);
+  std::int64_t until = start + spin_ns;
+  for (unsigned i = 1;; ++i) {
+    if (word.load(std::memory_order_acquire) != seen) return true;
+    PIPC_CPU_RELAX();
+    if ((i & 63) == 0) {
+      std::int64_t now = sys::now_ns(CLOCK_MONOTONIC);
+      if (now >= until) return false;
+      if (limit.kind == wait_limit::until && sys::now_ns(limit.when.clock) >= limit.when.ns) return false;
+    }
+  }
+}
+
+// Sleeping and waking (docs/engine.md, "Waiting"). A sleeper announces itself in
+// `sleepers` and never takes itself off; a waker that finds sleepers resets the count
+// and wakes them all. So one sleep costs one FUTEX_WAKE however many sends follow it,
+// and a sleeper that timed out or died costs at most one needless wake.
+//
+// Returns futex_wait's result: 0, EAGAIN (the word had changed), ETIMEDOUT or EINTR.
+int sleep_until_change(atomic_u32& word, atomic_u32& sleepers, std::uint32_t seen, const wait_limit& limit) noexcept {
+  sleepers.fetch_add(1, std::memory_order_seq_cst);
+  if (word.load(std::memory_order_seq_cst) != seen) return EAGAIN;
+  return sys::futex_wait(&word, seen, limit.when.clock, limit.kind == wait_limit::until ? &limit.when.ns : nullptr);
+}
+
+// Called after bumping `word` (seq_cst), outside the lock.
+void wake_sleepers(atomic_u32& word, atomic_u32& sleepers) noexcept {
+  if (sleepers.load(std::memory_order_seq_cst) != 0 && sleepers.exchange(0, std::memory_order_seq_cst) != 0) {
+    sys::futex_wake(&word, INT_MAX);
+  }
+}
+
+bool deadline_passed(const wait_limit& limit) noexcept {
+  return limit.kind == wait_limit::until && sys::now_ns(limit.when.clock) >= limit.when.ns;
+}
+
+}  // namespace
+
+int queue::send(const void* data, std::size_t size, unsigned priority, const wait_limit& limit,
+                bool interruptible) noexcept {
+  if (!can_send_) return EBADF;
+  region& r = *region_;
+  if (size > r.geo.message_size) return EMSGSIZE;
+  if (priority >= priorities) return EINVAL;
+  header* h = r.hdr();
+
+  for (;;) {
+    if (int e = r.lock(); e != 0) return e;
+    // Caller holds the lock from here to unlock().
+    std::uint32_t depth = h->curmsgs.load(std::memory_order_relaxed);
+    if (depth > r.geo.max_messages) {
+      r.unlock();
+      return corrupt;
+    }
+    if (depth < r.geo.max_messages) {
+      std::uint32_t n = h->free_head;
+      slot_header* s = r.slot(n);
+      if (s == nullptr || s->state.load(std::memory_order_relaxed) != slot_free ||
+          (s->next != 0 && r.slot(s->next) == nullptr)) {
+        r.unlock();
+        return corrupt;
+      }
+      list_ends& ends = r.table()[priority];
+      bool nonempty = r.has_bit(priority);
+      slot_header* tail = nonempty ? r.slot(ends.tail) : nullptr;
+      if (nonempty && tail == nullptr) {
+        r.unlock();
+        return corrupt;
+      }
+
+      // Fill the slot, then commit it with one store (docs/engine.md, "Commit points").
+      h->free_head = s->next;
+      if (size != 0) std::memcpy(r.payload(s), data, size);
+      s->size = static_cast<std::uint32_t>(size);
+      s->priority = priority;
+      s->seq = h->next_seq++;
+      s->next = 0;
+      s->state.store(slot_ready, std::memory_order_release);
+
+      if (nonempty) {
+        tail->next = n;
+        ends.tail = n;
+      } else {
+        ends = {n, n};
+        r.set_bit(priority);
+      }
+      h->curmsgs.store(depth + 1, std::memory_order_seq_cst);
+      h->messages_sent.fetch_add(1, std::memory_order_relaxed);
+      h->bytes_sent.fetch_add(size, std::memory_order_relaxed);
+      if (depth + 1 > h->high_water.load(std::memory_order_relaxed)) {
+        h->high_water.store(depth + 1, std::memory_order_relaxed);
+      }
+      h->last_sender.store(static_cast<std::uint32_t>(sys::current_pid()), std::memory_order_relaxed);
+
+      // A message on an empty queue with no receiver waiting: take the registration.
+      due_notification due;
+      bool notify = false;
+      if (depth == 0 && h->notify_pid.load() != 0 && !receivers_blocked(h)) {
+        due = {h->notify_kind, static_cast<pid_t>(h->notify_pid.load()), h->notify_signo, h->notify_value};
+        notify = same_process_alive(due.pid, h->notify_start_time);
+        if (notify && due.kind == notify_thread_kind) {
+          h->notify_fired_pid = static_cast<std::uint32_t>(due.pid);
+          h->notify_fired_token = h->notify_token;
+        }
+        h->notify_pid.store(0);
+      }
+      h->msg_seq.fetch_add(1, std::memory_order_seq_cst);
+      r.unlock();
+
+      wake_sleepers(h->msg_seq, h->msg_sleepers);
+      if (h->event_watchers.load(std::memory_order_seq_cst) != 0) {
+        h->event_seq.fetch_add(1);
+        sys::futex_wake(&h->event_seq, INT_MAX);
+      }
+      if (notify) {
+        if (due.kind == notify_signal_kind) {
+          sys::sigqueue(due.pid, due.signo, due.value);
+        } else if (due.kind == notify_thread_kind) {
+          h->notify_seq.fetch_add(1);
+          sys::futex_wake(&h->notify_seq, INT_MAX);
+        }
+      }
+      return 0;
+    }
+
+    // Full.
+    if (nonblocking_.load(std::memory_order_relaxed)) {
+      r.unlock();
+      return EAGAIN;
+    }
+    if (limit.kind == wait_limit::none || deadline_passed(limit)) {
+      r.unlock();
+      return ETIMEDOUT;
+    }
+    std::uint32_t seen = h->space_seq.load(std::memory_order_seq_cst);
+    r.unlock();
+    if (!spin_for_change(h->space_seq, seen, spin_ns_, limit)) {
+      // On ETIMEDOUT, loop: the queue is re-checked under the lock, and the call times
+      // out only if it is still full.
+      if (sleep_until_change(h->space_seq, h->space_sleepers, seen, limit) == EINTR && interruptible) return EINTR;
+    }
+  }
+}
+
+int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsigned& priority,
+                   const wait_limit& limit, bool interruptible) noexcept {
+  if (!can_receive_) return EBADF;
+  region& r = *region_;
+  if (capacity < r.geo.message_size) return EMSGSIZE;
+  header* h = r.hdr();
+  waiter_entry* waiting = nullptr;
+  auto done = [&](int e) {
+    leave_waiters(waiting);
+    return e;
+  };
+
+  for (;;) {
+    if (int e = r.lock(); e != 0) return done(e);
+    // Caller holds the lock from here to unlock().
+    std::uint32_t depth = h->curmsgs.load(std::memory_order_relaxed);
+    if (depth > r.geo.max_messages) {
+      r.unlock();
+      return done(corrupt);
+    }
+    if (depth > 0) {
+      std::uint32_t p = 0;
+      if (!r.top_priority(p)) {
+        r.unlock();
+        return done(corrupt);
+      }
+      list_ends& ends = r.table()[p];
+      std::uint32_t n = ends.head;
+      slot_header* s = r.slot(n);
+      if (s == nullptr || s->state.load(std::memory_order_relaxed) != slot_ready || s->priority != p ||
+          s->size > r.geo.message_size || (s->next != 0 && r.slot(s->next) == nullptr)) {
+        r.unlock();
+        return done(corrupt);
+      }
+
+      // Copy out, then commit with one store (docs/engine.md, "Commit points").
+      size = s->size;
+      priority = p;
+      if (size != 0) std::memcpy(buffer, r.payload(s), size);
+      s->state.store(slot_free, std::memory_order_release);
+
+      if (s->next == 0) {
+        r.clear_bit(p);
+      } else {
+        ends.head = s->next;
+      }
+      s->next = h->free_head;
+      h->free_head = n;
+      h->curmsgs.store(depth - 1, std::memory_order_seq_cst);
+      h->messages_received.fetch_add(1, std::memory_order_relaxed);
+      h->bytes_received.fetch_add(size, std::memory_order_relaxed);
+      h->last_receiver.store(static_cast<std::uint32_t>(sys::current_pid()), std::memory_order_relaxed);
+      h->space_seq.fetch_add(1, std::memory_order_seq_cst);
+      r.unlock();
+
+      wake_sleepers(h->space_seq, h->space_sleepers);
+      if (h->event_watchers.load(std::memory_order_seq_cst) != 0) {
+        h->event_seq.fetch_add(1);
+        sys::futex_wake(&h->event_seq, INT_MAX);
+      }
+      return done(0);
+    }
+
+    // Empty.
+    if (nonblocking_.load(std::memory_order_relaxed)) {
+      r.unlock();
+      return done(EAGAIN);
+    }
+    if (limit.kind == wait_limit::none || deadline_passed(limit)) {
+      r.unlock();
+      return done(ETIMEDOUT);
+    }
+    std::uint32_t seen = h->msg_seq.load(std::memory_order_seq_cst);
+    if (waiting == nullptr) waiting = enter_waiters(h);
+    r.unlock();
+    if (!spin_for_change(h->msg_seq, seen, spin_ns_, limit)) {
+      if (sleep_until_change(h->msg_seq, h->msg_sleepers, seen, limit) == EINTR && interruptible) return done(EINTR);
+    }
+  }
+}
+
+void queue::attributes(long& max_messages, long& message_size, long& current_messages,
+                       bool& nonblocking) const noexcept {
+  max_messages = static_cast<long>(region_->geo.max_messages);
+  message_size = static_cast<long>(region_->geo.message_size);
+  std::uint64_t depth = region_->hdr()->curmsgs.load(std::memory_order_relaxed);
+  current_messages = static_cast<long>(std::min<std::uint64_t>(depth, region_->geo.max_messages));
+  nonblocking = nonblocking_.load(std::memory_order_relaxed);
+}
+
+queue_stats queue::stats() const noexcept {
+  const header* h = region_->hdr();
+  queue_stats s{};
+  s.max_messages = region_->geo.max_messages;
+  s.message_size = region_->geo.message_size;
+  s.current_messages = h->curmsgs.load(std::memory_order_relaxed);
+  s.messages_sent = h->messages_sent.load(std::memory_order_relaxed);
+  s.messages_received = h->messages_received.load(std::memory_order_relaxed);
+  s.bytes_sent = h->bytes_sent.load(std::memory_order_relaxed);
+  s.bytes_received = h->bytes_received.load(std::memory_order_relaxed);
+  s.high_water = h->high_water.load(std::memory_order_relaxed);
+  s.last_sender = h->last_sender.load(std::memory_order_relaxed);
+  s.last_receiver = h->last_receiver.load(std::memory_order_relaxed);
+  s.mode = h->mode;
+  s.notify_pid = h->notify_pid.load(std::memory_order_relaxed);
+  s.created_ns = h->created_ns;
+  return s;
+}
+
+// ---- notification ----
+
+// Records this process and descriptor as the registrant. Takes and releases the lock.
+int queue::register_notification(std::uint32_t kind, int signo, int value) noexcept {
+  region& r = *region_;
+  header* h = r.hdr();
+  if (int e = r.lock(); e != 0) return e;
+  std::uint32_t owner = h->notify_pid.load();
+  if (owner != 0 && same_process_alive(static_cast<pid_t>(owner), h->notify_start_time)) {
+    r.unlock();
+    return EBUSY;
+  }
+  // A thread notification that fired but whose helper has not run yet still holds
+  // the queue, so that its helper cannot mistake a newer record for its own.
+  if (h->notify_fired_token != 0 && sys::process_exists(static_cast<pid_t>(h->notify_fired_pid))) {
+    r.unlock();
+    return EBUSY;
+  }
+  h->notify_fired_pid = 0;
+  h->notify_fired_token = 0;
+  h->notify_kind = kind;
+  h->notify_signo = signo;
+  h->notify_value = value;
+  h->notify_start_time = own_start_time();
+  h->notify_token = token_;
+  h->notify_pid.store(static_cast<std::uint32_t>(sys::current_pid()));
+  r.unlock();
+  return 0;
+}
+
+int queue::notify_signal(int signo, int value) noexcept {
+  if (signo <= 0 || signo >= NSIG) return EINVAL;
+  stop_notify_helper();
+  return register_notification(notify_signal_kind, signo, value);
+}
+
+int queue::notify_none() noexcept {
+  stop_notify_helper();
+  return register_notification(notify_none_kind, 0, 0);
+}
+
+int queue::notify_thread(std::function<void()> callback) noexcept {
+  std::shared_ptr<notify_helper> helper;
+  try {
+    helper = std::make_shared<notify_helper>();
+    helper->key = detail::notify_registry_add(std::move(callback));
+  } catch (...) {
+    return ENOMEM;
+  }
+  helper->r = region_;
+  helper->token = token_;
+  helper->owner = sys::current_pid();
+  int e = register_notification(notify_thread_kind, 0, 0);
+  if (e != 0) {
+    detail::notify_registry_remove(helper->key);
+    return e;
+  }
+  stop_notify_helper();
+  // The helper owns a reference to itself for as long as its thread runs.
+  auto* self = new (std::nothrow) std::shared_ptr<notify_helper>(helper);
+  if (self == nullptr) {
+    cancel_notification();
+    return ENOMEM;
+  }
+  e = sys::thread_start(
+      [](void* arg) -> void* {
+        auto* owned = static_cast<std::shared_ptr<notify_helper>*>(arg);
+        notify_helper::run(owned->get());
+        delete owned;
+        return nullptr;
+      },
+      self, helper->thread);
+  if (e != 0) {
+    delete self;
+    cancel_notification();
+    return e;
+  }
+  ::pthread_detach(helper->thread);
+  std::lock_guard lock(helpers_mutex_);
+  notify_ = std::move(helper);
+  return 0;
+}
+
+int queue::cancel_notification() noexcept {
+  stop_notify_helper();
+  region& r = *region_;
+  header* h = r.hdr();
+  if (int e = r.lock(); e != 0) return e;
+  if (h->notify_pid.load() == static_cast<std::uint32_t>(sys::current_pid())) h->notify_pid.store(0);
+  r.unlock();
+  return 0;
+}
+
+// Tells this descriptor's notification helper, if any, to finish without firing.
+void queue::stop_notify_helper() noexcept {
+  std::shared_ptr<notify_helper> helper;
+  {
+    std::lock_guard lock(helpers_mutex_);
+    helper = std::move(notify_);
+  }
+  if (!helper) return;
+  helper->stop.store(true);
+  detail::notify_registry_remove(helper->key);
+  header* h = region_->hdr();
+  h->notify_seq.fetch_add(1);
+  sys::futex_wake(&h->notify_seq, INT_MAX);
+}
+
+// ---- polling ----
+
+int queue::poll_fd(int& fd) noexcept {
+  std::lock_guard lock(helpers_mutex_);
+  if (poll_ && poll_->owner == sys::current_pid()) {
+    fd = poll_->fd;
+    return 0;
+  }
+  std::shared_ptr<poll_helper> helper;
+  try {
+    helper = std::make_shared<poll_helper>();
+  } catch (...) {
+    return ENOMEM;
+  }
+  helper->r = region_;
+  helper->owner = sys::current_pid();
+  if (int e = sys::eventfd_create(helper->fd); e != 0) return e;
+  if (int e = sys::thread_start(poll_helper::run, helper.get(), helper->thread); e != 0) return e;
+  poll_ = std::move(helper);
+  fd = poll_->fd;
+  return 0;
+}
+
+}  // namespace pipc::engine

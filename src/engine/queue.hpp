@@ -1,0 +1,113 @@
+// The engine's open queue description: one process's handle on a queue region.
+//
+// Both the C++ backend (backend::shm) and the C API sit on this class. Every
+// operation returns 0, an errno value, or detail::encode(pipc::errc) for a corrupt or
+// foreign region; none throws. docs/engine.md describes the design.
+//
+// Thread safety: all operations may run concurrently on one queue object, except that
+// destruction must not race with any other call.
+#ifndef PIPC_SRC_ENGINE_QUEUE_HPP
+#define PIPC_SRC_ENGINE_QUEUE_HPP
+
+#include "engine/layout.hpp"
+#include "queue_backend.hpp"
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace pipc::engine {
+
+// The spin before sleeping when the caller does not choose one.
+inline constexpr std::int64_t default_spin_ns = 20'000;
+
+struct open_request {
+  std::string name;              // "/name", already validated as name_kind::engine_queue
+  int flags = 0;                 // O_RDONLY | O_WRONLY | O_RDWR, O_CREAT, O_EXCL, O_NONBLOCK
+  mode_t mode = 0600;            // with O_CREAT, before the umask
+  bool has_attributes = false;   // with O_CREAT: use max_messages and message_size
+  long max_messages = 10;        // the defaults when has_attributes is false
+  long message_size = 8192;
+  std::int64_t spin_ns = default_spin_ns;  // < 0: default
+};
+
+// What a queue's header shows without taking its lock (for tools and statistics).
+struct queue_stats {
+  std::uint64_t max_messages, message_size, current_messages;
+  std::uint64_t messages_sent, messages_received, bytes_sent, bytes_received;
+  std::uint32_t high_water, last_sender, last_receiver, mode, notify_pid;
+  std::int64_t created_ns;
+};
+
+// The mapped region of one queue; shared by a queue object and its helper threads,
+// which may outlive it briefly.
+struct region;
+
+class queue {
+ public:
+  // Opens or creates a queue as `request` says; `out` receives it.
+  static int open(const open_request& request, std::unique_ptr<queue>& out) noexcept;
+  // Removes the name of queue `name` ("/name").
+  static int unlink(const std::string& name) noexcept;
+  // The shared memory object name of queue `name`: "/pipc.mq.name".
+  static std::string object_name(const std::string& name);
+
+  queue(const queue&) = delete;
+  queue& operator=(const queue&) = delete;
+  ~queue();  // closes: drops this descriptor's notification and its poll helper
+
+  // `interruptible`: return EINTR when a signal handler interrupts a wait (the C API)
+  // rather than waiting on (the C++ API).
+  int send(const void* data, std::size_t size, unsigned priority, const detail::wait_limit& limit,
+           bool interruptible) noexcept;
+  int receive(void* buffer, std::size_t capacity, std::size_t& size, unsigned& priority,
+              const detail::wait_limit& limit, bool interruptible) noexcept;
+
+  void attributes(long& max_messages, long& message_size, long& current_messages, bool& nonblocking) const noexcept;
+  void set_nonblocking(bool on) noexcept { nonblocking_.store(on, std::memory_order_relaxed); }
+  bool nonblocking() const noexcept { return nonblocking_.load(std::memory_order_relaxed); }
+
+  // Notification registration: one registrant process per queue (EBUSY otherwise).
+  int notify_signal(int signo, int value) noexcept;
+  int notify_thread(std::function<void()> callback) noexcept;
+  int notify_none() noexcept;
+  int cancel_notification() noexcept;
+
+  // An eventfd that polls readable while the queue has messages and writable while it
+  // has room; starts the helper thread that keeps it so on first use.
+  int poll_fd(int& fd) noexcept;
+
+  queue_stats stats() const noexcept;
+  const std::string& name() const noexcept { return name_; }
+
+ private:
+  struct poll_helper;
+  struct notify_helper;
+
+  queue(std::shared_ptr<region> r, std::string name, int flags, std::int64_t spin_ns) noexcept;
+  int register_notification(std::uint32_t kind, int signo, int value) noexcept;
+  void stop_notify_helper() noexcept;
+
+  std::shared_ptr<region> region_;
+  std::string name_;
+  bool can_send_;
+  bool can_receive_;
+  std::atomic<bool> nonblocking_;
+  std::int64_t spin_ns_;
+  std::uint64_t token_;  // identifies this open description in notification records
+  pid_t opener_pid_;     // the process that opened it (a forked child inherits a copy)
+
+  std::mutex helpers_mutex_;
+  std::shared_ptr<poll_helper> poll_;
+  std::shared_ptr<notify_helper> notify_;
+};
+
+}  // namespace pipc::engine
+
+#endif  // PIPC_SRC_ENGINE_QUEUE_HPP

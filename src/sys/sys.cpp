@@ -110,13 +110,19 @@ int mq_open(const char* name, int oflag, mode_t mode, const mq_attr* attr, mqd_t
 int mq_close(mqd_t q) noexcept { return result(::mq_close(q)); }
 int mq_unlink(const char* name) noexcept { return result(::mq_unlink(name)); }
 
+// glibc declares the buffer and the timeout of mq_timed* non-null: a blocking call goes
+// to the untimed function, and an empty message gets a valid (unused) address.
 int mq_timedsend(mqd_t q, const void* data, std::size_t size, unsigned prio, const timespec* abs) noexcept {
-  return result(::mq_timedsend(q, static_cast<const char*>(data), size, prio, abs));
+  static const char empty = 0;
+  const char* bytes = data != nullptr ? static_cast<const char*>(data) : &empty;
+  return result(abs != nullptr ? ::mq_timedsend(q, bytes, size, prio, abs) : ::mq_send(q, bytes, size, prio));
 }
 
 int mq_timedreceive(mqd_t q, void* data, std::size_t capacity, unsigned& prio, const timespec* abs,
                     std::size_t& size) noexcept {
-  ssize_t n = ::mq_timedreceive(q, static_cast<char*>(data), capacity, &prio, abs);
+  char empty = 0;
+  char* bytes = data != nullptr ? static_cast<char*>(data) : &empty;
+  ssize_t n = abs != nullptr ? ::mq_timedreceive(q, bytes, capacity, &prio, abs) : ::mq_receive(q, bytes, capacity, &prio);
   if (n < 0) return errno;
   size = static_cast<std::size_t>(n);
   return 0;
@@ -190,10 +196,15 @@ void futex_wake(const void* word, int count) noexcept {
   ::syscall(SYS_futex, word, FUTEX_WAKE, count, nullptr, nullptr, 0);
 }
 
-int sigqueue(pid_t pid, int signo, int value) noexcept {
-  sigval v{};
-  v.sival_int = value;
-  return result(::sigqueue(pid, signo, v));
+int send_mesgq_signal(pid_t pid, int signo, int value) noexcept {
+  siginfo_t info;
+  std::memset(&info, 0, sizeof info);
+  info.si_signo = signo;
+  info.si_code = SI_MESGQ;  // negative codes may be sent to other processes
+  info.si_pid = current_pid();
+  info.si_uid = ::getuid();
+  info.si_value.sival_int = value;
+  return result(static_cast<int>(::syscall(SYS_rt_sigqueueinfo, pid, signo, &info)));
 }
 
 bool process_exists(pid_t pid) noexcept { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }

@@ -406,29 +406,37 @@ struct queue::poll_helper {
   std::atomic<bool> stop{false};
   pthread_t thread{};
   pid_t owner = 0;
+  std::mutex mutex;        // serialises sync(), so the last writer wrote the latest depth
+  std::uint64_t shown = 0;  // the eventfd's counter
 
   ~poll_helper() {
     if (fd >= 0) sys::close(fd);
   }
 
+  // Sets the counter from the depth read now: 0 empty, 1 messages and room, 2^64-2 full.
+  void sync() noexcept {
+    std::lock_guard lock(mutex);
+    std::uint64_t depth = r->hdr()->curmsgs.load();
+    std::uint64_t want = depth == 0 ? 0 : depth >= r->geo.max_messages ? eventfd_full : 1;
+    if (want != shown) {
+      sys::eventfd_set(fd, want);
+      shown = want;
+    }
+  }
+
   static void* run(void* arg) {
     auto* self = static_cast<poll_helper*>(arg);
     header* h = self->r->hdr();
-    std::uint64_t max = self->r->geo.max_messages;
-    std::uint64_t shown = 0;
     h->event_watchers.fetch_add(1);
     while (!self->stop.load()) {
       std::uint32_t seq = h->event_seq.load();
-      std::uint64_t depth = h->curmsgs.load();
-      std::uint64_t want = depth == 0 ? 0 : depth >= max ? eventfd_full : 1;
-      if (want != shown) {
-        sys::eventfd_set(self->fd, want);
-        shown = want;
-      }
+      self->sync();
       if (self->stop.load()) break;
+      // Re-arm the announcement: a waker resets event_watchers when it wakes us.
+      h->event_watchers.fetch_add(1);
+      if (h->event_seq.load() != seq) continue;
       sys::futex_wait(&h->event_seq, seq, CLOCK_MONOTONIC, nullptr);
     }
-    h->event_watchers.fetch_sub(1);
     return nullptr;
   }
 };
@@ -550,6 +558,7 @@ queue::~queue() {
     std::lock_guard lock(helpers_mutex_);
     poll = std::move(poll_);
   }
+  poll_active_.store(nullptr);
   if (poll && poll->owner == sys::current_pid()) {
     poll->stop.store(true);
     h->event_seq.fetch_add(1);
@@ -596,6 +605,15 @@ int sleep_until_change(atomic_u32& word, atomic_u32& sleepers, std::uint32_t see
 void wake_sleepers(atomic_u32& word, atomic_u32& sleepers) noexcept {
   if (sleepers.load(std::memory_order_seq_cst) != 0 && sleepers.exchange(0, std::memory_order_seq_cst) != 0) {
     sys::futex_wake(&word, INT_MAX);
+  }
+}
+
+// Tells poll helpers (in any process) that the depth changed. Called after the change,
+// outside the lock.
+void announce_event(header* h) noexcept {
+  if (h->event_watchers.load(std::memory_order_seq_cst) != 0) {
+    h->event_seq.fetch_add(1, std::memory_order_seq_cst);
+    wake_sleepers(h->event_seq, h->event_watchers);
   }
 }
 
@@ -677,13 +695,11 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
       r.unlock();
 
       wake_sleepers(h->msg_seq, h->msg_sleepers);
-      if (h->event_watchers.load(std::memory_order_seq_cst) != 0) {
-        h->event_seq.fetch_add(1);
-        sys::futex_wake(&h->event_seq, INT_MAX);
-      }
+      announce_event(h);
+      if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
       if (notify) {
         if (due.kind == notify_signal_kind) {
-          sys::sigqueue(due.pid, due.signo, due.value);
+          sys::send_mesgq_signal(due.pid, due.signo, due.value);
         } else if (due.kind == notify_thread_kind) {
           h->notify_seq.fetch_add(1);
           sys::futex_wake(&h->notify_seq, INT_MAX);
@@ -767,10 +783,8 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
       r.unlock();
 
       wake_sleepers(h->space_seq, h->space_sleepers);
-      if (h->event_watchers.load(std::memory_order_seq_cst) != 0) {
-        h->event_seq.fetch_add(1);
-        sys::futex_wake(&h->event_seq, INT_MAX);
-      }
+      announce_event(h);
+      if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
       return done(0);
     }
 
@@ -946,7 +960,9 @@ int queue::poll_fd(int& fd) noexcept {
   helper->owner = sys::current_pid();
   if (int e = sys::eventfd_create(helper->fd); e != 0) return e;
   if (int e = sys::thread_start(poll_helper::run, helper.get(), helper->thread); e != 0) return e;
+  helper->sync();
   poll_ = std::move(helper);
+  poll_active_.store(poll_.get(), std::memory_order_release);
   fd = poll_->fd;
   return 0;
 }

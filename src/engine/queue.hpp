@@ -105,6 +105,7 @@ class queue {
 
   std::mutex helpers_mutex_;
   std::shared_ptr<poll_helper> poll_;
+  std::atomic<poll_helper*> poll_active_{nullptr};  // poll_, for the hot path's check
   std::shared_ptr<notify_helper> notify_;
 };
 

@@ -82,7 +82,9 @@ int futex_wait(const void* word, std::uint32_t expected, clockid_t clock, const 
 void futex_wake(const void* word, int count) noexcept;
 
 // Processes and signals.
-int sigqueue(pid_t pid, int signo, int value) noexcept;
+// Queues `signo` to `pid` as a message queue notification: si_code SI_MESGQ, si_value
+// `value`, si_pid and si_uid of the caller (what the kernel's mq_notify delivers).
+int send_mesgq_signal(pid_t pid, int signo, int value) noexcept;
 bool process_exists(pid_t pid) noexcept;
 // The start time of a process in clock ticks since boot (field 22 of /proc/PID/stat);
 // 0 if the process does not exist. With the pid it names one process for good.

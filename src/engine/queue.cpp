@@ -24,6 +24,7 @@
 
 namespace pipc::engine {
 
+using detail::deadline;
 using detail::encode;
 using detail::wait_limit;
 
@@ -31,6 +32,10 @@ namespace {
 constexpr const char* object_prefix = "pipc.mq.";
 constexpr int corrupt = encode(errc::corrupt_state);
 constexpr std::uint64_t eventfd_full = 0xffff'ffff'ffff'fffeULL;  // polls not writable
+// How long a non-blocking call waits for a lock that another process holds.
+constexpr std::int64_t try_lock_patience_ns = 100'000'000;
+// glibc's __owner value for a robust mutex that can no longer be made consistent.
+constexpr int mutex_not_recoverable = INT_MAX - 1;
 }  // namespace
 
 // ---------------------------------------------------------------------------------
@@ -61,25 +66,53 @@ struct region {
   // ---- the lock ----
 
   // Takes the queue lock; recovers the queue if its previous owner died.
-  // Returns 0 or corrupt (the mutex is unusable).
+  // Returns 0; ETIMEDOUT if `limit` ran out first (a process holding the lock may be
+  // stopped: a timed or non-blocking call must still return on time); or corrupt if
+  // the mutex is unusable (made unrecoverable by a foreign process, or garbage).
   //
   // The lock is held for a copy and a few stores, so a contender spins with trylock
   // (a compare-and-swap, no system call) before it sleeps in the kernel: sleeping and
   // waking cost microseconds, far longer than the wait.
-  int lock() noexcept {
+  int lock(const wait_limit& limit = wait_limit::blocking()) noexcept {
+    pthread_mutex_t* m = &hdr()->lock;
+    // A robust mutex released without being made consistent is unrecoverable for good.
+    // glibc then answers ENOTRECOVERABLE once and, from trylock, leaves the mutex
+    // locked for every later caller: look at the owner field before touching it.
+    if (std::atomic_ref<int>(m->__data.__owner).load(std::memory_order_relaxed) == mutex_not_recoverable) {
+      return corrupt;
+    }
     int e = EBUSY;
     for (int i = 0; i < 4000 && e == EBUSY; ++i) {
-      e = ::pthread_mutex_trylock(&hdr()->lock);
+      e = ::pthread_mutex_trylock(m);
       if (e == EBUSY) PIPC_CPU_RELAX();
     }
-    if (e == EBUSY) e = ::pthread_mutex_lock(&hdr()->lock);
+    if (e == EBUSY) {
+      switch (limit.kind) {
+        case wait_limit::forever:
+          e = ::pthread_mutex_lock(m);
+          break;
+        case wait_limit::none:
+        case wait_limit::until: {
+          // A try waits for the lock a little (its holder may just have been
+          // preempted), but never for long (its holder may be stopped).
+          deadline d = limit.kind == wait_limit::until
+                           ? limit.when
+                           : deadline{CLOCK_MONOTONIC, sys::now_ns(CLOCK_MONOTONIC) + try_lock_patience_ns};
+          timespec abs = sys::to_timespec(d.ns);
+          e = ::pthread_mutex_clocklock(m, d.clock, &abs);
+          if (e == ETIMEDOUT) return ETIMEDOUT;
+          break;
+        }
+      }
+    }
     if (e == EOWNERDEAD) {
       recover();
-      ::pthread_mutex_consistent(&hdr()->lock);
+      ::pthread_mutex_consistent(m);
       return 0;
     }
     return e == 0 ? 0 : corrupt;
   }
+
   void unlock() noexcept { ::pthread_mutex_unlock(&hdr()->lock); }
 
   // ---- the priority index. Caller holds the lock. ----
@@ -497,16 +530,19 @@ int queue::open(const open_request& request, std::unique_ptr<queue>& out) noexce
   if (acc != O_RDONLY && acc != O_WRONLY && acc != O_RDWR) return EINVAL;
   bool create = (request.flags & O_CREAT) != 0;
   bool exclusive = create && (request.flags & O_EXCL) != 0;
+  // Attributes matter only if this call creates the queue (they are ignored for an
+  // existing one, as mq_open ignores them), so a bad one is reported only then.
   std::uint64_t max_messages = 10;
   std::uint64_t message_size = 8192;
+  bool bad_attributes = false;
   if (create && request.has_attributes) {
-    if (request.max_messages <= 0 || request.message_size <= 0 ||
-        static_cast<std::uint64_t>(request.max_messages) > max_max_messages ||
-        static_cast<std::uint64_t>(request.message_size) > max_message_size) {
-      return EINVAL;
+    bad_attributes = request.max_messages <= 0 || request.message_size <= 0 ||
+                     static_cast<std::uint64_t>(request.max_messages) > max_max_messages ||
+                     static_cast<std::uint64_t>(request.message_size) > max_message_size;
+    if (!bad_attributes) {
+      max_messages = static_cast<std::uint64_t>(request.max_messages);
+      message_size = static_cast<std::uint64_t>(request.message_size);
     }
-    max_messages = static_cast<std::uint64_t>(request.max_messages);
-    message_size = static_cast<std::uint64_t>(request.message_size);
   }
 
   std::string leaf;
@@ -523,6 +559,11 @@ int queue::open(const open_request& request, std::unique_ptr<queue>& out) noexce
     if (!exclusive) {
       e = open_existing(leaf, request.flags, r);
       if (e != ENOENT || !create) break;
+    }
+    if (bad_attributes) {
+      // With O_EXCL an existing name is EEXIST whatever the attributes.
+      e = exclusive && sys::shm_file_exists(leaf.c_str()) ? EEXIST : EINVAL;
+      break;
     }
     e = create_region(leaf, request.mode, max_messages, message_size, r);
     if (e != EEXIST || exclusive) break;
@@ -623,6 +664,18 @@ bool deadline_passed(const wait_limit& limit) noexcept {
 
 }  // namespace
 
+// How long this call may wait for the lock: a non-blocking description waits no more
+// than a try.
+wait_limit queue::lock_limit(const wait_limit& limit) const noexcept {
+  return nonblocking_.load(std::memory_order_relaxed) ? wait_limit::immediate() : limit;
+}
+
+// What a call that cannot go on now reports: EAGAIN on a non-blocking description
+// (O_NONBLOCK), ETIMEDOUT for a try or a deadline.
+int queue::would_block() const noexcept {
+  return nonblocking_.load(std::memory_order_relaxed) ? EAGAIN : ETIMEDOUT;
+}
+
 int queue::send(const void* data, std::size_t size, unsigned priority, const wait_limit& limit,
                 bool interruptible) noexcept {
   if (!can_send_) return EBADF;
@@ -632,7 +685,7 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
   header* h = r.hdr();
 
   for (;;) {
-    if (int e = r.lock(); e != 0) return e;
+    if (int e = r.lock(lock_limit(limit)); e != 0) return e == ETIMEDOUT ? would_block() : e;
     // Caller holds the lock from here to unlock().
     std::uint32_t depth = h->curmsgs.load(std::memory_order_relaxed);
     if (depth > r.geo.max_messages) {
@@ -709,13 +762,9 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
     }
 
     // Full.
-    if (nonblocking_.load(std::memory_order_relaxed)) {
+    if (nonblocking_.load(std::memory_order_relaxed) || limit.kind == wait_limit::none || deadline_passed(limit)) {
       r.unlock();
-      return EAGAIN;
-    }
-    if (limit.kind == wait_limit::none || deadline_passed(limit)) {
-      r.unlock();
-      return ETIMEDOUT;
+      return would_block();
     }
     std::uint32_t seen = h->space_seq.load(std::memory_order_seq_cst);
     r.unlock();
@@ -740,7 +789,7 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
   };
 
   for (;;) {
-    if (int e = r.lock(); e != 0) return done(e);
+    if (int e = r.lock(lock_limit(limit)); e != 0) return done(e == ETIMEDOUT ? would_block() : e);
     // Caller holds the lock from here to unlock().
     std::uint32_t depth = h->curmsgs.load(std::memory_order_relaxed);
     if (depth > r.geo.max_messages) {
@@ -789,13 +838,9 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
     }
 
     // Empty.
-    if (nonblocking_.load(std::memory_order_relaxed)) {
+    if (nonblocking_.load(std::memory_order_relaxed) || limit.kind == wait_limit::none || deadline_passed(limit)) {
       r.unlock();
-      return done(EAGAIN);
-    }
-    if (limit.kind == wait_limit::none || deadline_passed(limit)) {
-      r.unlock();
-      return done(ETIMEDOUT);
+      return done(would_block());
     }
     std::uint32_t seen = h->msg_seq.load(std::memory_order_seq_cst);
     if (waiting == nullptr) waiting = enter_waiters(h);

@@ -92,6 +92,8 @@ class queue {
 
   queue(std::shared_ptr<region> r, std::string name, int flags, std::int64_t spin_ns) noexcept;
   int register_notification(std::uint32_t kind, int signo, int value) noexcept;
+  detail::wait_limit lock_limit(const detail::wait_limit& limit) const noexcept;
+  int would_block() const noexcept;
   void stop_notify_helper() noexcept;
 
   std::shared_ptr<region> region_;

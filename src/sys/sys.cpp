@@ -173,6 +173,12 @@ int shm_unlink_file(const char* leaf) noexcept {
   return result(::unlink(path.c_str()));
 }
 
+bool shm_file_exists(const char* leaf) noexcept {
+  std::string path = std::string(shm_directory()) + "/" + leaf;
+  struct ::stat st {};
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
 int fallocate(int fd, std::size_t size) noexcept {
   // posix_fallocate returns the error rather than setting errno.
   return ::posix_fallocate(fd, 0, static_cast<off_t>(size));
@@ -207,27 +213,44 @@ int send_mesgq_signal(pid_t pid, int signo, int value) noexcept {
   return result(static_cast<int>(::syscall(SYS_rt_sigqueueinfo, pid, signo, &info)));
 }
 
-bool process_exists(pid_t pid) noexcept { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
-
-std::uint64_t process_start_time(pid_t pid) noexcept {
+namespace {
+// Reads /proc/PID/stat: the state letter (field 3) and the start time (field 22).
+bool read_stat(pid_t pid, char& state, std::uint64_t& start_time) noexcept {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd == -1) return 0;
+  if (fd == -1) return false;
   char buf[1024];
   ssize_t n = ::read(fd, buf, sizeof buf - 1);
   ::close(fd);
-  if (n <= 0) return 0;
+  if (n <= 0) return false;
   buf[n] = '\0';
   // The command name (field 2) may contain spaces and parentheses: count fields from
   // the last ')'.
   const char* p = std::strrchr(buf, ')');
-  if (p == nullptr) return 0;
+  if (p == nullptr || p[1] != ' ') return false;
+  state = p[2];
   int field = 2;
   while (*p != '\0' && field < 22) {
     if (*p++ == ' ') ++field;
   }
-  return std::strtoull(p, nullptr, 10);
+  start_time = std::strtoull(p, nullptr, 10);
+  return true;
+}
+}  // namespace
+
+bool process_exists(pid_t pid) noexcept {
+  if (pid <= 0 || (::kill(pid, 0) != 0 && errno != EPERM)) return false;
+  // A zombie has closed everything it had: it no longer holds anything.
+  char state = 0;
+  std::uint64_t start = 0;
+  return !read_stat(pid, state, start) || (state != 'Z' && state != 'X');
+}
+
+std::uint64_t process_start_time(pid_t pid) noexcept {
+  char state = 0;
+  std::uint64_t start = 0;
+  return read_stat(pid, state, start) ? start : 0;
 }
 
 namespace {

@@ -70,6 +70,7 @@ int shm_link(int fd, const char* leaf) noexcept;
 // Opens shm_directory()/leaf read-write (no O_CREAT, never follows a symlink).
 int shm_open_file(const char* leaf, int& fd) noexcept;
 int shm_unlink_file(const char* leaf) noexcept;
+bool shm_file_exists(const char* leaf) noexcept;
 // Reserves `size` bytes of memory for fd now (ENOSPC now, rather than SIGBUS later).
 int fallocate(int fd, std::size_t size) noexcept;
 // mmap MAP_SHARED of [0, length) read-write.
@@ -85,6 +86,7 @@ void futex_wake(const void* word, int count) noexcept;
 // Queues `signo` to `pid` as a message queue notification: si_code SI_MESGQ, si_value
 // `value`, si_pid and si_uid of the caller (what the kernel's mq_notify delivers).
 int send_mesgq_signal(pid_t pid, int signo, int value) noexcept;
+// Is `pid` a running process (not a zombie)?
 bool process_exists(pid_t pid) noexcept;
 // The start time of a process in clock ticks since boot (field 22 of /proc/PID/stat);
 // 0 if the process does not exist. With the pid it names one process for good.

@@ -33,3 +33,12 @@ endif()
 separate_arguments(flags UNIX_COMMAND "${flags}")
 run(${PIPC_CXX_COMPILER} -std=c++20 ${PIPC_CONSUMER_DIR}/consumer.cpp -o ${PIPC_SCRATCH}/pc-consumer ${flags})
 run(${PIPC_SCRATCH}/pc-consumer)
+
+# 3. C: an unmodified POSIX mq program, with the compat header forced in, built with
+#    the C compiler and nothing but the pkg-config flags; it runs on the engine.
+get_filename_component(posix_program ${PIPC_CONSUMER_DIR}/../c/posix_program.c ABSOLUTE)
+if(NOT EXISTS ${prefix}/include/pipc/c/mqueue.h OR NOT EXISTS ${prefix}/include/pipc/compat/mqueue.h)
+  message(FATAL_ERROR "the C API headers were not installed under ${prefix}/include/pipc")
+endif()
+run(${PIPC_C_COMPILER} -include pipc/compat/mqueue.h ${posix_program} -o ${PIPC_SCRATCH}/pc-posix-program ${flags})
+run(${PIPC_SCRATCH}/pc-posix-program)

@@ -1,0 +1,267 @@
+// The C API: POSIX mq_* on the engine (include/pipc/c/mqueue.h, docs/c-api.md).
+//
+// Each function looks its descriptor up in the process-wide table
+// (descriptor_table.hpp), calls the engine's queue, and turns the engine's result into
+// POSIX's: 0 or a value, else -1 with errno. pipc's own conditions (a region that is
+// foreign, of another layout, or corrupt) become EBADMSG.
+#include <pipc/c/mqueue.h>
+
+#include "capi/descriptor_table.hpp"
+#include "engine/queue.hpp"
+#include "error_util.hpp"
+#include "queue_backend.hpp"
+
+#include <pipc/common.hpp>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <new>
+#include <string>
+
+namespace pipc::capi {
+namespace {
+
+static_assert(PIPC_MQ_PRIO_MAX == engine::priorities);
+
+// Constant-initialised (usable before any constructor runs) and trivially destroyed
+// (usable by threads that outlive static destruction).
+constinit descriptor_table the_table;
+
+descriptor_table& table() noexcept { return the_table; }
+
+// Sets errno from an engine result and returns -1.
+int fail(int e) noexcept {
+  errno = e >= detail::errc_base ? EBADMSG : e;
+  return -1;
+}
+
+// The spin before sleeping: $PIPC_SPIN_NS (nanoseconds, ≥ 0), read once; otherwise
+// the engine's default.
+std::int64_t spin_ns() noexcept {
+  static const std::int64_t value = [] {
+    const char* text = std::getenv("PIPC_SPIN_NS");
+    if (text == nullptr || *text == '\0') return std::int64_t{-1};
+    char* end = nullptr;
+    int saved = errno;
+    errno = 0;
+    long long v = std::strtoll(text, &end, 10);
+    bool ok = errno == 0 && *end == '\0' && v >= 0;
+    errno = saved;
+    return ok ? static_cast<std::int64_t>(v) : std::int64_t{-1};
+  }();
+  return value;
+}
+
+bool valid_timespec(const timespec& ts) noexcept { return ts.tv_nsec >= 0 && ts.tv_nsec < 1'000'000'000; }
+
+// An absolute CLOCK_REALTIME timespec (valid) in nanoseconds, clamped to [0, ~292 years].
+std::int64_t to_ns(const timespec& ts) noexcept {
+  constexpr std::int64_t max_seconds = INT64_MAX / 1'000'000'000 - 1;
+  if (ts.tv_sec < 0) return 0;
+  if (ts.tv_sec > max_seconds) return max_seconds * 1'000'000'000;
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+// Runs `op(limit)` for a timed call. POSIX checks abs_timeout only if the call would
+// block: an invalid one gets a non-blocking attempt, and EINVAL if that would block.
+// NULL waits without limit, as glibc's mq_timed* do.
+template <class Op>
+int timed(const timespec* abs_timeout, Op op) noexcept {
+  if (abs_timeout == nullptr) return op(detail::wait_limit::blocking());
+  if (valid_timespec(*abs_timeout)) {
+    return op(detail::wait_limit::at({CLOCK_REALTIME, to_ns(*abs_timeout)}));
+  }
+  int e = op(detail::wait_limit::immediate());
+  return e == ETIMEDOUT ? EINVAL : e;
+}
+
+int send(pipc_mqd_t mqdes, const char* msg_ptr, size_t msg_len, unsigned msg_prio,
+         const timespec* abs_timeout, bool timed_call) noexcept {
+  if (msg_prio >= PIPC_MQ_PRIO_MAX) return fail(EINVAL);  // checked first, as Linux does
+  descriptor_table::ref q = table().acquire(mqdes);
+  if (!q) return fail(EBADF);
+  auto op = [&](const detail::wait_limit& limit) { return q->send(msg_ptr, msg_len, msg_prio, limit, true); };
+  int e = timed_call ? timed(abs_timeout, op) : op(detail::wait_limit::blocking());
+  return e == 0 ? 0 : fail(e);
+}
+
+ssize_t receive(pipc_mqd_t mqdes, char* msg_ptr, size_t msg_len, unsigned* msg_prio, const timespec* abs_timeout,
+                bool timed_call) noexcept {
+  descriptor_table::ref q = table().acquire(mqdes);
+  if (!q) return fail(EBADF);
+  std::size_t size = 0;
+  unsigned priority = 0;
+  auto op = [&](const detail::wait_limit& limit) {
+    return q->receive(msg_ptr, msg_len, size, priority, limit, true);
+  };
+  int e = timed_call ? timed(abs_timeout, op) : op(detail::wait_limit::blocking());
+  if (e != 0) return fail(e);
+  if (msg_prio != nullptr) *msg_prio = priority;
+  return static_cast<ssize_t>(size);
+}
+
+// Could a queue be created with these attributes?
+bool valid_attributes(const pipc_mq_attr& attr) noexcept {
+  return attr.mq_maxmsg > 0 && attr.mq_msgsize > 0 &&
+         static_cast<unsigned long>(attr.mq_maxmsg) <= engine::max_max_messages &&
+         static_cast<unsigned long>(attr.mq_msgsize) <= engine::max_message_size;
+}
+
+void fill_attributes(const engine::queue& q, pipc_mq_attr& out) noexcept {
+  bool nonblocking = false;
+  q.attributes(out.mq_maxmsg, out.mq_msgsize, out.mq_curmsgs, nonblocking);
+  out.mq_flags = nonblocking ? O_NONBLOCK : 0;
+}
+
+}  // namespace
+}  // namespace pipc::capi
+
+using pipc::capi::descriptor_table;
+using pipc::capi::fail;
+using pipc::capi::table;
+
+extern "C" {
+
+pipc_mqd_t pipc_mq_open(const char* name, int oflag, ...) {
+  mode_t mode = 0;
+  const pipc_mq_attr* attr = nullptr;
+  if ((oflag & O_CREAT) != 0) {
+    va_list ap;
+    va_start(ap, oflag);
+    mode = va_arg(ap, mode_t);
+    attr = va_arg(ap, const pipc_mq_attr*);
+    va_end(ap);
+  }
+  if (name == nullptr) return fail(EINVAL);
+  if (std::error_code ec = pipc::check_name(name, pipc::name_kind::engine_queue)) return fail(ec.value());
+
+  pipc::engine::open_request request;
+  try {
+    request.name = name;
+  } catch (...) {
+    return fail(ENOMEM);
+  }
+  request.flags = oflag;
+  request.mode = mode;
+  request.spin_ns = pipc::capi::spin_ns();
+  if (attr != nullptr) {
+    request.has_attributes = true;
+    request.max_messages = attr->mq_maxmsg;
+    request.message_size = attr->mq_msgsize;
+  }
+
+  std::unique_ptr<pipc::engine::queue> q;
+  int e = pipc::engine::queue::open(request, q);
+  if (e == EINVAL && attr != nullptr && !pipc::capi::valid_attributes(*attr) && (oflag & O_ACCMODE) != O_ACCMODE) {
+    // POSIX validates attr only when the call creates the queue: if the name exists,
+    // open it as if attr were fine (or fail with EEXIST under O_EXCL).
+    request.flags = oflag & ~(O_CREAT | O_EXCL);
+    request.has_attributes = false;
+    int existing = pipc::engine::queue::open(request, q);
+    if (existing != ENOENT) {
+      if ((oflag & O_EXCL) != 0) {
+        q.reset();
+        return fail(EEXIST);
+      }
+      e = existing;
+    }
+  }
+  if (e != 0) return fail(e);
+  int d = table().insert(q.get(), e);
+  if (d < 0) return fail(e);
+  q.release();  // the table owns it now
+  return d;
+}
+
+int pipc_mq_close(pipc_mqd_t mqdes) {
+  int e = table().close(mqdes);
+  return e == 0 ? 0 : fail(e);
+}
+
+int pipc_mq_unlink(const char* name) {
+  if (name == nullptr) return fail(EINVAL);
+  if (std::error_code ec = pipc::check_name(name, pipc::name_kind::engine_queue)) return fail(ec.value());
+  int e = 0;
+  try {
+    e = pipc::engine::queue::unlink(name);
+  } catch (...) {
+    e = ENOMEM;
+  }
+  return e == 0 ? 0 : fail(e);
+}
+
+int pipc_mq_send(pipc_mqd_t mqdes, const char* msg_ptr, size_t msg_len, unsigned msg_prio) {
+  return pipc::capi::send(mqdes, msg_ptr, msg_len, msg_prio, nullptr, false);
+}
+
+int pipc_mq_timedsend(pipc_mqd_t mqdes, const char* msg_ptr, size_t msg_len, unsigned msg_prio,
+                      const struct timespec* abs_timeout) {
+  return pipc::capi::send(mqdes, msg_ptr, msg_len, msg_prio, abs_timeout, true);
+}
+
+ssize_t pipc_mq_receive(pipc_mqd_t mqdes, char* msg_ptr, size_t msg_len, unsigned* msg_prio) {
+  return pipc::capi::receive(mqdes, msg_ptr, msg_len, msg_prio, nullptr, false);
+}
+
+ssize_t pipc_mq_timedreceive(pipc_mqd_t mqdes, char* PIPC_RESTRICT msg_ptr, size_t msg_len,
+                             unsigned* PIPC_RESTRICT msg_prio, const struct timespec* PIPC_RESTRICT abs_timeout) {
+  return pipc::capi::receive(mqdes, msg_ptr, msg_len, msg_prio, abs_timeout, true);
+}
+
+int pipc_mq_getattr(pipc_mqd_t mqdes, struct pipc_mq_attr* mqstat) {
+  descriptor_table::ref q = table().acquire(mqdes);
+  if (!q) return fail(EBADF);
+  if (mqstat == nullptr) return fail(EINVAL);
+  pipc::capi::fill_attributes(*q, *mqstat);
+  return 0;
+}
+
+int pipc_mq_setattr(pipc_mqd_t mqdes, const struct pipc_mq_attr* PIPC_RESTRICT mqstat,
+                    struct pipc_mq_attr* PIPC_RESTRICT omqstat) {
+  descriptor_table::ref q = table().acquire(mqdes);
+  if (!q) return fail(EBADF);
+  // Only O_NONBLOCK may be set or cleared; other flags are an error, as on Linux.
+  if (mqstat != nullptr && (mqstat->mq_flags & ~static_cast<long>(O_NONBLOCK)) != 0) return fail(EINVAL);
+  if (omqstat != nullptr) pipc::capi::fill_attributes(*q, *omqstat);
+  if (mqstat != nullptr) q->set_nonblocking((mqstat->mq_flags & O_NONBLOCK) != 0);
+  return 0;
+}
+
+int pipc_mq_notify(pipc_mqd_t mqdes, const struct sigevent* notification) {
+  descriptor_table::ref q = table().acquire(mqdes);
+  if (!q) return fail(EBADF);
+  int e = EINVAL;
+  if (notification == nullptr) {
+    e = q->cancel_notification();
+  } else {
+    switch (notification->sigev_notify) {
+      case SIGEV_NONE:
+        e = q->notify_none();
+        break;
+      case SIGEV_SIGNAL:
+        e = q->notify_signal(notification->sigev_signo, notification->sigev_value.sival_int);
+        break;
+      case SIGEV_THREAD: {
+        void (*function)(union sigval) = notification->sigev_notify_function;
+        if (function == nullptr) break;
+        union sigval value = notification->sigev_value;
+        try {
+          e = q->notify_thread([function, value] { function(value); });
+        } catch (...) {
+          e = ENOMEM;
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  return e == 0 ? 0 : fail(e);
+}
+
+}  // extern "C"

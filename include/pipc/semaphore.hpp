@@ -64,6 +64,12 @@ class basic_semaphore_ops {
     return timed(detail::make_deadline(tp), ec);
   }
 
+  // BasicLockable and Lockable, so std::lock_guard / std::unique_lock / std::scoped_lock
+  // can hold a unit for a scope: lock() waits, unlock() posts, try_lock() try_waits.
+  void lock() { wait(); }
+  void unlock() { post(); }
+  bool try_lock() { return try_wait(); }
+
   // The current count (sem_getvalue; Linux never reports waiters as a negative value).
   int value() const {
     int v = 0;

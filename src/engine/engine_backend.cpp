@@ -100,6 +100,9 @@ std::string explain_open_failure(const std::string& name, std::error_code ec, op
   if (ec.category() == category()) {
     return "its storage, shared memory object \"" + queue::object_name(name) + "\", is not a usable queue";
   }
+  if (ec == std::errc::no_such_file_or_directory) {
+    return "no queue of the shm backend has this name (a kernel queue is opened with backend::kernel)";
+  }
   if (mode == open_mode::open_only || ec != std::errc::invalid_argument) return {};
   if (options.max_messages <= 0 || options.message_size <= 0) return "max_messages and message_size must be positive";
   if (static_cast<std::uint64_t>(options.max_messages) > max_max_messages) {

@@ -10,6 +10,7 @@
 #include <climits>
 #include <cstdio>
 #include <functional>
+#include <mutex>
 #include <new>
 #include <optional>
 #include <string>
@@ -1050,4 +1051,29 @@ TEST(Semaphore, AttachedThroughNamedSharedMemoryInAnotherProcess) {
   EXPECT_EQ(c.wait(), 0);
   EXPECT_FALSE(sem->try_wait());
   sem->~semaphore();
+}
+
+// lock/unlock/try_lock make both kinds usable with the standard scope guards.
+TEST(Semaphore, StandardLockGuardsHoldAUnitForAScope) {
+  pipc::semaphore sem(1, pipc::sharing::threads);
+  {
+    std::lock_guard guard(sem);
+    EXPECT_EQ(sem.value(), 0);
+    EXPECT_FALSE(sem.try_lock());
+  }
+  EXPECT_EQ(sem.value(), 1);
+  {
+    std::unique_lock guard(sem, std::try_to_lock);
+    EXPECT_TRUE(guard.owns_lock());
+    EXPECT_EQ(sem.value(), 0);
+  }
+  EXPECT_EQ(sem.value(), 1);
+
+  pipc::test::unlink_guard name(pipc::test::unique_name("lockguard"), pipc::name_kind::semaphore);
+  auto named = pipc::named_semaphore::open(name.name(), pipc::open_mode::create_only, 1);
+  {
+    std::scoped_lock guard(named);
+    EXPECT_EQ(named.value(), 0);
+  }
+  EXPECT_EQ(named.value(), 1);
 }

@@ -106,13 +106,15 @@ struct alignas(64) header {
   std::uint64_t next_seq;
   std::uint64_t summary[summary_words];  // bit w ⇔ bitmap word w ≠ 0
 
-  // ---- futex words, each on its own cache line ----
-  alignas(64) atomic_u32 msg_seq;  // bumped by every send; receivers wait on it
-  atomic_u32 msg_sleepers;         // receivers in FUTEX_WAIT on msg_seq
-  alignas(64) atomic_u32 space_seq;  // bumped by every receive; senders wait on it
+  // ---- waiting: futex words and sleeper counts, written only when a side sleeps ----
+  // Waiters wait for curmsgs to change; these words exist to sleep on. A side bumps
+  // its sequence and wakes only when the matching sleeper count is non-zero.
+  alignas(64) atomic_u32 msg_seq;  // receivers sleep on it; bumped for them by senders
+  atomic_u32 msg_sleepers;         // receivers that announced a sleep
+  atomic_u32 space_seq;            // senders sleep on it; bumped for them by receivers
   atomic_u32 space_sleepers;
-  alignas(64) atomic_u32 event_seq;  // bumped by every send and receive; poll helpers wait on it
-  atomic_u32 event_watchers;
+  atomic_u32 event_seq;            // poll helpers sleep on it; bumped by every change
+  atomic_u32 event_watchers;       // poll helpers that announced a sleep
 
   // ---- notification: written under the lock; notify_seq is a futex ----
   alignas(64) atomic_u32 notify_pid;  // registrant; 0 = none
@@ -125,15 +127,15 @@ struct alignas(64) header {
   std::uint32_t notify_fired_pid;     // process whose thread notification fired and
   std::uint64_t notify_fired_token;   // ... the descriptor it was for; 0 once taken
 
-  // ---- counters: written under the lock, read by anyone without it ----
+  // ---- counters: written under the lock, read by anyone without it. Senders and
+  // receivers each write only their own line, so they do not bounce it between CPUs.
   alignas(64) atomic_u64 messages_sent;
-  atomic_u64 messages_received;
   atomic_u64 bytes_sent;
-  atomic_u64 bytes_received;
   atomic_u32 high_water;  // highest curmsgs seen
   atomic_u32 last_sender;
+  alignas(64) atomic_u64 messages_received;
+  atomic_u64 bytes_received;
   atomic_u32 last_receiver;
-  std::uint32_t reserved2;
 
   // ---- blocked receivers per process, for "no receiver is blocked" ----
   alignas(64) waiter_entry waiters[waiter_entries];
@@ -146,9 +148,11 @@ static_assert(offsetof(header, slots_offset) == 64 && offsetof(header, mode) == 
 static_assert(offsetof(header, created_ns) == 80);
 static_assert(offsetof(header, lock) == 128 && sizeof(pthread_mutex_t) <= 64);
 static_assert(offsetof(header, free_head) == 192);
-static_assert(offsetof(header, msg_seq) == 320 && offsetof(header, space_seq) == 384);
-static_assert(offsetof(header, event_seq) == 448 && offsetof(header, notify_pid) == 512);
-static_assert(offsetof(header, messages_sent) == 576 && offsetof(header, waiters) == 640);
+static_assert(offsetof(header, curmsgs) == 196 && offsetof(header, summary) == 208);
+static_assert(offsetof(header, msg_seq) == 320 && offsetof(header, space_seq) == 328);
+static_assert(offsetof(header, event_seq) == 336 && offsetof(header, notify_pid) == 384);
+static_assert(offsetof(header, messages_sent) == 448 && offsetof(header, messages_received) == 512);
+static_assert(offsetof(header, waiters) == 576);
 
 // Where everything lies for a queue of this geometry.
 struct geometry {

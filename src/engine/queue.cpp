@@ -5,6 +5,7 @@
 #include "sys/sys.hpp"
 
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <sys/stat.h>
 
@@ -32,6 +33,8 @@ namespace {
 constexpr const char* object_prefix = "pipc.mq.";
 constexpr int corrupt = encode(errc::corrupt_state);
 constexpr std::uint64_t eventfd_full = 0xffff'ffff'ffff'fffeULL;  // polls not writable
+// The longest a blocked call sleeps before it looks at the queue again by itself.
+constexpr std::int64_t recheck_ns = 250'000'000;
 // How long a non-blocking call waits for a lock that another process holds.
 constexpr std::int64_t try_lock_patience_ns = 100'000'000;
 // glibc's __owner value for a robust mutex that can no longer be made consistent.
@@ -114,6 +117,12 @@ struct region {
   }
 
   void unlock() noexcept { ::pthread_mutex_unlock(&hdr()->lock); }
+
+  // Did the lock's owner die holding it (so the queue awaits recovery)? The kernel
+  // marks the lock word with FUTEX_OWNER_DIED when it finds such a lock.
+  bool owner_died() const noexcept {
+    return (std::atomic_ref<int>(hdr()->lock.__data.__lock).load(std::memory_order_acquire) & FUTEX_OWNER_DIED) != 0;
+  }
 
   // ---- the priority index. Caller holds the lock. ----
 
@@ -460,15 +469,13 @@ struct queue::poll_helper {
   static void* run(void* arg) {
     auto* self = static_cast<poll_helper*>(arg);
     header* h = self->r->hdr();
-    h->event_watchers.fetch_add(1);
     while (!self->stop.load()) {
-      std::uint32_t seq = h->event_seq.load();
+      // Announce, then look: a change after the look bumps event_seq and wakes us.
+      std::uint32_t seen = h->event_seq.load();
+      h->event_watchers.fetch_add(1);
       self->sync();
       if (self->stop.load()) break;
-      // Re-arm the announcement: a waker resets event_watchers when it wakes us.
-      h->event_watchers.fetch_add(1);
-      if (h->event_seq.load() != seq) continue;
-      sys::futex_wait(&h->event_seq, seq, CLOCK_MONOTONIC, nullptr);
+      sys::futex_wait(&h->event_seq, seen, CLOCK_MONOTONIC, nullptr);
     }
     return nullptr;
   }
@@ -523,7 +530,12 @@ queue::queue(std::shared_ptr<region> r, std::string name, int flags, std::int64_
       token_(sys::random64() | 1),
       opener_pid_(sys::current_pid()) {}
 
-std::string queue::object_name(const std::string& name) { return "/" + leaf_name(name); }
+std::string queue::object_name(const std::string& name) {
+  // Built by appending: GCC 12 warns falsely (-Wrestrict) about "/" + std::string&&.
+  std::string object = "/";
+  object += leaf_name(name);
+  return object;
+}
 
 int queue::open(const open_request& request, std::unique_ptr<queue>& out) noexcept {
   int acc = request.flags & O_ACCMODE;
@@ -612,54 +624,79 @@ queue::~queue() {
 
 namespace {
 
-// Spins until *word != seen, the spin time is over, or the deadline passes. Returns
-// true if the word changed.
-bool spin_for_change(const atomic_u32& word, std::uint32_t seen, std::int64_t spin_ns,
-                     const wait_limit& limit) noexcept {
-  if (spin_ns <= 0) return false;
-  std::int64_t start = sys::now_ns(CLOCK_MONOTONIC);
-  std::int64_t until = start + spin_ns;
-  for (unsigned i = 1;; ++i) {
-    if (word.load(std::memory_order_acquire) != seen) return true;
-    PIPC_CPU_RELAX();
-    if ((i & 63) == 0) {
-      std::int64_t now = sys::now_ns(CLOCK_MONOTONIC);
-      if (now >= until) return false;
-      if (limit.kind == wait_limit::until && sys::now_ns(limit.when.clock) >= limit.when.ns) return false;
-    }
-  }
-}
+// Waiting (docs/engine.md, "Waiting"). A blocked side waits for curmsgs to leave the
+// value that blocks it: first by spinning, then asleep on a futex word. A sleeper
+// announces itself in `sleepers` and never takes itself off; the other side, after
+// changing curmsgs, wakes only if it finds sleepers, and then resets the count, bumps
+// the word and wakes them all. So the uncontended path makes no system call, one
+// sleep costs one FUTEX_WAKE however many operations follow it, and a sleeper that
+// timed out or died costs at most one needless wake.
 
-// Sleeping and waking (docs/engine.md, "Waiting"). A sleeper announces itself in
-// `sleepers` and never takes itself off; a waker that finds sleepers resets the count
-// and wakes them all. So one sleep costs one FUTEX_WAKE however many sends follow it,
-// and a sleeper that timed out or died costs at most one needless wake.
-//
-// Returns futex_wait's result: 0, EAGAIN (the word had changed), ETIMEDOUT or EINTR.
-int sleep_until_change(atomic_u32& word, atomic_u32& sleepers, std::uint32_t seen, const wait_limit& limit) noexcept {
-  sleepers.fetch_add(1, std::memory_order_seq_cst);
-  if (word.load(std::memory_order_seq_cst) != seen) return EAGAIN;
-  return sys::futex_wait(&word, seen, limit.when.clock, limit.kind == wait_limit::until ? &limit.when.ns : nullptr);
-}
-
-// Called after bumping `word` (seq_cst), outside the lock.
+// Called after curmsgs changed (seq_cst), outside the lock.
 void wake_sleepers(atomic_u32& word, atomic_u32& sleepers) noexcept {
   if (sleepers.load(std::memory_order_seq_cst) != 0 && sleepers.exchange(0, std::memory_order_seq_cst) != 0) {
+    word.fetch_add(1, std::memory_order_seq_cst);
     sys::futex_wake(&word, INT_MAX);
-  }
-}
-
-// Tells poll helpers (in any process) that the depth changed. Called after the change,
-// outside the lock.
-void announce_event(header* h) noexcept {
-  if (h->event_watchers.load(std::memory_order_seq_cst) != 0) {
-    h->event_seq.fetch_add(1, std::memory_order_seq_cst);
-    wake_sleepers(h->event_seq, h->event_watchers);
   }
 }
 
 bool deadline_passed(const wait_limit& limit) noexcept {
   return limit.kind == wait_limit::until && sys::now_ns(limit.when.clock) >= limit.when.ns;
+}
+
+// Spins for up to spin_ns, then sleeps on `word`, while blocked() holds. Returns 0 when
+// the state may have changed, ETIMEDOUT when the limit passed, EINTR when a signal
+// handler interrupted the sleep.
+//
+// `interruptible` (the C API): an untimed sleep then has no time limit at all, because
+// only such a futex wait is restarted by the kernel after a handler installed with
+// SA_RESTART, as mq_receive is; a timed one returns EINTR after any handler.
+template <class Blocked>
+int wait_while(Blocked blocked, atomic_u32& word, atomic_u32& sleepers, std::int64_t spin_ns,
+               const wait_limit& limit, bool interruptible) noexcept {
+  if (spin_ns > 0) {
+    std::int64_t until = sys::now_ns(CLOCK_MONOTONIC) + spin_ns;
+    for (unsigned i = 1;; ++i) {
+      if (!blocked()) return 0;
+      PIPC_CPU_RELAX();
+      if ((i & 63) == 0) {
+        if (sys::now_ns(CLOCK_MONOTONIC) >= until) break;
+        if (deadline_passed(limit)) return ETIMEDOUT;
+      }
+    }
+  }
+  std::uint32_t seen = word.load(std::memory_order_seq_cst);
+  sleepers.fetch_add(1, std::memory_order_seq_cst);
+  if (!blocked()) return 0;
+  if (interruptible && limit.kind == wait_limit::forever) {
+    int e = sys::futex_wait(&word, seen, CLOCK_MONOTONIC, nullptr);
+    return e == EINTR ? e : 0;
+  }
+  // Sleep at most recheck_ns at a time: a process killed between changing the queue
+  // and waking its sleepers (or while holding the lock) wakes nobody, so a sleeper
+  // looks again now and then, and the caller's loop repairs or proceeds.
+  std::int64_t now = sys::now_ns(CLOCK_MONOTONIC);
+  std::int64_t wake_at = now + recheck_ns;
+  bool limited = false;
+  if (limit.kind == wait_limit::until) {
+    std::int64_t left = limit.when.ns - (limit.when.clock == CLOCK_MONOTONIC ? now : sys::now_ns(limit.when.clock));
+    if (now + left <= wake_at) {
+      wake_at = now + left;
+      limited = true;
+    }
+  }
+  int e = sys::futex_wait(&word, seen, CLOCK_MONOTONIC, &wake_at);
+  if (e == ETIMEDOUT && !limited) return 0;
+  return e == ETIMEDOUT || e == EINTR ? e : 0;
+}
+
+// Records a committed change of curmsgs for counters and poll helpers.
+void announce_event(header* h) noexcept { wake_sleepers(h->event_seq, h->event_watchers); }
+
+// Adds to a counter that only lock holders write: no read-modify-write needed.
+template <class Atomic, class T>
+void add_locked(Atomic& counter, T amount) noexcept {
+  counter.store(counter.load(std::memory_order_relaxed) + amount, std::memory_order_relaxed);
 }
 
 }  // namespace
@@ -683,96 +720,96 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
   if (size > r.geo.message_size) return EMSGSIZE;
   if (priority >= priorities) return EINVAL;
   header* h = r.hdr();
+  const std::uint64_t max = r.geo.max_messages;
 
   for (;;) {
+    // Full? Then there is nothing to lock for: wait for room, or report. (A count
+    // beyond the capacity, or a lock whose owner died mid-update, goes to the locked
+    // path, which reports or repairs it.)
+    if (h->curmsgs.load(std::memory_order_acquire) == max && !r.owner_died()) {
+      if (nonblocking_.load(std::memory_order_relaxed) || limit.kind == wait_limit::none || deadline_passed(limit)) {
+        return would_block();
+      }
+      int e = wait_while([&] { return h->curmsgs.load(std::memory_order_seq_cst) == max; }, h->space_seq,
+                         h->space_sleepers, spin_ns_, limit, interruptible);
+      if (e == EINTR && interruptible) return EINTR;
+      continue;  // on ETIMEDOUT the check above reports it, unless room appeared
+    }
+
     if (int e = r.lock(lock_limit(limit)); e != 0) return e == ETIMEDOUT ? would_block() : e;
     // Caller holds the lock from here to unlock().
     std::uint32_t depth = h->curmsgs.load(std::memory_order_relaxed);
-    if (depth > r.geo.max_messages) {
+    if (depth >= max) {
+      r.unlock();
+      if (depth > max) return corrupt;
+      continue;  // filled up meanwhile
+    }
+    std::uint32_t n = h->free_head;
+    slot_header* s = r.slot(n);
+    if (s == nullptr || s->state.load(std::memory_order_relaxed) != slot_free ||
+        (s->next != 0 && r.slot(s->next) == nullptr)) {
       r.unlock();
       return corrupt;
     }
-    if (depth < r.geo.max_messages) {
-      std::uint32_t n = h->free_head;
-      slot_header* s = r.slot(n);
-      if (s == nullptr || s->state.load(std::memory_order_relaxed) != slot_free ||
-          (s->next != 0 && r.slot(s->next) == nullptr)) {
-        r.unlock();
-        return corrupt;
-      }
-      list_ends& ends = r.table()[priority];
-      bool nonempty = r.has_bit(priority);
-      slot_header* tail = nonempty ? r.slot(ends.tail) : nullptr;
-      if (nonempty && tail == nullptr) {
-        r.unlock();
-        return corrupt;
-      }
-
-      // Fill the slot, then commit it with one store (docs/engine.md, "Commit points").
-      h->free_head = s->next;
-      if (size != 0) std::memcpy(r.payload(s), data, size);
-      s->size = static_cast<std::uint32_t>(size);
-      s->priority = priority;
-      s->seq = h->next_seq++;
-      s->next = 0;
-      s->state.store(slot_ready, std::memory_order_release);
-
-      if (nonempty) {
-        tail->next = n;
-        ends.tail = n;
-      } else {
-        ends = {n, n};
-        r.set_bit(priority);
-      }
-      h->curmsgs.store(depth + 1, std::memory_order_seq_cst);
-      h->messages_sent.fetch_add(1, std::memory_order_relaxed);
-      h->bytes_sent.fetch_add(size, std::memory_order_relaxed);
-      if (depth + 1 > h->high_water.load(std::memory_order_relaxed)) {
-        h->high_water.store(depth + 1, std::memory_order_relaxed);
-      }
-      h->last_sender.store(static_cast<std::uint32_t>(sys::current_pid()), std::memory_order_relaxed);
-
-      // A message on an empty queue with no receiver waiting: take the registration.
-      due_notification due;
-      bool notify = false;
-      if (depth == 0 && h->notify_pid.load() != 0 && !receivers_blocked(h)) {
-        due = {h->notify_kind, static_cast<pid_t>(h->notify_pid.load()), h->notify_signo, h->notify_value};
-        notify = same_process_alive(due.pid, h->notify_start_time);
-        if (notify && due.kind == notify_thread_kind) {
-          h->notify_fired_pid = static_cast<std::uint32_t>(due.pid);
-          h->notify_fired_token = h->notify_token;
-        }
-        h->notify_pid.store(0);
-      }
-      h->msg_seq.fetch_add(1, std::memory_order_seq_cst);
+    list_ends& ends = r.table()[priority];
+    bool nonempty = r.has_bit(priority);
+    slot_header* tail = nonempty ? r.slot(ends.tail) : nullptr;
+    if (nonempty && tail == nullptr) {
       r.unlock();
-
-      wake_sleepers(h->msg_seq, h->msg_sleepers);
-      announce_event(h);
-      if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
-      if (notify) {
-        if (due.kind == notify_signal_kind) {
-          sys::send_mesgq_signal(due.pid, due.signo, due.value);
-        } else if (due.kind == notify_thread_kind) {
-          h->notify_seq.fetch_add(1);
-          sys::futex_wake(&h->notify_seq, INT_MAX);
-        }
-      }
-      return 0;
+      return corrupt;
     }
 
-    // Full.
-    if (nonblocking_.load(std::memory_order_relaxed) || limit.kind == wait_limit::none || deadline_passed(limit)) {
-      r.unlock();
-      return would_block();
+    // Fill the slot, then commit it with one store (docs/engine.md, "Commit points").
+    h->free_head = s->next;
+    if (size != 0) std::memcpy(r.payload(s), data, size);
+    s->size = static_cast<std::uint32_t>(size);
+    s->priority = priority;
+    s->seq = h->next_seq++;
+    s->next = 0;
+    s->state.store(slot_ready, std::memory_order_release);
+
+    if (nonempty) {
+      tail->next = n;
+      ends.tail = n;
+    } else {
+      ends = {n, n};
+      r.set_bit(priority);
     }
-    std::uint32_t seen = h->space_seq.load(std::memory_order_seq_cst);
+    h->curmsgs.store(depth + 1, std::memory_order_seq_cst);
+    add_locked(h->messages_sent, std::uint64_t{1});
+    add_locked(h->bytes_sent, std::uint64_t{size});
+    if (depth + 1 > h->high_water.load(std::memory_order_relaxed)) {
+      h->high_water.store(depth + 1, std::memory_order_relaxed);
+    }
+    auto me = static_cast<std::uint32_t>(sys::current_pid());
+    if (h->last_sender.load(std::memory_order_relaxed) != me) h->last_sender.store(me, std::memory_order_relaxed);
+
+    // A message on an empty queue with no receiver waiting: take the registration.
+    due_notification due;
+    bool notify = false;
+    if (depth == 0 && h->notify_pid.load() != 0 && !receivers_blocked(h)) {
+      due = {h->notify_kind, static_cast<pid_t>(h->notify_pid.load()), h->notify_signo, h->notify_value};
+      notify = same_process_alive(due.pid, h->notify_start_time);
+      if (notify && due.kind == notify_thread_kind) {
+        h->notify_fired_pid = static_cast<std::uint32_t>(due.pid);
+        h->notify_fired_token = h->notify_token;
+      }
+      h->notify_pid.store(0);
+    }
     r.unlock();
-    if (!spin_for_change(h->space_seq, seen, spin_ns_, limit)) {
-      // On ETIMEDOUT, loop: the queue is re-checked under the lock, and the call times
-      // out only if it is still full.
-      if (sleep_until_change(h->space_seq, h->space_sleepers, seen, limit) == EINTR && interruptible) return EINTR;
+
+    wake_sleepers(h->msg_seq, h->msg_sleepers);
+    announce_event(h);
+    if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
+    if (notify) {
+      if (due.kind == notify_signal_kind) {
+        sys::send_mesgq_signal(due.pid, due.signo, due.value);
+      } else if (due.kind == notify_thread_kind) {
+        h->notify_seq.fetch_add(1);
+        sys::futex_wake(&h->notify_seq, INT_MAX);
+      }
     }
+    return 0;
   }
 }
 
@@ -782,72 +819,72 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
   region& r = *region_;
   if (capacity < r.geo.message_size) return EMSGSIZE;
   header* h = r.hdr();
-  waiter_entry* waiting = nullptr;
+  waiter_entry* waiting = nullptr;  // this receiver's count in the waiter table
   auto done = [&](int e) {
     leave_waiters(waiting);
     return e;
   };
 
   for (;;) {
+    // Empty? Then there is nothing to lock for: wait for a message, or report. (A lock
+    // whose owner died mid-update goes to the locked path, which repairs the queue.)
+    if (h->curmsgs.load(std::memory_order_acquire) == 0 && !r.owner_died()) {
+      if (nonblocking_.load(std::memory_order_relaxed) || limit.kind == wait_limit::none || deadline_passed(limit)) {
+        return done(would_block());
+      }
+      if (waiting == nullptr) waiting = enter_waiters(h);
+      int e = wait_while([&] { return h->curmsgs.load(std::memory_order_seq_cst) == 0; }, h->msg_seq,
+                         h->msg_sleepers, spin_ns_, limit, interruptible);
+      if (e == EINTR && interruptible) return done(EINTR);
+      continue;  // on ETIMEDOUT the check above reports it, unless a message came
+    }
+
     if (int e = r.lock(lock_limit(limit)); e != 0) return done(e == ETIMEDOUT ? would_block() : e);
     // Caller holds the lock from here to unlock().
     std::uint32_t depth = h->curmsgs.load(std::memory_order_relaxed);
-    if (depth > r.geo.max_messages) {
+    if (depth == 0 || depth > r.geo.max_messages) {
+      r.unlock();
+      if (depth != 0) return done(corrupt);
+      continue;  // another receiver was first
+    }
+    std::uint32_t p = 0;
+    if (!r.top_priority(p)) {
       r.unlock();
       return done(corrupt);
     }
-    if (depth > 0) {
-      std::uint32_t p = 0;
-      if (!r.top_priority(p)) {
-        r.unlock();
-        return done(corrupt);
-      }
-      list_ends& ends = r.table()[p];
-      std::uint32_t n = ends.head;
-      slot_header* s = r.slot(n);
-      if (s == nullptr || s->state.load(std::memory_order_relaxed) != slot_ready || s->priority != p ||
-          s->size > r.geo.message_size || (s->next != 0 && r.slot(s->next) == nullptr)) {
-        r.unlock();
-        return done(corrupt);
-      }
-
-      // Copy out, then commit with one store (docs/engine.md, "Commit points").
-      size = s->size;
-      priority = p;
-      if (size != 0) std::memcpy(buffer, r.payload(s), size);
-      s->state.store(slot_free, std::memory_order_release);
-
-      if (s->next == 0) {
-        r.clear_bit(p);
-      } else {
-        ends.head = s->next;
-      }
-      s->next = h->free_head;
-      h->free_head = n;
-      h->curmsgs.store(depth - 1, std::memory_order_seq_cst);
-      h->messages_received.fetch_add(1, std::memory_order_relaxed);
-      h->bytes_received.fetch_add(size, std::memory_order_relaxed);
-      h->last_receiver.store(static_cast<std::uint32_t>(sys::current_pid()), std::memory_order_relaxed);
-      h->space_seq.fetch_add(1, std::memory_order_seq_cst);
+    list_ends& ends = r.table()[p];
+    std::uint32_t n = ends.head;
+    slot_header* s = r.slot(n);
+    if (s == nullptr || s->state.load(std::memory_order_relaxed) != slot_ready || s->priority != p ||
+        s->size > r.geo.message_size || (s->next != 0 && r.slot(s->next) == nullptr)) {
       r.unlock();
-
-      wake_sleepers(h->space_seq, h->space_sleepers);
-      announce_event(h);
-      if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
-      return done(0);
+      return done(corrupt);
     }
 
-    // Empty.
-    if (nonblocking_.load(std::memory_order_relaxed) || limit.kind == wait_limit::none || deadline_passed(limit)) {
-      r.unlock();
-      return done(would_block());
+    // Copy out, then commit with one store (docs/engine.md, "Commit points").
+    size = s->size;
+    priority = p;
+    if (size != 0) std::memcpy(buffer, r.payload(s), size);
+    s->state.store(slot_free, std::memory_order_release);
+
+    if (s->next == 0) {
+      r.clear_bit(p);
+    } else {
+      ends.head = s->next;
     }
-    std::uint32_t seen = h->msg_seq.load(std::memory_order_seq_cst);
-    if (waiting == nullptr) waiting = enter_waiters(h);
+    s->next = h->free_head;
+    h->free_head = n;
+    h->curmsgs.store(depth - 1, std::memory_order_seq_cst);
+    add_locked(h->messages_received, std::uint64_t{1});
+    add_locked(h->bytes_received, std::uint64_t{size});
+    auto me = static_cast<std::uint32_t>(sys::current_pid());
+    if (h->last_receiver.load(std::memory_order_relaxed) != me) h->last_receiver.store(me, std::memory_order_relaxed);
     r.unlock();
-    if (!spin_for_change(h->msg_seq, seen, spin_ns_, limit)) {
-      if (sleep_until_change(h->msg_seq, h->msg_sleepers, seen, limit) == EINTR && interruptible) return done(EINTR);
-    }
+
+    wake_sleepers(h->space_seq, h->space_sleepers);
+    announce_event(h);
+    if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
+    return done(0);
   }
 }
 

@@ -97,12 +97,13 @@ struct region {
         case wait_limit::none:
         case wait_limit::until: {
           // A try waits for the lock a little (its holder may just have been
-          // preempted), but never for long (its holder may be stopped).
-          deadline d = limit.kind == wait_limit::until
-                           ? limit.when
-                           : deadline{CLOCK_MONOTONIC, sys::now_ns(CLOCK_MONOTONIC) + try_lock_patience_ns};
-          timespec abs = sys::to_timespec(d.ns);
-          e = ::pthread_mutex_clocklock(m, d.clock, &abs);
+          // preempted), but never for long (its holder may be stopped). The wait is
+          // on CLOCK_REALTIME: pthread_mutex_timedlock is the timed lock that every
+          // tool knows (ThreadSanitizer does not intercept pthread_mutex_clocklock).
+          std::int64_t left = limit.kind == wait_limit::until ? limit.when.ns - sys::now_ns(limit.when.clock)
+                                                               : try_lock_patience_ns;
+          timespec abs = sys::to_timespec(sys::now_ns(CLOCK_REALTIME) + std::max<std::int64_t>(left, 0));
+          e = ::pthread_mutex_timedlock(m, &abs);
           if (e == ETIMEDOUT) return ETIMEDOUT;
           break;
         }
@@ -648,9 +649,10 @@ bool deadline_passed(const wait_limit& limit) noexcept {
 // the state may have changed, ETIMEDOUT when the limit passed, EINTR when a signal
 // handler interrupted the sleep.
 //
-// `interruptible` (the C API): an untimed sleep then has no time limit at all, because
-// only such a futex wait is restarted by the kernel after a handler installed with
-// SA_RESTART, as mq_receive is; a timed one returns EINTR after any handler.
+// `interruptible` (the C API): EINTR is returned to the caller, except that an untimed
+// call is restarted when every handler that could have run was installed with
+// SA_RESTART, as the kernel restarts mq_receive (the kernel itself never restarts a
+// futex wait that has a time limit, and every sleep here has one).
 template <class Blocked>
 int wait_while(Blocked blocked, atomic_u32& word, atomic_u32& sleepers, std::int64_t spin_ns,
                const wait_limit& limit, bool interruptible) noexcept {
@@ -668,10 +670,6 @@ int wait_while(Blocked blocked, atomic_u32& word, atomic_u32& sleepers, std::int
   std::uint32_t seen = word.load(std::memory_order_seq_cst);
   sleepers.fetch_add(1, std::memory_order_seq_cst);
   if (!blocked()) return 0;
-  if (interruptible && limit.kind == wait_limit::forever) {
-    int e = sys::futex_wait(&word, seen, CLOCK_MONOTONIC, nullptr);
-    return e == EINTR ? e : 0;
-  }
   // Sleep at most recheck_ns at a time: a process killed between changing the queue
   // and waking its sleepers (or while holding the lock) wakes nobody, so a sleeper
   // looks again now and then, and the caller's loop repairs or proceeds.
@@ -687,6 +685,7 @@ int wait_while(Blocked blocked, atomic_u32& word, atomic_u32& sleepers, std::int
   }
   int e = sys::futex_wait(&word, seen, CLOCK_MONOTONIC, &wake_at);
   if (e == ETIMEDOUT && !limited) return 0;
+  if (e == EINTR && interruptible && limit.kind == wait_limit::forever && sys::unblocked_handlers_restart()) return 0;
   return e == ETIMEDOUT || e == EINTR ? e : 0;
 }
 

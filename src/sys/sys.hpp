@@ -92,6 +92,9 @@ bool process_exists(pid_t pid) noexcept;
 // 0 if the process does not exist. With the pid it names one process for good.
 std::uint64_t process_start_time(pid_t pid) noexcept;
 pid_t current_pid() noexcept;
+// Were all signal handlers that this thread does not block installed with SA_RESTART?
+// (After an EINTR it tells whether the kernel would have restarted an mq_* call.)
+bool unblocked_handlers_restart() noexcept;
 // The calling process's umask, read without changing it.
 mode_t current_umask() noexcept;
 int online_cpus() noexcept;

@@ -663,6 +663,17 @@ static int run_signal_child(const char* n, int restart) {
   if (pid == 0) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
+    if (restart) {
+      /* pipc cannot tell which signal interrupted a wait, so it restarts only when
+         every unblocked handler has SA_RESTART: drop the handlers that earlier tests
+         installed in this process (docs/c-api.md). */
+      int s;
+      sa.sa_handler = SIG_DFL;
+      sigemptyset(&sa.sa_mask);
+      for (s = 1; s < 32; ++s) {
+        if (s != SIGKILL && s != SIGSTOP && s != SIGUSR2) sigaction(s, &sa, NULL);
+      }
+    }
     sa.sa_handler = on_usr2;
     sa.sa_flags = restart ? SA_RESTART : 0;
     sigemptyset(&sa.sa_mask);

@@ -73,6 +73,22 @@ struct backend_tag {
 
 using Backends = ::testing::Types<backend_tag<pipc::backend::shm>, backend_tag<pipc::backend::kernel>>;
 
+// ThreadSanitizer cannot follow two things of glibc's kernel queues: the thread that
+// glibc's mq_notify starts for SIGEV_THREAD is created inside libc, where TSan does not
+// see it, and it crashes when that thread runs instrumented code; and TSan delays a
+// signal handler until the thread next enters a function it intercepts, which a thread
+// blocked in mq_receive (not intercepted) never does. These tests run in the dev and
+// ASan builds; under TSan they are skipped for the kernel backend only.
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kTsan = true;
+#else
+constexpr bool kTsan = false;
+#endif
+#define SKIP_KERNEL_UNDER_TSAN(B, why)                                     \
+  do {                                                                     \
+    if (kTsan && (B) == pipc::backend::kernel) GTEST_SKIP() << (why);      \
+  } while (0)
+
 std::string backend_label(pipc::backend b) {
   if (b == pipc::backend::kernel) return "kernel";
   if (b == pipc::backend::shm) return "shm";
@@ -1308,6 +1324,7 @@ TYPED_TEST(MessageQueueTest, ConcurrentProducerThreadsDeliverEachMessageOnceInOr
 
 TYPED_TEST(MessageQueueSignals, SignalDoesNotEndABlockingReceive) {
   constexpr auto B = TypeParam::value;
+  SKIP_KERNEL_UNDER_TSAN(B, "TSan defers handlers while blocked in mq_receive");
   queue_name name(B, "eintrrecv");
   auto q = message_queue::open(name.str(), open_mode::create_only, options(B, 2, 64));
   interrupting_handler handler(SIGUSR1);
@@ -1343,6 +1360,7 @@ TYPED_TEST(MessageQueueSignals, SignalDoesNotEndABlockingReceive) {
 
 TYPED_TEST(MessageQueueSignals, SignalDoesNotEndABlockingSend) {
   constexpr auto B = TypeParam::value;
+  SKIP_KERNEL_UNDER_TSAN(B, "TSan defers handlers while blocked in mq_send");
   queue_name name(B, "eintrsend");
   auto q = message_queue::open(name.str(), open_mode::create_only, options(B, 1, 64));
   q.send(bytes("fill"), 0);
@@ -1662,6 +1680,7 @@ TYPED_TEST(MessageQueueNotify, RegistrationEndsWhenTheRegisteringProcessExits) {
 
 TYPED_TEST(MessageQueueNotify, NotifyThreadRunsTheCallbackOnAnotherThread) {
   constexpr auto B = TypeParam::value;
+  SKIP_KERNEL_UNDER_TSAN(B, "glibc's SIGEV_THREAD thread is invisible to TSan");
   queue_name name(B, "notifythread");
   auto q = message_queue::open(name.str(), open_mode::create_only, options(B, 4, 64));
 
@@ -1693,6 +1712,7 @@ TYPED_TEST(MessageQueueNotify, NotifyThreadRunsTheCallbackOnAnotherThread) {
 
 TYPED_TEST(MessageQueueNotify, NotifyThreadHoldsTheSlotUntilItFires) {
   constexpr auto B = TypeParam::value;
+  SKIP_KERNEL_UNDER_TSAN(B, "glibc's SIGEV_THREAD thread is invisible to TSan");
   queue_name name(B, "notifythreadbusy");
   auto q = message_queue::open(name.str(), open_mode::create_only, options(B, 4, 64));
   struct shared_state {

@@ -370,8 +370,8 @@ int open_existing(const std::string& leaf, int flags, std::shared_ptr<region>& o
 
 // Is the process `pid` that started at `start_time` still running?
 bool same_process_alive(pid_t pid, std::uint64_t start_time) noexcept {
-  if (!sys::process_exists(pid)) return false;
-  return start_time == 0 || sys::process_start_time(pid) == start_time;
+  if (start_time == 0 || !sys::process_exists(pid)) return false;
+  return sys::process_start_time(pid) == start_time;
 }
 
 std::uint64_t own_start_time() noexcept {

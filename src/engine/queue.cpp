@@ -36,7 +36,7 @@ constexpr std::uint64_t eventfd_full = 0xffff'ffff'ffff'fffeULL;  // polls not w
 // The longest a blocked call sleeps before it looks at the queue again by itself.
 constexpr std::int64_t recheck_ns = 250'000'000;
 // How long a non-blocking call waits for a lock that another process holds.
-constexpr std::int64_t try_lock_patience_ns = 100'000'000;
+constexpr std::int64_t try_lock_patience_ns = 500'000'000;
 // glibc's __owner value for a robust mutex that can no longer be made consistent.
 constexpr int mutex_not_recoverable = INT_MAX - 1;
 }  // namespace

@@ -133,9 +133,11 @@ struct alignas(64) header {
   atomic_u64 bytes_sent;
   atomic_u32 high_water;  // highest curmsgs seen
   atomic_u32 last_sender;
+  atomic_u32 sender_cpu;  // 1 + the CPU the last send ran on; 0 = none yet
   alignas(64) atomic_u64 messages_received;
   atomic_u64 bytes_received;
   atomic_u32 last_receiver;
+  atomic_u32 receiver_cpu;  // 1 + the CPU the last receive ran on; 0 = none yet
 
   // ---- blocked receivers per process, for "no receiver is blocked" ----
   alignas(64) waiter_entry waiters[waiter_entries];

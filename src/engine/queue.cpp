@@ -66,6 +66,22 @@ struct region {
   }
   std::byte* payload(slot_header* s) const noexcept { return reinterpret_cast<std::byte*>(s) + sizeof(slot_header); }
 
+  // Starts loading slot `n` (its header and the first `bytes` of payload, up to 256)
+  // into this CPU's cache: the slot was last written by another process, and a miss
+  // under the lock makes everyone wait. `n` must be a valid slot number.
+  void prefetch(std::uint32_t n, std::size_t bytes, bool for_write) const noexcept {
+    const std::byte* p = reinterpret_cast<const std::byte*>(slot(n));
+    if (p == nullptr) return;
+    std::size_t span = sizeof(slot_header) + std::min<std::size_t>(bytes, 256);
+    for (std::size_t off = 0; off < span; off += 64) {
+      if (for_write) {
+        __builtin_prefetch(p + off, 1, 3);
+      } else {
+        __builtin_prefetch(p + off, 0, 3);
+      }
+    }
+  }
+
   // ---- the lock ----
 
   // Takes the queue lock; recovers the queue if its previous owner died.
@@ -653,16 +669,21 @@ bool deadline_passed(const wait_limit& limit) noexcept {
 // call is restarted when every handler that could have run was installed with
 // SA_RESTART, as the kernel restarts mq_receive (the kernel itself never restarts a
 // futex wait that has a time limit, and every sleep here has one).
+//
+// Spinning only helps when the other side runs on another CPU; when the last
+// operation of the other side (`peer_cpu`, 1 + its CPU) ran on this CPU, spinning
+// would only keep it off the CPU, so the waiter goes to sleep at once.
 template <class Blocked>
-int wait_while(Blocked blocked, atomic_u32& word, atomic_u32& sleepers, std::int64_t spin_ns,
-               const wait_limit& limit, bool interruptible) noexcept {
-  if (spin_ns > 0) {
+int wait_while(Blocked blocked, atomic_u32& word, atomic_u32& sleepers, const atomic_u32& peer_cpu,
+               std::int64_t spin_ns, const wait_limit& limit, bool interruptible) noexcept {
+  auto peer_here = [&] { return peer_cpu.load(std::memory_order_relaxed) == sys::current_cpu() + 1; };
+  if (spin_ns > 0 && !peer_here()) {
     std::int64_t until = sys::now_ns(CLOCK_MONOTONIC) + spin_ns;
     for (unsigned i = 1;; ++i) {
       if (!blocked()) return 0;
       PIPC_CPU_RELAX();
       if ((i & 63) == 0) {
-        if (sys::now_ns(CLOCK_MONOTONIC) >= until) break;
+        if (sys::now_ns(CLOCK_MONOTONIC) >= until || peer_here()) break;
         if (deadline_passed(limit)) return ETIMEDOUT;
       }
     }
@@ -730,7 +751,7 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
         return would_block();
       }
       int e = wait_while([&] { return h->curmsgs.load(std::memory_order_seq_cst) == max; }, h->space_seq,
-                         h->space_sleepers, spin_ns_, limit, interruptible);
+                         h->space_sleepers, h->receiver_cpu, spin_ns_, limit, interruptible);
       if (e == EINTR && interruptible) return EINTR;
       continue;  // on ETIMEDOUT the check above reports it, unless room appeared
     }
@@ -760,6 +781,7 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
 
     // Fill the slot, then commit it with one store (docs/engine.md, "Commit points").
     h->free_head = s->next;
+    if (s->next != 0) r.prefetch(s->next, size, true);  // the next send will most likely fill it
     if (size != 0) std::memcpy(r.payload(s), data, size);
     s->size = static_cast<std::uint32_t>(size);
     s->priority = priority;
@@ -782,6 +804,8 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
     }
     auto me = static_cast<std::uint32_t>(sys::current_pid());
     if (h->last_sender.load(std::memory_order_relaxed) != me) h->last_sender.store(me, std::memory_order_relaxed);
+    std::uint32_t cpu = sys::current_cpu() + 1;
+    if (h->sender_cpu.load(std::memory_order_relaxed) != cpu) h->sender_cpu.store(cpu, std::memory_order_relaxed);
 
     // A message on an empty queue with no receiver waiting: take the registration.
     due_notification due;
@@ -833,7 +857,7 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
       }
       if (waiting == nullptr) waiting = enter_waiters(h);
       int e = wait_while([&] { return h->curmsgs.load(std::memory_order_seq_cst) == 0; }, h->msg_seq,
-                         h->msg_sleepers, spin_ns_, limit, interruptible);
+                         h->msg_sleepers, h->sender_cpu, spin_ns_, limit, interruptible);
       if (e == EINTR && interruptible) return done(EINTR);
       continue;  // on ETIMEDOUT the check above reports it, unless a message came
     }
@@ -870,6 +894,7 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
       r.clear_bit(p);
     } else {
       ends.head = s->next;
+      r.prefetch(s->next, size, false);  // the next receive will most likely read it
     }
     s->next = h->free_head;
     h->free_head = n;
@@ -878,6 +903,8 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
     add_locked(h->bytes_received, std::uint64_t{size});
     auto me = static_cast<std::uint32_t>(sys::current_pid());
     if (h->last_receiver.load(std::memory_order_relaxed) != me) h->last_receiver.store(me, std::memory_order_relaxed);
+    std::uint32_t cpu = sys::current_cpu() + 1;
+    if (h->receiver_cpu.load(std::memory_order_relaxed) != cpu) h->receiver_cpu.store(cpu, std::memory_order_relaxed);
     r.unlock();
 
     wake_sleepers(h->space_seq, h->space_sleepers);

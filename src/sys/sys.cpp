@@ -1,6 +1,7 @@
 #include "sys/sys.hpp"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <linux/futex.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -303,6 +304,11 @@ mode_t current_umask() noexcept {
 int online_cpus() noexcept {
   long n = ::sysconf(_SC_NPROCESSORS_ONLN);
   return n < 1 ? 1 : static_cast<int>(n);
+}
+
+std::uint32_t current_cpu() noexcept {
+  int cpu = ::sched_getcpu();
+  return cpu < 0 ? 0 : static_cast<std::uint32_t>(cpu);
 }
 
 std::uint64_t random64() noexcept {

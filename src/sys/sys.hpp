@@ -98,6 +98,8 @@ bool unblocked_handlers_restart() noexcept;
 // The calling process's umask, read without changing it.
 mode_t current_umask() noexcept;
 int online_cpus() noexcept;
+// The CPU the caller runs on now (glibc reads it from rseq: no system call).
+std::uint32_t current_cpu() noexcept;
 std::uint64_t random64() noexcept;
 // The credentials that file access checks use.
 uid_t effective_uid() noexcept;

@@ -1,0 +1,1651 @@
+// pipc-bench: pipc's message queues against kernel queues, pipes, AF_UNIX sockets and
+// Boost.Interprocess, measured between real processes, side by side.
+//
+// Three measurements, each at every message size and repeated (median, min–max):
+//   ping-pong   one process sends a message, a forked peer echoes it; round-trip time
+//               of every exchange after a warm-up; p50, p99, p99.9.
+//   stream      a forked sender sends as fast as it can for a fixed time; the receiver
+//               checks every message (sequence number and every payload word) and the
+//               count at the end; messages/s and MB/s.
+//   contention  two forked producers and two forked consumers on one channel for a
+//               fixed time; every message checked, per-producer counts and checksums
+//               reconciled; messages/s and fairness (min/max of producer counts and of
+//               consumer counts).
+// A transport is a one-way channel: the parent creates it before fork() (a queue, a
+// pipe, a socket pair); each process then opens its own end (queues by name, after
+// the fork). Nothing here is a thread standing in for a process.
+//
+// Any mismatch (wrong size, sequence, payload, count or checksum) aborts the run with
+// a non-zero exit status: a broken transport cannot post a number.
+// bench/README.md describes the options, the method and the columns.
+
+#include <pipc/pipc.hpp>
+
+#if defined(PIPC_BENCH_HAVE_BOOST)
+#include <boost/interprocess/ipc/message_queue.hpp>
+#endif
+#if defined(PIPC_BENCH_HAVE_CAPI) && __has_include(<pipc/c/mqueue.h>)
+#include <pipc/c/mqueue.h>
+#define PIPC_BENCH_CAPI 1
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define PIPC_BENCH_PAUSE() _mm_pause()
+#else
+#define PIPC_BENCH_PAUSE() std::atomic_signal_fence(std::memory_order_seq_cst)
+#endif
+
+#include <fcntl.h>
+#include <limits.h>
+#include <mqueue.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cinttypes>
+#include <cmath>
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+namespace {
+
+// ---------------------------------------------------------------------------------
+// Failure. Anything wrong ends the run: a message on stderr, the names this process
+// created removed, exit status 1 (2 for a usage error).
+
+// Names of the objects alive now, kept in fixed storage so that the SIGALRM handler
+// can remove them too. kind: 'q' kernel queue (mq_unlink), 's' shared memory object
+// (shm_unlink: an engine queue's object or a Boost queue).
+struct live_name {
+  char kind = 0;
+  char name[200] = {};
+};
+live_name g_live[32];
+
+void remember_name(char kind, const std::string& name) {
+  for (auto& n : g_live) {
+    if (n.kind == 0) {
+      n.kind = kind;
+      std::snprintf(n.name, sizeof n.name, "%s", name.c_str());
+      return;
+    }
+  }
+}
+void forget_name(const std::string& name) {
+  for (auto& n : g_live) {
+    if (n.kind != 0 && name == n.name) n.kind = 0;
+  }
+}
+void remove_live_names() noexcept {
+  for (auto& n : g_live) {
+    if (n.kind == 'q') ::mq_unlink(n.name);
+    if (n.kind == 's') ::shm_unlink(n.name);
+    n.kind = 0;
+  }
+}
+
+pid_t g_main_pid = 0;
+
+[[noreturn]] void die(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+[[noreturn]] void die(const char* fmt, ...) {
+  char text[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
+  std::fprintf(stderr, "pipc-bench%s: FAILED: %s\n", ::getpid() == g_main_pid ? "" : " (child)", text);
+  std::fflush(stderr);
+  if (::getpid() == g_main_pid) {
+    remove_live_names();
+    std::exit(1);
+  }
+  ::_exit(1);  // a child: the parent sees the status and reports it
+}
+
+[[noreturn]] void sys_fail(const char* what) {
+  int e = errno;
+  die("%s: %s", what, std::strerror(e));
+}
+
+// The children of the measurement in progress. A child that fails ends the run at
+// once (SIGCHLD), rather than leaving the parent blocked on a message that will never
+// come; waitid(WNOWAIT) looks without reaping, so wait_for still collects them.
+volatile sig_atomic_t g_children[4] = {0, 0, 0, 0};
+
+extern "C" void on_child(int) {
+  const int saved = errno;
+  for (auto& c : g_children) {
+    const pid_t pid = c;
+    if (pid <= 0) continue;
+    siginfo_t info{};
+    if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) continue;
+    if (info.si_code == CLD_EXITED && info.si_status == 0) continue;
+    static const char text[] = "pipc-bench: FAILED: a child process failed (its message is above)\n";
+    ssize_t ignored = ::write(2, text, sizeof text - 1);
+    (void)ignored;
+    remove_live_names();
+    ::_exit(1);
+  }
+  errno = saved;
+}
+
+extern "C" void on_alarm(int) {
+  static const char text[] = "pipc-bench: FAILED: a measurement did not finish in time (transport hung?)\n";
+  ssize_t ignored = ::write(2, text, sizeof text - 1);
+  (void)ignored;
+  remove_live_names();
+  ::_exit(1);
+}
+
+std::int64_t now_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// ---------------------------------------------------------------------------------
+// Message contents. A message is whole 64-bit words: word 0 is its tag (producer in
+// bits 48..62, sequence number in bits 0..47, bit 63 marks the end-of-stream message);
+// words 1.. are a pattern that the tag determines. The receiver recomputes the pattern
+// and compares every word, so a lost, repeated, reordered, truncated or corrupted
+// message is caught.
+
+constexpr std::uint64_t end_bit = std::uint64_t{1} << 63;
+constexpr std::uint64_t seq_mask = (std::uint64_t{1} << 48) - 1;
+constexpr std::uint64_t golden = 0x9e37'79b9'7f4a'7c15ULL;
+
+std::uint64_t mix(std::uint64_t x) noexcept {  // splitmix64
+  x += golden;
+  x = (x ^ (x >> 30)) * 0xbf58'476d'1ce4'e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d0'49bb'1331'11ebULL;
+  return x ^ (x >> 31);
+}
+
+std::uint64_t make_tag(unsigned producer, std::uint64_t seq) noexcept {
+  return (std::uint64_t{producer} << 48) | (seq & seq_mask);
+}
+
+// A message buffer: aligned words, seen as bytes by the transports.
+class message {
+ public:
+  explicit message(std::size_t size) : size_(size), words_(size / 8) {}
+  std::byte* bytes() noexcept { return reinterpret_cast<std::byte*>(words_.data()); }
+  std::size_t size() const noexcept { return size_; }
+  std::uint64_t tag() const noexcept { return words_[0]; }
+
+  void fill(std::uint64_t tag) noexcept {
+    std::uint64_t* w = words_.data();
+    const std::size_t n = words_.size();
+    w[0] = tag;
+    std::uint64_t v = mix(tag);
+    for (std::size_t i = 1; i < n; ++i) {
+      v += golden;
+      w[i] = v;
+    }
+  }
+  // Whether the buffer holds exactly what fill(tag) writes.
+  bool intact(std::uint64_t tag) const noexcept {
+    const std::uint64_t* w = words_.data();
+    const std::size_t n = words_.size();
+    std::uint64_t diff = w[0] ^ tag;
+    std::uint64_t v = mix(tag);
+    for (std::size_t i = 1; i < n; ++i) {
+      v += golden;
+      diff |= w[i] ^ v;
+    }
+    return diff == 0;
+  }
+
+ private:
+  std::size_t size_;
+  std::vector<std::uint64_t> words_;
+};
+
+// ---------------------------------------------------------------------------------
+// Transports. A channel is one-way; the parent makes it before fork(), and each
+// process opens the end it uses after the fork. The channel's destructor (in the
+// parent) removes it.
+
+class endpoint {
+ public:
+  virtual ~endpoint() = default;
+  // Sends `size` bytes as one message; blocks while the channel is full.
+  virtual void send(const std::byte* data, std::size_t size) = 0;
+  // Receives one message into `buffer` (capacity = the channel's message size);
+  // blocks while the channel is empty. Returns the message's size.
+  virtual std::size_t receive(std::byte* buffer, std::size_t capacity) = 0;
+};
+
+class channel {
+ public:
+  virtual ~channel() = default;
+  virtual std::unique_ptr<endpoint> open_sender() = 0;
+  virtual std::unique_ptr<endpoint> open_receiver() = 0;
+};
+
+int g_name_counter = 0;
+std::string unique_name(const char* prefix) {
+  return std::string(prefix) + "pipc-bench-" + std::to_string(g_main_pid) + "-" + std::to_string(++g_name_counter);
+}
+
+// ---- pipc::message_queue (engine or kernel backend) ----
+
+std::optional<std::chrono::nanoseconds> g_engine_spin;  // --spin-ns
+
+class pipc_endpoint final : public endpoint {
+ public:
+  explicit pipc_endpoint(pipc::message_queue q) : q_(std::move(q)) {}
+  void send(const std::byte* data, std::size_t size) override { q_.send({data, size}); }
+  std::size_t receive(std::byte* buffer, std::size_t capacity) override { return q_.receive({buffer, capacity}).size; }
+
+ private:
+  pipc::message_queue q_;
+};
+
+class pipc_channel final : public channel {
+ public:
+  pipc_channel(pipc::backend which, long depth, std::size_t size) : name_(unique_name("/")), backend_(which) {
+    options_.backend = which;
+    options_.max_messages = depth;
+    options_.message_size = static_cast<long>(size);
+    if (which == pipc::backend::shm) options_.spin = g_engine_spin;
+    keeper_ = pipc::message_queue::open(name_, pipc::open_mode::create_only, options_);
+    if (which == pipc::backend::kernel) {
+      remember_name('q', name_);
+    } else {
+      remember_name('s', "/pipc.mq." + name_.substr(1));  // the engine's object (common.hpp)
+    }
+  }
+  ~pipc_channel() override {
+    keeper_.close();
+    std::error_code ec;
+    pipc::message_queue::unlink(name_, backend_, ec);
+    forget_name(name_);
+    forget_name("/pipc.mq." + name_.substr(1));
+  }
+  std::unique_ptr<endpoint> open_sender() override { return open_end(pipc::access::write_only); }
+  std::unique_ptr<endpoint> open_receiver() override { return open_end(pipc::access::read_only); }
+
+ private:
+  std::unique_ptr<endpoint> open_end(pipc::access a) {
+    pipc::mq_options o = options_;
+    o.access = a;
+    return std::make_unique<pipc_endpoint>(pipc::message_queue::open(name_, pipc::open_mode::open_only, o));
+  }
+
+  std::string name_;
+  pipc::backend backend_;
+  pipc::mq_options options_;
+  pipc::message_queue keeper_;  // keeps the queue alive from creation to removal
+};
+
+// ---- the C API over the engine (pipc_mq_*) ----
+
+#if defined(PIPC_BENCH_CAPI)
+class capi_endpoint final : public endpoint {
+ public:
+  explicit capi_endpoint(pipc_mqd_t q) : q_(q) {}
+  ~capi_endpoint() override { ::pipc_mq_close(q_); }
+  void send(const std::byte* data, std::size_t size) override {
+    while (::pipc_mq_send(q_, reinterpret_cast<const char*>(data), size, 0) != 0) {
+      if (errno != EINTR) sys_fail("pipc_mq_send");
+    }
+  }
+  std::size_t receive(std::byte* buffer, std::size_t capacity) override {
+    for (;;) {
+      ssize_t n = ::pipc_mq_receive(q_, reinterpret_cast<char*>(buffer), capacity, nullptr);
+      if (n >= 0) return static_cast<std::size_t>(n);
+      if (errno != EINTR) sys_fail("pipc_mq_receive");
+    }
+  }
+
+ private:
+  pipc_mqd_t q_;
+};
+
+class capi_channel final : public channel {
+ public:
+  capi_channel(long depth, std::size_t size) : name_(unique_name("/")) {
+    struct pipc_mq_attr attr {};
+    attr.mq_maxmsg = depth;
+    attr.mq_msgsize = static_cast<long>(size);
+    keeper_ = ::pipc_mq_open(name_.c_str(), O_CREAT | O_EXCL | O_RDWR, static_cast<mode_t>(0600), &attr);
+    if (keeper_ == static_cast<pipc_mqd_t>(-1)) sys_fail("pipc_mq_open (create)");
+    remember_name('s', "/pipc.mq." + name_.substr(1));
+  }
+  ~capi_channel() override {
+    ::pipc_mq_close(keeper_);
+    ::pipc_mq_unlink(name_.c_str());
+    forget_name("/pipc.mq." + name_.substr(1));
+  }
+  std::unique_ptr<endpoint> open_sender() override { return open_end(O_WRONLY); }
+  std::unique_ptr<endpoint> open_receiver() override { return open_end(O_RDONLY); }
+
+ private:
+  std::unique_ptr<endpoint> open_end(int flags) {
+    pipc_mqd_t q = ::pipc_mq_open(name_.c_str(), flags);
+    if (q == static_cast<pipc_mqd_t>(-1)) sys_fail("pipc_mq_open");
+    return std::make_unique<capi_endpoint>(q);
+  }
+  std::string name_;
+  pipc_mqd_t keeper_;
+};
+#endif
+
+// ---- raw kernel queues (mq_*) ----
+
+class mq_endpoint final : public endpoint {
+ public:
+  explicit mq_endpoint(mqd_t q) : q_(q) {}
+  ~mq_endpoint() override { ::mq_close(q_); }
+  void send(const std::byte* data, std::size_t size) override {
+    while (::mq_send(q_, reinterpret_cast<const char*>(data), size, 0) != 0) {
+      if (errno != EINTR) sys_fail("mq_send");
+    }
+  }
+  std::size_t receive(std::byte* buffer, std::size_t capacity) override {
+    for (;;) {
+      ssize_t n = ::mq_receive(q_, reinterpret_cast<char*>(buffer), capacity, nullptr);
+      if (n >= 0) return static_cast<std::size_t>(n);
+      if (errno != EINTR) sys_fail("mq_receive");
+    }
+  }
+
+ private:
+  mqd_t q_;
+};
+
+class mq_channel final : public channel {
+ public:
+  mq_channel(long depth, std::size_t size) : name_(unique_name("/")) {
+    struct mq_attr attr {};
+    attr.mq_maxmsg = depth;
+    attr.mq_msgsize = static_cast<long>(size);
+    keeper_ = ::mq_open(name_.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600, &attr);
+    if (keeper_ == static_cast<mqd_t>(-1)) sys_fail("mq_open (create)");
+    remember_name('q', name_);
+  }
+  ~mq_channel() override {
+    ::mq_close(keeper_);
+    ::mq_unlink(name_.c_str());
+    forget_name(name_);
+  }
+  std::unique_ptr<endpoint> open_sender() override { return open_end(O_WRONLY); }
+  std::unique_ptr<endpoint> open_receiver() override { return open_end(O_RDONLY); }
+
+ private:
+  std::unique_ptr<endpoint> open_end(int flags) {
+    mqd_t q = ::mq_open(name_.c_str(), flags | O_CLOEXEC);
+    if (q == static_cast<mqd_t>(-1)) sys_fail("mq_open");
+    return std::make_unique<mq_endpoint>(q);
+  }
+  std::string name_;
+  mqd_t keeper_;
+};
+
+// ---- Boost.Interprocess message_queue ----
+
+#if defined(PIPC_BENCH_HAVE_BOOST)
+namespace bip = boost::interprocess;
+
+class boost_endpoint final : public endpoint {
+ public:
+  explicit boost_endpoint(const std::string& name) : q_(bip::open_only, name.c_str()) {}
+  void send(const std::byte* data, std::size_t size) override { q_.send(data, size, 0); }
+  std::size_t receive(std::byte* buffer, std::size_t capacity) override {
+    bip::message_queue::size_type got = 0;
+    unsigned priority = 0;
+    q_.receive(buffer, capacity, got, priority);
+    return got;
+  }
+
+ private:
+  bip::message_queue q_;
+};
+
+class boost_channel final : public channel {
+ public:
+  boost_channel(long depth, std::size_t size) : name_(unique_name("")) {
+    bip::message_queue::remove(name_.c_str());
+    keeper_ = std::make_unique<bip::message_queue>(bip::create_only, name_.c_str(),
+                                                   static_cast<bip::message_queue::size_type>(depth), size);
+    remember_name('s', "/" + name_);
+  }
+  ~boost_channel() override {
+    keeper_.reset();
+    bip::message_queue::remove(name_.c_str());
+    forget_name("/" + name_);
+  }
+  std::unique_ptr<endpoint> open_sender() override { return std::make_unique<boost_endpoint>(name_); }
+  std::unique_ptr<endpoint> open_receiver() override { return std::make_unique<boost_endpoint>(name_); }
+
+ private:
+  std::string name_;
+  std::unique_ptr<bip::message_queue> keeper_;
+};
+#endif
+
+// ---- pipes: a byte stream, so a receive reads exactly one message's bytes ----
+
+void write_all(int fd, const std::byte* data, std::size_t size, const char* what) {
+  while (size > 0) {
+    ssize_t n = ::write(fd, data, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      sys_fail(what);
+    }
+    data += n;
+    size -= static_cast<std::size_t>(n);
+  }
+}
+
+class pipe_endpoint final : public endpoint {
+ public:
+  pipe_endpoint(int fd, std::size_t message_size) : fd_(fd), message_size_(message_size) {}
+  void send(const std::byte* data, std::size_t size) override { write_all(fd_, data, size, "write (pipe)"); }
+  std::size_t receive(std::byte* buffer, std::size_t capacity) override {
+    std::size_t want = std::min(capacity, message_size_);
+    std::size_t got = 0;
+    while (got < want) {
+      ssize_t n = ::read(fd_, buffer + got, want - got);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        sys_fail("read (pipe)");
+      }
+      if (n == 0) die("read (pipe): unexpected end of file");
+      got += static_cast<std::size_t>(n);
+    }
+    return got;
+  }
+
+ private:
+  int fd_;  // owned by the channel
+  std::size_t message_size_;
+};
+
+class pipe_channel final : public channel {
+ public:
+  explicit pipe_channel(std::size_t size) : size_(size) {
+    if (::pipe2(fds_, O_CLOEXEC) != 0) sys_fail("pipe2");
+  }
+  ~pipe_channel() override {
+    ::close(fds_[0]);
+    ::close(fds_[1]);
+  }
+  std::unique_ptr<endpoint> open_sender() override { return std::make_unique<pipe_endpoint>(fds_[1], size_); }
+  std::unique_ptr<endpoint> open_receiver() override { return std::make_unique<pipe_endpoint>(fds_[0], size_); }
+
+ private:
+  std::size_t size_;
+  int fds_[2] = {-1, -1};
+};
+
+// ---- AF_UNIX SOCK_SEQPACKET socket pair: one side sends, the other receives ----
+
+class seqpacket_endpoint final : public endpoint {
+ public:
+  explicit seqpacket_endpoint(int fd) : fd_(fd) {}
+  void send(const std::byte* data, std::size_t size) override {
+    for (;;) {
+      ssize_t n = ::send(fd_, data, size, MSG_NOSIGNAL);
+      if (n == static_cast<ssize_t>(size)) return;
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) sys_fail("send (seqpacket)");
+      die("send (seqpacket): sent %zd of %zu bytes", n, size);
+    }
+  }
+  std::size_t receive(std::byte* buffer, std::size_t capacity) override {
+    for (;;) {
+      // MSG_TRUNC: the result is the packet's real length, so truncation shows.
+      ssize_t n = ::recv(fd_, buffer, capacity, MSG_TRUNC);
+      if (n >= 0) {
+        if (static_cast<std::size_t>(n) > capacity) die("recv (seqpacket): a %zd-byte packet was truncated", n);
+        if (n == 0) die("recv (seqpacket): the peer closed the socket");
+        return static_cast<std::size_t>(n);
+      }
+      if (errno != EINTR) sys_fail("recv (seqpacket)");
+    }
+  }
+
+ private:
+  int fd_;  // owned by the channel
+};
+
+class seqpacket_channel final : public channel {
+ public:
+  seqpacket_channel() {
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds_) != 0) sys_fail("socketpair");
+  }
+  ~seqpacket_channel() override {
+    ::close(fds_[0]);
+    ::close(fds_[1]);
+  }
+  std::unique_ptr<endpoint> open_sender() override { return std::make_unique<seqpacket_endpoint>(fds_[0]); }
+  std::unique_ptr<endpoint> open_receiver() override { return std::make_unique<seqpacket_endpoint>(fds_[1]); }
+
+ private:
+  int fds_[2] = {-1, -1};
+};
+
+// ---- a deliberately broken transport, to show that the checks catch one ----
+//
+// With PIPC_BENCH_BREAK=drop|duplicate|corrupt|truncate|reorder in the environment,
+// the transport "broken" (a socket pair) damages its 5000th message that way.
+// pipc-bench --only broken must then fail; bench/README.md shows how.
+
+class broken_endpoint final : public endpoint {
+ public:
+  broken_endpoint(std::unique_ptr<endpoint> inner, std::string how) : inner_(std::move(inner)), how_(std::move(how)) {}
+  void send(const std::byte* data, std::size_t size) override {
+    ++sent_;
+    if (sent_ == 5001 && !held_.empty()) {  // reorder: the held message follows this one
+      inner_->send(data, size);
+      inner_->send(held_.data(), held_.size());
+      return;
+    }
+    if (sent_ != 5000) return inner_->send(data, size);
+    if (how_ == "drop") return;
+    if (how_ == "duplicate") {
+      inner_->send(data, size);
+      return inner_->send(data, size);
+    }
+    if (how_ == "truncate") return inner_->send(data, size - 8);
+    std::vector<std::byte> copy(data, data + size);
+    if (how_ == "corrupt") {
+      copy[size - 1] = static_cast<std::byte>(static_cast<unsigned>(copy[size - 1]) + 1);
+      return inner_->send(copy.data(), size);
+    }
+    if (how_ == "reorder") {
+      held_ = std::move(copy);
+      return;
+    }
+    die("PIPC_BENCH_BREAK=%s: want drop, duplicate, corrupt, truncate or reorder", how_.c_str());
+  }
+  std::size_t receive(std::byte* buffer, std::size_t capacity) override { return inner_->receive(buffer, capacity); }
+
+ private:
+  std::unique_ptr<endpoint> inner_;
+  std::string how_;
+  std::uint64_t sent_ = 0;
+  std::vector<std::byte> held_;
+};
+
+class broken_channel final : public channel {
+ public:
+  explicit broken_channel(std::string how) : how_(std::move(how)) {}
+  std::unique_ptr<endpoint> open_sender() override {
+    return std::make_unique<broken_endpoint>(inner_.open_sender(), how_);
+  }
+  std::unique_ptr<endpoint> open_receiver() override { return inner_.open_receiver(); }
+
+ private:
+  seqpacket_channel inner_;
+  std::string how_;
+};
+
+// ---- the list ----
+
+struct transport {
+  std::string name;         // what --only matches and the tables show: "pipc-shm/1024"
+  std::string description;  // one line for --list and the README
+  long depth;               // capacity in messages; 0: a kernel byte buffer (pipe, socket)
+  bool latency;             // ping-pong at this depth (one message is in flight at a time,
+                            // so depth does not matter; measured once per transport)
+  bool byte_stream;         // messages over PIPE_BUF may interleave with two writers
+  std::function<std::unique_ptr<channel>(std::size_t size)> make;
+};
+
+std::vector<transport> all_transports() {
+  std::vector<transport> t;
+  for (long depth : {10L, 1024L}) {
+    t.push_back({"pipc-shm/" + std::to_string(depth), "pipc engine, C++ API (pipc::message_queue, backend::shm)", depth,
+                 depth == 10, false, [depth](std::size_t size) {
+                   return std::make_unique<pipc_channel>(pipc::backend::shm, depth, size);
+                 }});
+  }
+#if defined(PIPC_BENCH_CAPI)
+  for (long depth : {10L, 1024L}) {
+    t.push_back({"pipc-shm-c/" + std::to_string(depth), "pipc engine, C API (pipc_mq_*)", depth, depth == 10, false,
+                 [depth](std::size_t size) { return std::make_unique<capi_channel>(depth, size); }});
+  }
+#endif
+  t.push_back({"pipc-kernel/10", "pipc::message_queue, backend::kernel (mq_* underneath)", 10, true, false,
+               [](std::size_t size) { return std::make_unique<pipc_channel>(pipc::backend::kernel, 10, size); }});
+  t.push_back({"kernel-mq/10", "raw kernel queue: mq_open/mq_send/mq_receive, maxmsg 10 (msg_max here)", 10, true,
+               false, [](std::size_t size) { return std::make_unique<mq_channel>(10, size); }});
+  t.push_back({"pipe", "pipe2(), one write()/read() of the message size per message", 0, true, true,
+               [](std::size_t size) { return std::make_unique<pipe_channel>(size); }});
+  t.push_back({"unix-seqpacket", "socketpair(AF_UNIX, SOCK_SEQPACKET)", 0, true, false,
+               [](std::size_t) { return std::make_unique<seqpacket_channel>(); }});
+  if (const char* how = std::getenv("PIPC_BENCH_BREAK")) {
+    std::string h = how;
+    t.push_back({"broken", "a socket pair that damages its 5000th message (PIPC_BENCH_BREAK=" + h + ")", 0, true, false,
+                 [h](std::size_t) { return std::make_unique<broken_channel>(h); }});
+  }
+#if defined(PIPC_BENCH_HAVE_BOOST)
+  for (long depth : {10L, 1024L}) {
+    t.push_back({"boost/" + std::to_string(depth), "boost::interprocess::message_queue (header-only Boost)", depth,
+                 depth == 10, false,
+                 [depth](std::size_t size) { return std::make_unique<boost_channel>(depth, size); }});
+  }
+#endif
+  return t;
+}
+
+// ---------------------------------------------------------------------------------
+// Processes.
+
+struct settings {
+  int reps = 5;
+  long round_trips = 100'000;  // timed round trips per ping-pong repetition
+  long warmup_round_trips = 1'000;
+  long stream_warmup = 4096;  // messages received before a stream's clock starts
+  double stream_ms = 100;     // timed part of one stream repetition
+  double contention_ms = 100;
+  double contention_warmup_ms = 30;  // running, not counted, before the measured phase
+  bool pin = false;
+  bool latency_all_depths = false;
+  std::vector<std::size_t> sizes = {64, 1024, 8192};
+  std::vector<std::string> only;
+  std::vector<std::string> measurements = {"latency", "stream", "contention"};
+  std::string csv_path;
+  std::string md_path;
+};
+
+std::vector<int> g_cpus;  // the CPUs this process may use (for --pin)
+
+void pin_to(int slot) {
+  if (g_cpus.empty()) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(g_cpus[static_cast<std::size_t>(slot) % g_cpus.size()], &set);
+  if (::sched_setaffinity(0, sizeof set, &set) != 0) sys_fail("sched_setaffinity");
+}
+
+// Forks a child that runs `body`, then exits 0 (non-zero if body fails). The child
+// dies with the parent. `cpu_slot` >= 0 pins it when --pin is on.
+pid_t spawn(const settings& s, int cpu_slot, const std::function<void()>& body) {
+  std::fflush(nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) sys_fail("fork");
+  if (pid > 0) {
+    for (auto& c : g_children) {
+      if (c == 0) {
+        c = pid;
+        break;
+      }
+    }
+    return pid;
+  }
+  ::signal(SIGCHLD, SIG_DFL);
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != g_main_pid) ::_exit(1);
+  ::alarm(0);
+  if (s.pin && cpu_slot >= 0) pin_to(cpu_slot);
+  try {
+    body();
+  } catch (const std::exception& e) {
+    die("%s", e.what());
+  }
+  std::fflush(nullptr);
+  ::_exit(0);  // no destructors: the parent's objects are the parent's to release
+}
+
+void wait_for(pid_t pid, const char* role) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) sys_fail("waitpid");
+  }
+  for (auto& c : g_children)
+    if (c == pid) c = 0;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
+  if (WIFSIGNALED(status)) die("the %s process was killed by signal %d", role, WTERMSIG(status));
+  die("the %s process failed (exit status %d)", role, WEXITSTATUS(status));
+}
+
+// A small anonymous shared region for the processes of one measurement: the phase
+// flag, where the peer runs, and each child's tallies. Read on the measured paths: the
+// phase (read-mostly, written twice per run) and the peer's CPU (every 256 messages).
+enum phase : int { warming = 0, measuring = 1, stopping = 2 };
+struct tally {
+  std::uint64_t count[2];   // messages per producer
+  std::uint64_t hash[2];    // sum of mix(tag) per producer
+  std::uint64_t marked[2];  // count[] when the measured phase began
+  std::int64_t end_ns;      // when this process finished
+};
+struct control_block {
+  alignas(64) std::atomic<int> phase;
+  alignas(64) std::atomic<int> peer_cpu;  // the child's CPU, as it last saw it
+  alignas(64) tally producer[2];
+  tally consumer[2];
+};
+control_block* g_control = nullptr;
+
+void reset_control() {
+  g_control->phase.store(warming);
+  g_control->peer_cpu.store(-1);
+  std::memset(static_cast<void*>(g_control->producer), 0, sizeof g_control->producer);
+  std::memset(static_cast<void*>(g_control->consumer), 0, sizeof g_control->consumer);
+}
+
+// Samples whether this process runs on the CPU where the child last said it runs:
+// unpinned, the scheduler often puts a waker and its wakee on one CPU, which decides
+// how blocking and spinning transports perform.
+class placement {
+ public:
+  void child_sample() noexcept { g_control->peer_cpu.store(::sched_getcpu(), std::memory_order_relaxed); }
+  void parent_sample() noexcept {
+    const int peer = g_control->peer_cpu.load(std::memory_order_relaxed);
+    if (peer < 0) return;
+    ++samples_;
+    if (peer == ::sched_getcpu()) ++same_;
+  }
+  double same_cpu_share() const noexcept {
+    return samples_ ? static_cast<double>(same_) / static_cast<double>(samples_) : 0;
+  }
+
+ private:
+  std::uint64_t samples_ = 0, same_ = 0;
+};
+
+// Arms the watchdog for one measurement.
+void watchdog(double expected_seconds) { ::alarm(static_cast<unsigned>(60 + 10 * expected_seconds)); }
+
+// ---------------------------------------------------------------------------------
+// The measurements.
+
+struct latency_result {
+  double p50_ns, p99_ns, p999_ns;
+  double same_cpu;  // share of samples with both processes on one CPU
+};
+
+// Nearest-rank percentile of sorted samples.
+double percentile(const std::vector<std::int64_t>& sorted, double p) {
+  auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(sorted.size())));
+  rank = std::clamp<std::size_t>(rank, 1, sorted.size());
+  return static_cast<double>(sorted[rank - 1]);
+}
+
+latency_result ping_pong(const transport& t, std::size_t size, const settings& s) {
+  auto ping = t.make(size);  // parent -> child
+  auto pong = t.make(size);  // child -> parent
+  reset_control();
+  pid_t child = spawn(s, 1, [&] {
+    auto in = ping->open_receiver();
+    auto out = pong->open_sender();
+    message m(size);
+    placement where;
+    for (std::uint64_t i = 0;; ++i) {
+      std::size_t n = in->receive(m.bytes(), size);
+      if (n != size) die("%s: echo received %zu bytes, expected %zu", t.name.c_str(), n, size);
+      out->send(m.bytes(), n);
+      if (m.tag() & end_bit) return;
+      if ((i & 255) == 0) where.child_sample();
+    }
+  });
+  auto out = ping->open_sender();
+  auto in = pong->open_receiver();
+  message request(size), reply(size);
+  std::vector<std::int64_t> rtt(static_cast<std::size_t>(s.round_trips));
+  placement where;
+  const long total = s.warmup_round_trips + s.round_trips;
+  for (long i = 0; i < total; ++i) {
+    if ((i & 255) == 128) where.parent_sample();
+    const std::uint64_t tag = make_tag(0, static_cast<std::uint64_t>(i));
+    request.fill(tag);
+    const std::int64_t t0 = now_ns();
+    out->send(request.bytes(), size);
+    const std::size_t n = in->receive(reply.bytes(), size);
+    const std::int64_t t1 = now_ns();
+    if (n != size || !reply.intact(tag))
+      die("%s: ping-pong reply %ld is wrong (%zu bytes, tag %#" PRIx64 ")", t.name.c_str(), i, n, reply.tag());
+    if (i >= s.warmup_round_trips) rtt[static_cast<std::size_t>(i - s.warmup_round_trips)] = t1 - t0;
+  }
+  request.fill(end_bit | make_tag(0, static_cast<std::uint64_t>(total)));
+  out->send(request.bytes(), size);
+  in->receive(reply.bytes(), size);
+  wait_for(child, "echo");
+  std::sort(rtt.begin(), rtt.end());
+  return {percentile(rtt, 0.50), percentile(rtt, 0.99), percentile(rtt, 0.999), where.same_cpu_share()};
+}
+
+struct stream_result {
+  double msgs_per_s;
+  std::uint64_t messages;  // timed messages, all verified
+  double same_cpu;
+};
+
+stream_result stream(const transport& t, std::size_t size, const settings& s) {
+  auto ch = t.make(size);
+  reset_control();
+  pid_t child = spawn(s, 1, [&] {
+    auto out = ch->open_sender();
+    message m(size);
+    placement where;
+    std::uint64_t seq = 0;
+    while (g_control->phase.load(std::memory_order_relaxed) != stopping) {
+      if ((seq & 255) == 0) where.child_sample();
+      m.fill(make_tag(0, seq));
+      out->send(m.bytes(), size);
+      ++seq;
+    }
+    m.fill(end_bit | make_tag(0, seq));
+    out->send(m.bytes(), size);
+  });
+  auto in = ch->open_receiver();
+  message m(size);
+  placement where;
+  const auto warm = static_cast<std::uint64_t>(s.stream_warmup);
+  const auto timed_ns = static_cast<std::int64_t>(s.stream_ms * 1e6);
+  std::uint64_t expected = 0;
+  std::int64_t t0 = 0, t1 = 0;
+  for (;;) {
+    const std::size_t n = in->receive(m.bytes(), size);
+    if (n != size) die("%s: stream message %" PRIu64 " has %zu bytes, expected %zu", t.name.c_str(), expected, n, size);
+    const std::uint64_t tag = m.tag();
+    if (tag & end_bit) {
+      t1 = now_ns();
+      if (tag != (end_bit | make_tag(0, expected)) || !m.intact(tag))
+        die("%s: the end of the stream says %" PRIu64 " messages, %" PRIu64 " arrived", t.name.c_str(), tag & seq_mask,
+            expected);
+      break;
+    }
+    if (tag != make_tag(0, expected) || !m.intact(tag))
+      die("%s: stream message %" PRIu64 " is wrong (tag %#" PRIx64 ")", t.name.c_str(), expected, tag);
+    ++expected;
+    if (expected == warm) {
+      t0 = now_ns();
+    } else if (expected > warm && (expected & 255) == 128) {
+      where.parent_sample();
+      if (g_control->phase.load(std::memory_order_relaxed) != stopping && now_ns() - t0 >= timed_ns)
+        g_control->phase.store(stopping, std::memory_order_relaxed);
+    }
+  }
+  wait_for(child, "sender");
+  if (expected <= warm) die("%s: the stream ended after %" PRIu64 " messages", t.name.c_str(), expected);
+  const std::uint64_t timed = expected - warm;
+  return {static_cast<double>(timed) * 1e9 / static_cast<double>(t1 - t0), timed, where.same_cpu_share()};
+}
+
+struct contention_result {
+  double msgs_per_s;
+  double producer_fairness;  // min/max of the producers' counts (1 = equal shares)
+  double consumer_fairness;  // min/max of the consumers' counts
+  double jain;               // Jain's index over the producers' counts (0.5 .. 1 for two)
+  std::uint64_t messages;
+};
+
+void read_exactly(int fd, std::size_t n) {
+  char buf[8];
+  while (n > 0) {
+    ssize_t r = ::read(fd, buf, std::min(n, sizeof buf));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) sys_fail("read (start gate)");
+    n -= static_cast<std::size_t>(r);
+  }
+}
+
+// Sleeps `ms` milliseconds, whatever signals arrive meanwhile.
+void sleep_ms(double ms) {
+  timespec left{static_cast<time_t>(ms / 1000), static_cast<long>(std::fmod(ms, 1000.0) * 1e6)};
+  while (::nanosleep(&left, &left) != 0 && errno == EINTR) {
+  }
+}
+
+contention_result contention(const transport& t, std::size_t size, const settings& s) {
+  auto ch = t.make(size);
+  reset_control();
+  int ready[2], gate[2];
+  if (::pipe2(ready, O_CLOEXEC) != 0 || ::pipe2(gate, O_CLOEXEC) != 0) sys_fail("pipe2 (start gate)");
+  auto arrive = [&] {  // tell the parent this process is ready, wait for the start
+    const char c = 'r';
+    if (::write(ready[1], &c, 1) != 1) sys_fail("write (start gate)");
+    read_exactly(gate[0], 1);
+  };
+  std::vector<pid_t> children;
+  for (unsigned p = 0; p < 2; ++p) {
+    children.push_back(spawn(s, static_cast<int>(p), [&, p] {
+      auto out = ch->open_sender();
+      message m(size);
+      std::uint64_t seq = 0, hash = 0, marked = 0;
+      bool mark_taken = false;
+      arrive();
+      for (;;) {
+        const int ph = g_control->phase.load(std::memory_order_relaxed);
+        if (ph != warming && !mark_taken) {
+          marked = seq;
+          mark_taken = true;
+        }
+        if (ph == stopping) break;
+        const std::uint64_t tag = make_tag(p, seq);
+        m.fill(tag);
+        out->send(m.bytes(), size);
+        hash += mix(tag);
+        ++seq;
+      }
+      m.fill(end_bit | make_tag(p, seq));
+      out->send(m.bytes(), size);
+      g_control->producer[p].count[p] = seq;
+      g_control->producer[p].hash[p] = hash;
+      g_control->producer[p].marked[p] = marked;
+      g_control->producer[p].end_ns = now_ns();
+    }));
+  }
+  for (unsigned c = 0; c < 2; ++c) {
+    children.push_back(spawn(s, static_cast<int>(c), [&, c] {
+      auto in = ch->open_receiver();
+      message m(size);
+      tally mine{};
+      bool mark_taken = false;
+      std::uint64_t next[2] = {0, 0};  // lowest sequence number still possible per producer
+      arrive();
+      for (;;) {  // until one end-of-stream message (there are two, one per consumer)
+        if (!mark_taken && g_control->phase.load(std::memory_order_relaxed) != warming) {
+          mine.marked[0] = mine.count[0];
+          mine.marked[1] = mine.count[1];
+          mark_taken = true;
+        }
+        const std::size_t n = in->receive(m.bytes(), size);
+        if (n != size) die("%s: contention: received %zu bytes, expected %zu", t.name.c_str(), n, size);
+        const std::uint64_t tag = m.tag();
+        const auto p = static_cast<unsigned>((tag >> 48) & 0x7fff);
+        const std::uint64_t seq = tag & seq_mask;
+        if (p > 1) die("%s: contention: a message from producer %u", t.name.c_str(), p);
+        if (!m.intact(tag)) die("%s: contention: message %u/%" PRIu64 " is corrupt", t.name.c_str(), p, seq);
+        if (tag & end_bit) break;
+        if (seq < next[p])
+          die("%s: contention: producer %u's message %" PRIu64 " came after %" PRIu64 " (order or duplicate)",
+              t.name.c_str(), p, seq, next[p] - 1);
+        next[p] = seq + 1;
+        ++mine.count[p];
+        mine.hash[p] += mix(tag);
+      }
+      mine.end_ns = now_ns();
+      g_control->consumer[c] = mine;
+    }));
+  }
+  ::close(ready[1]);
+  ::close(gate[0]);
+  read_exactly(ready[0], 4);
+  const char go[4] = {'g', 'g', 'g', 'g'};
+  if (::write(gate[1], go, 4) != 4) sys_fail("write (start gate)");
+  sleep_ms(s.contention_warmup_ms);
+  const std::int64_t t0 = now_ns();
+  g_control->phase.store(measuring);
+  sleep_ms(s.contention_ms);
+  g_control->phase.store(stopping);
+  const char* roles[] = {"producer 0", "producer 1", "consumer 0", "consumer 1"};
+  for (std::size_t i = 0; i < children.size(); ++i) wait_for(children[i], roles[i]);
+  ::close(ready[0]);
+  ::close(gate[1]);
+
+  const tally* prod = g_control->producer;
+  const tally* cons = g_control->consumer;
+  std::uint64_t total = 0;
+  for (unsigned p = 0; p < 2; ++p) {
+    const std::uint64_t got = cons[0].count[p] + cons[1].count[p];
+    const std::uint64_t hash = cons[0].hash[p] + cons[1].hash[p];
+    if (got != prod[p].count[p] || hash != prod[p].hash[p])
+      die("%s: contention: producer %u sent %" PRIu64 " messages, consumers received %" PRIu64 "%s", t.name.c_str(), p,
+          prod[p].count[p], got, got == prod[p].count[p] ? " (checksum differs)" : "");
+    total += got;
+  }
+  // The measured phase: what the consumers took out after the mark, over the time from
+  // the mark until both had drained the channel; producers' shares likewise.
+  std::uint64_t timed = 0;
+  for (unsigned c = 0; c < 2; ++c) timed += cons[c].count[0] + cons[c].count[1] - cons[c].marked[0] - cons[c].marked[1];
+  (void)total;
+  const std::int64_t end = std::max(cons[0].end_ns, cons[1].end_ns);
+  const double a = static_cast<double>(prod[0].count[0] - prod[0].marked[0]);
+  const double b = static_cast<double>(prod[1].count[1] - prod[1].marked[1]);
+  const double ca = static_cast<double>(cons[0].count[0] + cons[0].count[1] - cons[0].marked[0] - cons[0].marked[1]);
+  const double cb = static_cast<double>(cons[1].count[0] + cons[1].count[1] - cons[1].marked[0] - cons[1].marked[1]);
+  contention_result r{};
+  r.messages = timed;
+  r.msgs_per_s = static_cast<double>(timed) * 1e9 / static_cast<double>(end - t0);
+  r.producer_fairness = std::max(a, b) > 0 ? std::min(a, b) / std::max(a, b) : 0;
+  r.consumer_fairness = std::max(ca, cb) > 0 ? std::min(ca, cb) / std::max(ca, cb) : 0;
+  r.jain = (a + b) > 0 ? (a + b) * (a + b) / (2 * (a * a + b * b)) : 0;
+  return r;
+}
+
+// ---------------------------------------------------------------------------------
+// Results: every repetition's value, summarised as median, min and max.
+
+struct summary {
+  double median = 0, min = 0, max = 0;
+  int reps = 0;
+};
+
+summary summarise(std::vector<double> v) {
+  summary s;
+  if (v.empty()) return s;
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  s.median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  s.min = v.front();
+  s.max = v.back();
+  s.reps = static_cast<int>(n);
+  return s;
+}
+
+// (measurement, transport, size, metric) -> values
+using key = std::tuple<std::string, std::string, std::size_t, std::string>;
+std::map<key, std::vector<double>> g_values;
+// Samples behind one repetition (round trips, or verified messages in the timed
+// part), the smallest over the repetitions.
+std::map<std::tuple<std::string, std::string, std::size_t>, std::uint64_t> g_samples;
+
+void note_samples(const std::string& m, const std::string& t, std::size_t size, std::uint64_t n) {
+  auto [it, fresh] = g_samples.try_emplace({m, t, size}, n);
+  if (!fresh) it->second = std::min(it->second, n);
+}
+
+void record(const std::string& m, const std::string& t, std::size_t size, const std::string& metric, double v) {
+  g_values[{m, t, size, metric}].push_back(v);
+}
+std::optional<summary> result(const std::string& m, const std::string& t, std::size_t size, const std::string& metric) {
+  auto it = g_values.find({m, t, size, metric});
+  if (it == g_values.end()) return std::nullopt;
+  return summarise(it->second);
+}
+
+// ---------------------------------------------------------------------------------
+// Formatting.
+
+std::string strf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string strf(const char* fmt, ...) {
+  char buf[256];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  return buf;
+}
+
+std::string size_label(std::size_t size) {
+  if (size >= 1024 && size % 1024 == 0) return std::to_string(size / 1024) + " KiB";
+  return std::to_string(size) + " B";
+}
+
+std::string us(double ns) {
+  const double v = ns / 1000;
+  if (v < 10) return strf("%.2f", v);
+  if (v < 100) return strf("%.1f", v);
+  return strf("%.0f", v);
+}
+
+std::string rate(double per_s) {
+  if (per_s >= 1e6) return strf("%.2f M", per_s / 1e6);
+  if (per_s >= 1e3) return strf("%.0f k", per_s / 1e3);
+  return strf("%.0f", per_s);
+}
+
+std::string mbs(double v) { return v >= 100 ? strf("%.0f", v) : strf("%.1f", v); }
+
+std::string with_range(const summary& s, std::string (*f)(double)) {
+  return f(s.median) + " [" + f(s.min) + "–" + f(s.max) + "]";
+}
+
+std::string ratio(std::optional<double> r) {
+  if (!r || !std::isfinite(*r)) return "–";
+  if (*r >= 10) return strf("%.0f×", *r);
+  return strf("%.2f×", *r);
+}
+
+// The median share of samples that found both processes on one CPU.
+std::string percent(const std::optional<summary>& s) { return s ? strf("%.0f%%", s->median * 100) : "–"; }
+
+std::string depth_label(const transport& t) { return t.depth > 0 ? std::to_string(t.depth) : "–"; }
+
+// The Boost configuration a transport is compared with: the same depth, if Boost has it.
+std::string boost_peer(const transport& t) { return t.depth > 0 ? "boost/" + std::to_string(t.depth) : ""; }
+
+// ---------------------------------------------------------------------------------
+// The run.
+
+bool selected(const transport& t, const settings& s) {
+  if (s.only.empty()) return true;
+  for (const auto& o : s.only)
+    if (t.name.find(o) != std::string::npos) return true;
+  return false;
+}
+
+bool wants(const settings& s, const char* m) {
+  return std::find(s.measurements.begin(), s.measurements.end(), m) != s.measurements.end();
+}
+
+// Pipes are byte streams: with two writers, writes over PIPE_BUF may interleave.
+bool contention_applies(const transport& t, std::size_t size) { return !(t.byte_stream && size > PIPE_BUF); }
+
+std::string machine_line() {
+  std::string model = "unknown CPU";
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      if (colon != std::string::npos) model = line.substr(colon + 2);
+      break;
+    }
+  }
+  struct utsname u {};
+  ::uname(&u);
+  return strf("%ld CPUs online (%s), Linux %s %s", ::sysconf(_SC_NPROCESSORS_ONLN), model.c_str(), u.release,
+              u.machine);
+}
+
+std::string load_average() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
+std::string g_load_at_start;
+std::map<std::string, std::vector<std::string>> g_probes;  // measurement -> probe before each repetition
+
+std::string probe_cache_line(const settings& s);
+
+// Probes the machine before repetition `rep` of measurement `m`.
+void note_probe(const std::string& m, const settings& s, int rep) {
+  std::string v = probe_cache_line(s);
+  g_probes[m].push_back(v);
+  std::fprintf(stderr, "%-10s rep %d/%d: cache-line round trip %s ns\n", m.c_str(), rep + 1, s.reps, v.c_str());
+}
+
+// The mean round trip of one cache line between two processes that spin on it: the
+// floor under any shared-memory ping-pong on this machine, and a probe of its state
+// (in a VM, where the host places the virtual CPUs changes it several-fold). Returns
+// "n/a" if the processes do not get two CPUs within a second.
+std::string probe_cache_line(const settings& s) {
+  watchdog(2);
+  constexpr std::uint64_t rounds = 200'000;
+  void* mem = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) sys_fail("mmap (probe)");
+  auto* word = new (mem) std::atomic<std::uint64_t>(0);
+  auto* quit = new (static_cast<char*>(mem) + 2048) std::atomic<int>(0);
+  pid_t child = spawn(s, 1, [&] {
+    for (std::uint64_t i = 1; i <= rounds; ++i) {
+      while (word->load(std::memory_order_acquire) != 2 * i - 1) {
+        if (quit->load(std::memory_order_relaxed)) return;
+        PIPC_BENCH_PAUSE();
+      }
+      word->store(2 * i, std::memory_order_release);
+    }
+  });
+  const std::int64_t t0 = now_ns();
+  bool done = true;
+  for (std::uint64_t i = 1; i <= rounds && done; ++i) {
+    word->store(2 * i - 1, std::memory_order_release);
+    while (word->load(std::memory_order_acquire) != 2 * i) {
+      PIPC_BENCH_PAUSE();
+      if ((i & 1023) == 0 && now_ns() - t0 > 1'000'000'000) {
+        done = false;
+        break;
+      }
+    }
+  }
+  const std::int64_t t1 = now_ns();
+  quit->store(1);
+  wait_for(child, "probe");
+  ::munmap(mem, 4096);
+  ::alarm(0);
+  if (!done) return "n/a";
+  return strf("%.0f", static_cast<double>(t1 - t0) / static_cast<double>(rounds));
+}
+std::vector<std::pair<std::string, double>> g_phase_seconds;  // measurement -> seconds
+
+// Times one phase of the run for the report.
+class phase_timer {
+ public:
+  explicit phase_timer(std::string name) : name_(std::move(name)), start_(now_ns()) {}
+  ~phase_timer() { g_phase_seconds.emplace_back(name_, static_cast<double>(now_ns() - start_) / 1e9); }
+  phase_timer(const phase_timer&) = delete;
+  phase_timer& operator=(const phase_timer&) = delete;
+
+ private:
+  std::string name_;
+  std::int64_t start_;
+};
+
+void print_probes(std::FILE* out, const std::string& m) {
+  auto it = g_probes.find(m);
+  if (it == g_probes.end()) return;
+  std::fprintf(out, "Cache line before each repetition, ns:");
+  const char* sep = " ";
+  for (const auto& v : it->second) {
+    std::fprintf(out, "%s%s", sep, v.c_str());
+    sep = ", ";
+  }
+  std::fprintf(out, ".\n\n");
+}
+
+void print_tables(std::FILE* out, const std::vector<transport>& ts, const settings& s, double seconds) {
+  std::fprintf(out, "# pipc-bench results\n\n");
+  std::fprintf(out, "Machine: %s.  \n", machine_line().c_str());
+  std::fprintf(
+      out,
+      "Method: every figure is the median of %d repetitions, [min–max] across them; processes made "
+      "with fork()%s; engine spin %s.  \n",
+      s.reps, s.pin ? ", pinned to distinct CPUs (--pin)" : ", not pinned",
+      g_engine_spin ? strf("%lld ns", static_cast<long long>(g_engine_spin->count())).c_str() : "default (20 µs)");
+  std::fprintf(out, "Ratios (×) are speed-ups: how many times faster than kernel mq / Boost (> 1 is better).  \n");
+  std::fprintf(out,
+               "Load average (1, 5, 15 min) before the run: %s (other work on the machine skews the numbers; "
+               "at the end: %s, which counts this run's own processes).  \n",
+               g_load_at_start.c_str(), load_average().c_str());
+  std::fprintf(out,
+               "Machine state probe (\"cache line\" below): the mean round trip of one cache line passed back and "
+               "forth between two spinning processes, taken before each repetition — the floor under any "
+               "shared-memory hand-off here. In a VM it moves several-fold with where the host runs the virtual "
+               "CPUs, and every figure moves with it.  \n");
+  std::fprintf(out, "Run time: %.0f s (", seconds);
+  const char* sep = "";
+  for (const auto& [m, secs] : g_phase_seconds) {
+    std::fprintf(out, "%s%s %.0f s", sep, m.c_str(), secs);
+    sep = ", ";
+  }
+  std::fprintf(out, ").\n\n");
+
+  const std::string kernel = "kernel-mq/10";
+  if (wants(s, "latency")) {
+    std::fprintf(out,
+                 "## Ping-pong round trip, µs (%ld round trips per repetition after %ld of warm-up)\n\n"
+                 "One message in flight, so depth does not matter: each transport is measured at its smallest "
+                 "depth. Boost column: Boost at depth 10.\n\n",
+                 s.round_trips, s.warmup_round_trips);
+    print_probes(out, "latency");
+    std::fprintf(out, "| transport | depth | size | p50 | p99 | p99.9 | p50 × kernel mq | p50 × Boost | same CPU |\n");
+    std::fprintf(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for (std::size_t size : s.sizes) {
+      auto k = result("latency", kernel, size, "rtt_p50_ns");
+      auto b = result("latency", "boost/10", size, "rtt_p50_ns");
+      for (const auto& t : ts) {
+        auto p50 = result("latency", t.name, size, "rtt_p50_ns");
+        if (!p50) continue;
+        auto p99 = result("latency", t.name, size, "rtt_p99_ns");
+        auto p999 = result("latency", t.name, size, "rtt_p999_ns");
+        auto same = result("latency", t.name, size, "same_cpu_share");
+        std::optional<double> rk, rb;
+        if (k) rk = k->median / p50->median;
+        if (b) rb = b->median / p50->median;
+        std::fprintf(out, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t.name.c_str(), depth_label(t).c_str(),
+                     size_label(size).c_str(), with_range(*p50, us).c_str(), with_range(*p99, us).c_str(),
+                     with_range(*p999, us).c_str(), ratio(rk).c_str(), ratio(rb).c_str(), percent(same).c_str());
+      }
+    }
+    std::fprintf(out, "\n");
+  }
+  if (wants(s, "stream")) {
+    std::fprintf(out,
+                 "## One-way streaming, one sender → one receiver (%.0f ms timed per repetition after %ld "
+                 "messages of warm-up; every message verified)\n\n"
+                 "MB/s counts payload bytes (10^6 bytes). × Boost compares with Boost at the same depth.\n\n",
+                 s.stream_ms, s.stream_warmup);
+    print_probes(out, "stream");
+    std::fprintf(out, "| transport | depth | size | messages/s | MB/s | × kernel mq | × Boost | same CPU |\n");
+    std::fprintf(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for (std::size_t size : s.sizes) {
+      auto k = result("stream", kernel, size, "msgs_per_s");
+      for (const auto& t : ts) {
+        auto r = result("stream", t.name, size, "msgs_per_s");
+        if (!r) continue;
+        auto mb = result("stream", t.name, size, "mb_per_s");
+        auto b = result("stream", boost_peer(t), size, "msgs_per_s");
+        auto same = result("stream", t.name, size, "same_cpu_share");
+        std::optional<double> rk, rb;
+        if (k) rk = r->median / k->median;
+        if (b) rb = r->median / b->median;
+        std::fprintf(out, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", t.name.c_str(), depth_label(t).c_str(),
+                     size_label(size).c_str(), with_range(*r, rate).c_str(), with_range(*mb, mbs).c_str(),
+                     ratio(rk).c_str(), ratio(rb).c_str(), percent(same).c_str());
+      }
+    }
+    std::fprintf(out, "\n");
+  }
+  if (wants(s, "contention")) {
+    std::fprintf(out,
+                 "## Contention: 2 producers + 2 consumers on one channel (%.0f ms per repetition; every message "
+                 "verified, per-producer counts and checksums reconciled)\n\n"
+                 "Fairness = min/max of the two counts (1 = equal shares): producers = messages each got "
+                 "in, consumers = messages each took out.\n\n",
+                 s.contention_ms);
+    print_probes(out, "contention");
+    std::fprintf(out,
+                 "| transport | depth | size | messages/s | producer fairness | consumer fairness | × kernel mq | "
+                 "× Boost |\n");
+    std::fprintf(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    auto fair = [](double v) { return strf("%.2f", v); };
+    for (std::size_t size : s.sizes) {
+      auto k = result("contention", kernel, size, "msgs_per_s");
+      for (const auto& t : ts) {
+        if (!selected(t, s)) continue;
+        if (!contention_applies(t, size)) {
+          std::fprintf(out, "| %s | %s | %s | skipped: > PIPE_BUF, writes may interleave | | | | |\n", t.name.c_str(),
+                       depth_label(t).c_str(), size_label(size).c_str());
+          continue;
+        }
+        auto r = result("contention", t.name, size, "msgs_per_s");
+        if (!r) continue;
+        auto pf = result("contention", t.name, size, "producer_fairness");
+        auto cf = result("contention", t.name, size, "consumer_fairness");
+        auto b = result("contention", boost_peer(t), size, "msgs_per_s");
+        std::optional<double> rk, rb;
+        if (k) rk = r->median / k->median;
+        if (b) rb = r->median / b->median;
+        std::fprintf(out, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", t.name.c_str(), depth_label(t).c_str(),
+                     size_label(size).c_str(), with_range(*r, rate).c_str(),
+                     (fair(pf->median) + " [" + fair(pf->min) + "–" + fair(pf->max) + "]").c_str(),
+                     (fair(cf->median) + " [" + fair(cf->min) + "–" + fair(cf->max) + "]").c_str(), ratio(rk).c_str(),
+                     ratio(rb).c_str());
+      }
+    }
+    std::fprintf(out, "\n");
+  }
+  std::fprintf(out, "Transports:\n\n");
+  for (const auto& t : ts)
+    if (selected(t, s)) std::fprintf(out, "- `%s`: %s\n", t.name.c_str(), t.description.c_str());
+}
+
+// One row per (measurement, transport, size, metric), in the order of the tables.
+void write_csv(const std::string& path, const std::vector<transport>& ts, const settings& s) {
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) sys_fail(("fopen " + path).c_str());
+  std::fprintf(f, "measurement,transport,depth,size,metric,unit,median,min,max,reps,samples_per_rep\n");
+  const std::pair<const char*, std::vector<const char*>> metrics[] = {
+      {"latency", {"rtt_p50_ns", "rtt_p99_ns", "rtt_p999_ns", "same_cpu_share"}},
+      {"stream", {"msgs_per_s", "mb_per_s", "same_cpu_share"}},
+      {"contention", {"msgs_per_s", "mb_per_s", "producer_fairness", "consumer_fairness", "jain_producers"}},
+  };
+  for (const auto& [m, names] : metrics) {
+    for (std::size_t size : s.sizes) {
+      for (const auto& t : ts) {
+        for (const char* metric : names) {
+          auto it = g_values.find({m, t.name, size, metric});
+          if (it == g_values.end()) continue;
+          const summary sm = summarise(it->second);
+          const std::string_view mv = metric;
+          const char* unit = mv.ends_with("_ns")  ? "ns"
+                             : mv == "msgs_per_s" ? "msg/s"
+                             : mv == "mb_per_s"   ? "MB/s"
+                                                  : "ratio";
+          auto samples = g_samples.find({m, t.name, size});
+          std::fprintf(f, "%s,%s,%ld,%zu,%s,%s,%.6g,%.6g,%.6g,%d,%" PRIu64 "\n", m, t.name.c_str(), t.depth, size,
+                       metric, unit, sm.median, sm.min, sm.max, sm.reps,
+                       samples == g_samples.end() ? std::uint64_t{0} : samples->second);
+        }
+      }
+    }
+  }
+  // The machine-state probe: one row per measurement, over its repetitions.
+  for (const auto& [m, values] : g_probes) {
+    std::vector<double> v;
+    for (const auto& x : values)
+      if (x != "n/a") v.push_back(std::strtod(x.c_str(), nullptr));
+    if (v.empty()) continue;
+    const summary sm = summarise(v);
+    std::fprintf(f, "%s,cache-line-probe,0,0,probe_rtt_ns,ns,%.6g,%.6g,%.6g,%d,200000\n", m.c_str(), sm.median, sm.min,
+                 sm.max, sm.reps);
+  }
+  if (std::fclose(f) != 0) sys_fail(("fclose " + path).c_str());
+}
+
+[[noreturn]] void usage(int status) {
+  std::FILE* out = status == 0 ? stdout : stderr;
+  std::fprintf(out,
+               "usage: pipc-bench [options]\n"
+               "  --quick              smoke test: 3 repetitions, 2000 round trips, 20 ms streams\n"
+               "  --reps N             repetitions of every measurement (default 5)\n"
+               "  --round-trips N      timed ping-pong round trips per repetition (default 100000)\n"
+               "  --warmup N           untimed ping-pong round trips first (default 1000)\n"
+               "  --stream-ms MS       timed part of each streaming repetition (default 100)\n"
+               "  --contention-ms MS   timed part of each contention repetition (default 100, after 30 of warm-up)\n"
+               "  --sizes A,B,...      message sizes in bytes, multiples of 8, >= 16 (default 64,1024,8192)\n"
+               "  --only S1,S2,...     only transports whose name contains one of these\n"
+               "  --measure M1,...     latency, stream, contention (default all)\n"
+               "  --latency-all-depths ping-pong every depth, not only the smallest\n"
+               "  --pin                pin the processes to distinct CPUs (sched_setaffinity)\n"
+               "  --spin-ns N          the engine's spin before sleeping (default: the library's, 20 us)\n"
+               "  --csv PATH           write every result as CSV\n"
+               "  --md PATH            write the Markdown tables to PATH too\n"
+               "  --list               list the transports and exit\n");
+  std::exit(status);
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+long to_long(const char* opt, const char* v, long lo) {
+  char* end = nullptr;
+  errno = 0;
+  long n = std::strtol(v, &end, 10);
+  if (errno != 0 || end == v || *end != '\0' || n < lo) {
+    std::fprintf(stderr, "pipc-bench: %s wants an integer >= %ld, not \"%s\"\n", opt, lo, v);
+    usage(2);
+  }
+  return n;
+}
+
+settings parse(int argc, char** argv) {
+  settings s;
+  bool list = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "pipc-bench: %s needs a value\n", a.c_str());
+        usage(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--quick") {
+      s.reps = 3;
+      s.round_trips = 2000;
+      s.warmup_round_trips = 200;
+      s.stream_warmup = 256;
+      s.stream_ms = 20;
+      s.contention_ms = 20;
+      s.contention_warmup_ms = 10;
+    } else if (a == "--reps") {
+      s.reps = static_cast<int>(to_long("--reps", value(), 1));
+    } else if (a == "--round-trips") {
+      s.round_trips = to_long("--round-trips", value(), 1);
+    } else if (a == "--warmup") {
+      s.warmup_round_trips = to_long("--warmup", value(), 0);
+    } else if (a == "--stream-ms") {
+      s.stream_ms = static_cast<double>(to_long("--stream-ms", value(), 1));
+    } else if (a == "--contention-ms") {
+      s.contention_ms = static_cast<double>(to_long("--contention-ms", value(), 1));
+    } else if (a == "--sizes") {
+      s.sizes.clear();
+      for (const auto& v : split(value())) {
+        long n = to_long("--sizes", v.c_str(), 16);
+        if (n % 8 != 0 || n > 8192) {
+          std::fprintf(stderr, "pipc-bench: --sizes: %ld is not a multiple of 8 in 16..8192\n", n);
+          usage(2);
+        }
+        s.sizes.push_back(static_cast<std::size_t>(n));
+      }
+    } else if (a == "--only") {
+      s.only = split(value());
+    } else if (a == "--measure") {
+      s.measurements = split(value());
+      for (const auto& m : s.measurements)
+        if (m != "latency" && m != "stream" && m != "contention") {
+          std::fprintf(stderr, "pipc-bench: --measure: unknown measurement \"%s\"\n", m.c_str());
+          usage(2);
+        }
+    } else if (a == "--latency-all-depths") {
+      s.latency_all_depths = true;
+    } else if (a == "--pin") {
+      s.pin = true;
+    } else if (a == "--spin-ns") {
+      g_engine_spin = std::chrono::nanoseconds(to_long("--spin-ns", value(), 0));
+    } else if (a == "--csv") {
+      s.csv_path = value();
+    } else if (a == "--md") {
+      s.md_path = value();
+    } else if (a == "--list") {
+      list = true;
+    } else if (a == "-h" || a == "--help") {
+      usage(0);
+    } else {
+      std::fprintf(stderr, "pipc-bench: unknown option %s\n", a.c_str());
+      usage(2);
+    }
+  }
+  if (list) {
+    for (const auto& t : all_transports()) std::printf("%-16s %s\n", t.name.c_str(), t.description.c_str());
+    std::exit(0);
+  }
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  g_main_pid = ::getpid();
+  settings s = parse(argc, argv);
+  ::signal(SIGALRM, on_alarm);
+  struct sigaction child_action {};
+  child_action.sa_handler = on_child;
+  child_action.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+  ::sigaction(SIGCHLD, &child_action, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0)
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &set)) g_cpus.push_back(c);
+  if (s.pin) pin_to(0);  // the parent side of two-process measurements
+
+  void* shared = ::mmap(nullptr, sizeof(control_block), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (shared == MAP_FAILED) sys_fail("mmap (control block)");
+  g_control = new (shared) control_block{};
+
+  std::vector<transport> ts;
+  for (auto& t : all_transports())
+    if (selected(t, s)) ts.push_back(std::move(t));
+  if (ts.empty()) die("--only matches no transport (see --list)");
+
+  const std::int64_t start = now_ns();
+  g_load_at_start = load_average();
+  std::fprintf(stderr, "pipc-bench: %s; load average %s\n", machine_line().c_str(), g_load_at_start.c_str());
+  try {
+    // Repetitions are interleaved (rep 1 of every size and transport, then rep 2, ...)
+    // so that a slow phase of the machine spreads over all of them instead of one.
+    if (wants(s, "latency")) {
+      phase_timer timer("ping-pong");
+      for (int rep = 0; rep < s.reps; ++rep) {
+        note_probe("latency", s, rep);
+        for (std::size_t size : s.sizes) {
+          for (const auto& t : ts) {
+            if (!t.latency && !s.latency_all_depths) continue;
+            watchdog(static_cast<double>(s.round_trips + s.warmup_round_trips) * 200e-6);
+            latency_result r = ping_pong(t, size, s);
+            ::alarm(0);
+            record("latency", t.name, size, "rtt_p50_ns", r.p50_ns);
+            record("latency", t.name, size, "rtt_p99_ns", r.p99_ns);
+            record("latency", t.name, size, "rtt_p999_ns", r.p999_ns);
+            record("latency", t.name, size, "same_cpu_share", r.same_cpu);
+            note_samples("latency", t.name, size, static_cast<std::uint64_t>(s.round_trips));
+            std::fprintf(
+                stderr,
+                "latency    %-6s rep %d/%d %-16s p50 %8.2f µs  p99 %8.2f µs  p99.9 %8.2f µs  same CPU %3.0f%%\n",
+                size_label(size).c_str(), rep + 1, s.reps, t.name.c_str(), r.p50_ns / 1e3, r.p99_ns / 1e3,
+                r.p999_ns / 1e3, r.same_cpu * 100);
+          }
+        }
+      }
+    }
+    if (wants(s, "stream")) {
+      phase_timer timer("streaming");
+      for (int rep = 0; rep < s.reps; ++rep) {
+        note_probe("stream", s, rep);
+        for (std::size_t size : s.sizes) {
+          for (const auto& t : ts) {
+            watchdog(s.stream_ms / 1e3);
+            stream_result r = stream(t, size, s);
+            ::alarm(0);
+            record("stream", t.name, size, "msgs_per_s", r.msgs_per_s);
+            record("stream", t.name, size, "mb_per_s", r.msgs_per_s * static_cast<double>(size) / 1e6);
+            record("stream", t.name, size, "same_cpu_share", r.same_cpu);
+            note_samples("stream", t.name, size, r.messages);
+            std::fprintf(stderr,
+                         "stream     %-6s rep %d/%d %-16s %10.3f M msg/s  %9.1f MB/s  (%" PRIu64
+                         " msgs)  same CPU %3.0f%%\n",
+                         size_label(size).c_str(), rep + 1, s.reps, t.name.c_str(), r.msgs_per_s / 1e6,
+                         r.msgs_per_s * static_cast<double>(size) / 1e6, r.messages, r.same_cpu * 100);
+          }
+        }
+      }
+    }
+    if (wants(s, "contention")) {
+      phase_timer timer("contention");
+      for (int rep = 0; rep < s.reps; ++rep) {
+        note_probe("contention", s, rep);
+        for (std::size_t size : s.sizes) {
+          for (const auto& t : ts) {
+            if (!contention_applies(t, size)) continue;
+            watchdog(s.contention_ms / 1e3);
+            contention_result r = contention(t, size, s);
+            ::alarm(0);
+            record("contention", t.name, size, "msgs_per_s", r.msgs_per_s);
+            record("contention", t.name, size, "mb_per_s", r.msgs_per_s * static_cast<double>(size) / 1e6);
+            record("contention", t.name, size, "producer_fairness", r.producer_fairness);
+            record("contention", t.name, size, "consumer_fairness", r.consumer_fairness);
+            record("contention", t.name, size, "jain_producers", r.jain);
+            note_samples("contention", t.name, size, r.messages);
+            std::fprintf(stderr,
+                         "contention %-6s rep %d/%d %-16s %10.3f M msg/s  fairness producers %.2f consumers %.2f\n",
+                         size_label(size).c_str(), rep + 1, s.reps, t.name.c_str(), r.msgs_per_s / 1e6,
+                         r.producer_fairness, r.consumer_fairness);
+          }
+        }
+      }
+    }
+  } catch (const std::exception& e) {
+    die("%s", e.what());
+  }
+  const double seconds = static_cast<double>(now_ns() - start) / 1e9;
+
+  print_tables(stdout, ts, s, seconds);
+  if (!s.md_path.empty()) {
+    std::FILE* f = std::fopen(s.md_path.c_str(), "w");
+    if (f == nullptr) sys_fail(("fopen " + s.md_path).c_str());
+    print_tables(f, ts, s, seconds);
+    std::fclose(f);
+  }
+  if (!s.csv_path.empty()) write_csv(s.csv_path, ts, s);
+  std::fprintf(stderr, "pipc-bench: done in %.0f s\n", seconds);
+  return 0;
+}

@@ -79,6 +79,35 @@ int run_child(std::function<int()> body, std::chrono::milliseconds limit) {
 
 bool running_as_root() { return ::geteuid() == 0; }
 
+mq_options engine_options(long max_messages, long message_size, access how) {
+  mq_options o;
+  o.backend = backend::shm;
+  o.access = how;
+  o.max_messages = max_messages;
+  o.message_size = message_size;
+  return o;
+}
+
+extern "C" void pipc_test_watchdog_fired(int) {
+  static const char message[] = "\n[ watchdog ] the test exceeded its time limit (a hang): exiting\n";
+  ssize_t ignored = ::write(2, message, sizeof message - 1);
+  (void)ignored;
+  ::_exit(97);
+}
+
+watchdog::watchdog(std::chrono::seconds limit) {
+  struct sigaction sa {};
+  sa.sa_handler = pipc_test_watchdog_fired;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGALRM, &sa, &old_);
+  ::alarm(static_cast<unsigned>(limit.count()));
+}
+
+watchdog::~watchdog() {
+  ::alarm(0);
+  ::sigaction(SIGALRM, &old_, nullptr);
+}
+
 bool become_nobody() {
   if (::geteuid() != 0) return false;
   gid_t groups[] = {65534};

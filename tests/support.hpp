@@ -6,10 +6,12 @@
 #include <pipc/pipc.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
 
+#include <signal.h>
 #include <sys/types.h>
 
 namespace pipc::test {
@@ -50,6 +52,43 @@ bool become_nobody();
 
 // True when the tests run as root (needed to switch users for permission tests).
 bool running_as_root();
+
+// Whether this build runs under a sanitizer: slow tests scale their counts down.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+#if defined(__SANITIZE_THREAD__)
+inline constexpr bool kThreadSanitizer = true;
+#else
+inline constexpr bool kThreadSanitizer = false;
+#endif
+
+// Options for a queue of pipc's engine (backend::shm).
+mq_options engine_options(long max_messages, long message_size, access how = access::read_write);
+
+// splitmix64: a cheap, well-mixed function of a 64-bit value, for priorities and
+// payload patterns that any process can recompute from a seed.
+constexpr std::uint64_t mix(std::uint64_t x) noexcept {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// Ends a hung test with a message, sooner than ctest's timeout: SIGALRM after `limit`.
+// alarm() is per process; forked children do not inherit it.
+class watchdog {
+ public:
+  explicit watchdog(std::chrono::seconds limit);
+  watchdog(const watchdog&) = delete;
+  watchdog& operator=(const watchdog&) = delete;
+  ~watchdog();
+
+ private:
+  struct sigaction old_ {};
+};
 
 }  // namespace pipc::test
 

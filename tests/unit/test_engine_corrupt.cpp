@@ -55,28 +55,10 @@ using namespace std::chrono_literals;
 
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kThreadSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool kThreadSanitizer = true;
-#else
-constexpr bool kThreadSanitizer = false;
-#endif
-#else
-constexpr bool kThreadSanitizer = false;
-#endif
+using pipc::test::engine_options;
+using pipc::test::kSanitized;
+using pipc::test::kThreadSanitizer;
+using pipc::test::watchdog;
 
 namespace eng = pipc::engine;
 using pipc::message_queue;
@@ -86,45 +68,11 @@ using pipc::test::unique_name;
 using pipc::test::unlink_guard;
 using std::chrono::steady_clock;
 
-mq_options engine_options(long max_messages, long message_size) {
-  mq_options o;
-  o.backend = pipc::backend::shm;
-  o.max_messages = max_messages;
-  o.message_size = message_size;
-  return o;
-}
-
 std::span<const std::byte> as_span(const void* p, std::size_t n) { return {static_cast<const std::byte*>(p), n}; }
 
 std::string object_path(const std::string& name) { return "/dev/shm/pipc.mq." + name.substr(1); }
 
 // A watchdog: ends a hung test with a message (SIGALRM; children do not inherit it).
-extern "C" void corrupt_watchdog_fired(int) {
-  static const char message[] = "\n[ watchdog ] the test exceeded its time limit (a hang): exiting\n";
-  ssize_t ignored = ::write(2, message, sizeof message - 1);
-  (void)ignored;
-  ::_exit(97);
-}
-
-class watchdog {
- public:
-  explicit watchdog(std::chrono::seconds limit) {
-    struct sigaction sa {};
-    sa.sa_handler = corrupt_watchdog_fired;
-    sigemptyset(&sa.sa_mask);
-    ::sigaction(SIGALRM, &sa, &old_);
-    ::alarm(static_cast<unsigned>(limit.count()));
-  }
-  watchdog(const watchdog&) = delete;
-  watchdog& operator=(const watchdog&) = delete;
-  ~watchdog() {
-    ::alarm(0);
-    ::sigaction(SIGALRM, &old_, nullptr);
-  }
-
- private:
-  struct sigaction old_ {};
-};
 
 // The whole file of a queue, mapped read-write, with the geometry it had when mapped.
 class raw_region {

@@ -62,17 +62,10 @@ using namespace std::chrono_literals;
 
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
+using pipc::test::engine_options;
+using pipc::test::kSanitized;
+using pipc::test::mix;
+using pipc::test::watchdog;
 
 namespace eng = pipc::engine;
 using pipc::message_queue;
@@ -82,22 +75,6 @@ using pipc::test::unique_name;
 using pipc::test::unlink_guard;
 using std::chrono::steady_clock;
 
-mq_options engine_options(long max_messages, long message_size, pipc::access how = pipc::access::read_write) {
-  mq_options o;
-  o.backend = pipc::backend::shm;
-  o.access = how;
-  o.max_messages = max_messages;
-  o.message_size = message_size;
-  return o;
-}
-
-constexpr std::uint64_t mix(std::uint64_t x) noexcept {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
 std::span<const std::byte> as_span(const void* p, std::size_t n) { return {static_cast<const std::byte*>(p), n}; }
 
 long elapsed_ms(steady_clock::time_point since) {
@@ -105,36 +82,6 @@ long elapsed_ms(steady_clock::time_point since) {
 }
 
 // ---------------------------------------------------------------------------------------
-// A watchdog: a test that hangs despite every bounded wait ends with a message rather
-// than at ctest's timeout. alarm() is per process; forked children do not inherit it.
-
-extern "C" void watchdog_fired(int) {
-  static const char message[] = "\n[ watchdog ] the test exceeded its time limit (a hang): exiting\n";
-  ssize_t ignored = ::write(2, message, sizeof message - 1);
-  (void)ignored;
-  ::_exit(97);
-}
-
-class watchdog {
- public:
-  explicit watchdog(std::chrono::seconds limit) {
-    struct sigaction sa {};
-    sa.sa_handler = watchdog_fired;
-    sigemptyset(&sa.sa_mask);
-    ::sigaction(SIGALRM, &sa, &old_);
-    ::alarm(static_cast<unsigned>(limit.count()));
-  }
-  watchdog(const watchdog&) = delete;
-  watchdog& operator=(const watchdog&) = delete;
-  ~watchdog() {
-    ::alarm(0);
-    ::sigaction(SIGALRM, &old_, nullptr);
-  }
-
- private:
-  struct sigaction old_ {};
-};
-
 // ---------------------------------------------------------------------------------------
 // Direct access to a queue's region, as another (possibly hostile or dying) process sees it.
 

@@ -35,28 +35,10 @@ using namespace std::chrono_literals;
 
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kThreadSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool kThreadSanitizer = true;
-#else
-constexpr bool kThreadSanitizer = false;
-#endif
-#else
-constexpr bool kThreadSanitizer = false;
-#endif
+using pipc::test::engine_options;
+using pipc::test::kSanitized;
+using pipc::test::kThreadSanitizer;
+using pipc::test::mix;
 
 using pipc::message_queue;
 using pipc::mq_options;
@@ -64,24 +46,6 @@ using pipc::open_mode;
 using pipc::test::unique_name;
 using pipc::test::unlink_guard;
 using std::chrono::steady_clock;
-
-mq_options engine_options(long max_messages, long message_size, pipc::access how = pipc::access::read_write) {
-  mq_options o;
-  o.backend = pipc::backend::shm;
-  o.access = how;
-  o.max_messages = max_messages;
-  o.message_size = message_size;
-  return o;
-}
-
-// splitmix64: a cheap, well-mixed function of a 64-bit value, for priorities and
-// payload patterns that any process can recompute from a seed.
-constexpr std::uint64_t mix(std::uint64_t x) noexcept {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 // Fills `out` with the pattern of `seed`.
 void fill_pattern(std::byte* out, std::size_t size, std::uint64_t seed) {

@@ -79,14 +79,9 @@ using Backends = ::testing::Types<backend_tag<pipc::backend::shm>, backend_tag<p
 // signal handler until the thread next enters a function it intercepts, which a thread
 // blocked in mq_receive (not intercepted) never does. These tests run in the dev and
 // ASan builds; under TSan they are skipped for the kernel backend only.
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kTsan = true;
-#else
-constexpr bool kTsan = false;
-#endif
 #define SKIP_KERNEL_UNDER_TSAN(B, why)                                     \
   do {                                                                     \
-    if (kTsan && (B) == pipc::backend::kernel) GTEST_SKIP() << (why);      \
+    if (pipc::test::kThreadSanitizer && (B) == pipc::backend::kernel) GTEST_SKIP() << (why);      \
   } while (0)
 
 std::string backend_label(pipc::backend b) {

@@ -5,11 +5,15 @@
 
 #include <pipc/pipc.hpp>
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 #include <signal.h>
 #include <sys/types.h>
@@ -52,6 +56,23 @@ bool become_nobody();
 
 // True when the tests run as root (needed to switch users for permission tests).
 bool running_as_root();
+
+// The std::system_error that f() threw, or nullopt if it returned.
+template <class F>
+std::optional<std::system_error> thrown(F&& f) {
+  try {
+    f();
+  } catch (const std::system_error& e) {
+    return e;
+  }
+  return std::nullopt;
+}
+
+// Success if `haystack` contains `needle`; the failure message shows both.
+inline ::testing::AssertionResult contains(std::string_view haystack, std::string_view needle) {
+  if (haystack.find(needle) != std::string_view::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "\"" << haystack << "\" does not contain \"" << needle << "\"";
+}
 
 // Whether this build runs under a sanitizer: slow tests scale their counts down.
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)

@@ -15,6 +15,7 @@
 //   * the notification record (header::notify_pid up to the counters): a forged
 //     registrant makes a sender signal that pid, so random bytes there would send random
 //     signals to random processes.
+#include "engine_support.hpp"
 #include "support.hpp"
 
 #include "engine/layout.hpp"
@@ -70,67 +71,9 @@ using std::chrono::steady_clock;
 
 std::span<const std::byte> as_span(const void* p, std::size_t n) { return {static_cast<const std::byte*>(p), n}; }
 
-std::string object_path(const std::string& name) { return "/dev/shm/pipc.mq." + name.substr(1); }
+using pipc::test::object_path;
+using pipc::test::raw_region;
 
-// A watchdog: ends a hung test with a message (SIGALRM; children do not inherit it).
-
-// The whole file of a queue, mapped read-write, with the geometry it had when mapped.
-class raw_region {
- public:
-  explicit raw_region(const std::string& name) {
-    fd_ = ::open(object_path(name).c_str(), O_RDWR | O_CLOEXEC);
-    if (fd_ < 0) throw std::system_error(errno, std::system_category(), "open " + object_path(name));
-    struct ::stat st {};
-    if (::fstat(fd_, &st) != 0) throw std::system_error(errno, std::system_category(), "fstat");
-    size_ = static_cast<std::size_t>(st.st_size);
-    void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
-    if (p == MAP_FAILED) throw std::system_error(errno, std::system_category(), "mmap");
-    base_ = static_cast<std::byte*>(p);
-    geo_ = eng::compute_geometry(hdr()->max_messages, hdr()->message_size);
-  }
-  raw_region(const raw_region&) = delete;
-  raw_region& operator=(const raw_region&) = delete;
-  ~raw_region() {
-    ::munmap(base_, size_);
-    ::close(fd_);
-  }
-
-  std::byte* base() const { return base_; }
-  std::size_t size() const { return size_; }
-  int fd() const { return fd_; }
-  eng::header* hdr() const { return reinterpret_cast<eng::header*>(base_); }
-  std::uint64_t* bitmap() const { return reinterpret_cast<std::uint64_t*>(base_ + geo_.bitmap_offset); }
-  eng::list_ends* table() const { return reinterpret_cast<eng::list_ends*>(base_ + geo_.table_offset); }
-  eng::slot_header* slot(std::uint32_t n) const {
-    return reinterpret_cast<eng::slot_header*>(base_ + geo_.slots_offset + (n - 1) * geo_.slot_stride);
-  }
-  const eng::geometry& geo() const { return geo_; }
-
-  template <class T>
-  void put(std::size_t offset, T value) const {
-    std::memcpy(base_ + offset, &value, sizeof value);
-  }
-  template <class T>
-  T get(std::size_t offset) const {
-    T value{};
-    std::memcpy(&value, base_ + offset, sizeof value);
-    return value;
-  }
-
-  // Makes the queue's robust mutex owner-dead, as if a process had died holding it: a
-  // thread takes it through this mapping and exits without unlocking. The next locker
-  // runs the engine's recovery.
-  void kill_lock_holder() const {
-    std::thread holder([this] { ::pthread_mutex_lock(&hdr()->lock); });
-    holder.join();
-  }
-
- private:
-  int fd_ = -1;
-  std::byte* base_ = nullptr;
-  std::size_t size_ = 0;
-  eng::geometry geo_{};
-};
 
 // Header offsets (src/engine/layout.hpp).
 constexpr std::size_t off_magic = offsetof(eng::header, magic_word);

@@ -16,6 +16,7 @@
 //
 // Every wait is bounded: children use timed operations only, the parent reaps with
 // limits, and a watchdog (SIGALRM) ends a test that hangs anyway with a message.
+#include "engine_support.hpp"
 #include "support.hpp"
 
 #include "engine/layout.hpp"
@@ -82,61 +83,10 @@ long elapsed_ms(steady_clock::time_point since) {
 }
 
 // ---------------------------------------------------------------------------------------
-// ---------------------------------------------------------------------------------------
 // Direct access to a queue's region, as another (possibly hostile or dying) process sees it.
 
-std::string object_path(const std::string& name) { return "/dev/shm/pipc.mq." + name.substr(1); }
-
-class raw_region {
- public:
-  explicit raw_region(const std::string& name) {
-    fd_ = ::open(object_path(name).c_str(), O_RDWR | O_CLOEXEC);
-    if (fd_ < 0) throw std::system_error(errno, std::system_category(), "open " + object_path(name));
-    struct ::stat st {};
-    if (::fstat(fd_, &st) != 0) throw std::system_error(errno, std::system_category(), "fstat");
-    size_ = static_cast<std::size_t>(st.st_size);
-    void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
-    if (p == MAP_FAILED) throw std::system_error(errno, std::system_category(), "mmap");
-    base_ = static_cast<std::byte*>(p);
-    geo_ = eng::compute_geometry(hdr()->max_messages, hdr()->message_size);
-  }
-  raw_region(const raw_region&) = delete;
-  raw_region& operator=(const raw_region&) = delete;
-  ~raw_region() {
-    ::munmap(base_, size_);
-    ::close(fd_);
-  }
-
-  eng::header* hdr() const { return reinterpret_cast<eng::header*>(base_); }
-  std::uint64_t* bitmap() const { return reinterpret_cast<std::uint64_t*>(base_ + geo_.bitmap_offset); }
-  eng::list_ends* table() const { return reinterpret_cast<eng::list_ends*>(base_ + geo_.table_offset); }
-  eng::slot_header* slot(std::uint32_t n) const {
-    return reinterpret_cast<eng::slot_header*>(base_ + geo_.slots_offset + (n - 1) * geo_.slot_stride);
-  }
-  std::byte* payload(std::uint32_t n) const { return reinterpret_cast<std::byte*>(slot(n)) + sizeof(eng::slot_header); }
-  const eng::geometry& geo() const { return geo_; }
-
-  // The futex word of the queue's robust mutex (glibc: the mutex's first int). Bit
-  // FUTEX_OWNER_DIED is set when its owner died holding it and nobody has taken it since.
-  std::uint32_t lock_word() const {
-    return __atomic_load_n(reinterpret_cast<const std::uint32_t*>(&hdr()->lock), __ATOMIC_SEQ_CST);
-  }
-  bool owner_died() const { return (lock_word() & FUTEX_OWNER_DIED) != 0; }
-
-  // The highest priority whose bitmap bit is set, or -1.
-  long top_priority() const {
-    for (std::size_t w = eng::bitmap_words; w-- > 0;) {
-      if (bitmap()[w] != 0) return static_cast<long>(w * 64 + 63 - static_cast<std::size_t>(__builtin_clzll(bitmap()[w])));
-    }
-    return -1;
-  }
-
- private:
-  int fd_ = -1;
-  std::byte* base_ = nullptr;
-  std::size_t size_ = 0;
-  eng::geometry geo_{};
-};
+using pipc::test::object_path;
+using pipc::test::raw_region;
 
 // In a child: takes the queue lock through a mapping of its own, runs `inside` with the
 // lock held, then dies by SIGKILL without unlocking. Exit codes other than death by

@@ -32,20 +32,9 @@ const char* kind_name(name_kind kind) {
   return "?";
 }
 
-template <class F>
-std::optional<std::system_error> thrown(F&& f) {
-  try {
-    f();
-  } catch (const std::system_error& e) {
-    return e;
-  }
-  return std::nullopt;
-}
+using pipc::test::thrown;
 
-::testing::AssertionResult contains(std::string_view haystack, std::string_view needle) {
-  if (haystack.find(needle) != std::string_view::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << haystack << "\" does not contain \"" << needle << "\"";
-}
+using pipc::test::contains;
 
 // A fresh name of exactly `length` bytes after the leading '/'.
 std::string name_of_length(std::size_t length, std::string_view tag) {

@@ -39,20 +39,9 @@ using sysclock = std::chrono::system_clock;
 
 constexpr auto sem_kind = pipc::name_kind::semaphore;
 
-template <class F>
-std::optional<std::system_error> thrown(F&& f) {
-  try {
-    f();
-  } catch (const std::system_error& e) {
-    return e;
-  }
-  return std::nullopt;
-}
+using pipc::test::thrown;
 
-::testing::AssertionResult contains(std::string_view haystack, std::string_view needle) {
-  if (haystack.find(needle) != std::string_view::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << haystack << "\" does not contain \"" << needle << "\"";
-}
+using pipc::test::contains;
 
 std::error_code sys(int e) { return {e, std::system_category()}; }
 

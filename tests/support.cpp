@@ -7,6 +7,7 @@
 
 #include <grp.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,8 +38,13 @@ unlink_guard::~unlink_guard() {
 
 pid_t spawn(std::function<int()> body) {
   std::fflush(nullptr);
+  pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid == 0) {
+    // A child must not outlive a test process that a sanitizer or a timeout killed:
+    // it would wait on its queue forever.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(98);
     int code = 99;
     try {
       code = body();

@@ -83,6 +83,25 @@ int run_child(std::function<int()> body, std::chrono::milliseconds limit) {
   return wait_exit(spawn(std::move(body)), limit);
 }
 
+child::~child() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+}
+
+bool child::running() const {
+  siginfo_t info{};
+  if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) != 0) return false;
+  return info.si_pid == 0;
+}
+
+int child::wait(std::chrono::milliseconds limit) {
+  int r = wait_exit(pid_, limit);
+  pid_ = -1;
+  return r;
+}
+
 bool running_as_root() { return ::geteuid() == 0; }
 
 mq_options engine_options(long max_messages, long message_size, access how) {

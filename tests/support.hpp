@@ -50,6 +50,24 @@ int wait_exit(pid_t pid, std::chrono::milliseconds limit = std::chrono::seconds(
 // spawn + wait_exit.
 int run_child(std::function<int()> body, std::chrono::milliseconds limit = std::chrono::seconds(20));
 
+// A forked child (spawn) that is SIGKILLed and reaped if the test leaves before
+// waiting for it.
+class child {
+ public:
+  explicit child(std::function<int()> body) : pid_(spawn(std::move(body))) {}
+  child(const child&) = delete;
+  child& operator=(const child&) = delete;
+  ~child();
+  pid_t pid() const { return pid_; }
+  // True while the child has not exited (does not reap it).
+  bool running() const;
+  // wait_exit on the child; afterwards the guard has nothing left to do.
+  int wait(std::chrono::milliseconds limit = std::chrono::seconds(10));
+
+ private:
+  pid_t pid_;
+};
+
 // In a child: become the unprivileged user `nobody` (uid/gid 65534). Returns false if
 // that is impossible (not root).
 bool become_nobody();

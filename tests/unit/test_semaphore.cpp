@@ -45,34 +45,7 @@ using pipc::test::contains;
 
 std::error_code sys(int e) { return {e, std::system_category()}; }
 
-// A forked child that is SIGKILLed and reaped if the test leaves before waiting for it.
-class child {
- public:
-  explicit child(std::function<int()> body) : pid_(pt::spawn(std::move(body))) {}
-  child(const child&) = delete;
-  child& operator=(const child&) = delete;
-  ~child() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  pid_t pid() const { return pid_; }
-  // True while the child has not exited (does not reap it).
-  bool running() const {
-    siginfo_t info{};
-    if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) != 0) return false;
-    return info.si_pid == 0;
-  }
-  int wait(std::chrono::milliseconds limit = 10s) {
-    int r = pt::wait_exit(pid_, limit);
-    pid_ = -1;
-    return r;
-  }
-
- private:
-  pid_t pid_;
-};
+using pipc::test::child;
 
 // Installs a SIGUSR1 handler without SA_RESTART for the scope, so that a signal makes
 // blocking calls fail with EINTR; counts deliveries.

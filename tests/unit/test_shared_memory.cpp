@@ -78,27 +78,7 @@ int kernel_store(void* p) {
   return result;
 }
 
-// A forked child that is SIGKILLed and reaped if the test leaves before waiting for it.
-class child {
- public:
-  explicit child(std::function<int()> body) : pid_(pt::spawn(std::move(body))) {}
-  child(const child&) = delete;
-  child& operator=(const child&) = delete;
-  ~child() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  int wait(std::chrono::milliseconds limit = 10s) {
-    int r = pt::wait_exit(pid_, limit);
-    pid_ = -1;
-    return r;
-  }
-
- private:
-  pid_t pid_;
-};
+using pipc::test::child;
 
 std::byte pattern(std::size_t i) { return static_cast<std::byte>((i * 7 + 3) % 251); }
 

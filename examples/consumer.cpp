@@ -9,6 +9,8 @@
 // unless given --backend kernel.
 #include <pipc/pipc.hpp>
 
+#include "example_common.hpp"
+
 #include <signal.h>
 
 #include <charconv>
@@ -39,27 +41,7 @@ constexpr const char* usage_text =
     "  pipc-consumer /jobs            and in another terminal:\n"
     "  pipc-producer /jobs \"30 deploy the fix\" \"1 tidy the logs\" \"0 quit\"\n";
 
-// Processes must agree on the backend as on the name: each backend has its own
-// namespace of queues.
-std::optional<pipc::backend> parse_backend(std::string_view text) {
-  if (text == "shm") return pipc::backend::shm;
-  if (text == "kernel") return pipc::backend::kernel;
-  return std::nullopt;
-}
-
-pipc::name_kind name_kind_of(pipc::backend b) {
-  return b == pipc::backend::kernel ? pipc::name_kind::message_queue : pipc::name_kind::engine_queue;
-}
-
-// The same as in pipc-producer: whichever program creates the queue creates it so.
-pipc::mq_options queue_options(pipc::backend backend) {
-  pipc::mq_options options;
-  options.backend = backend;
-  options.access = pipc::access::read_only;
-  options.max_messages = 10;  // the kernel backend's cap for unprivileged users
-  options.message_size = 1024;
-  return options;
-}
+using example::parse_backend;
 
 volatile std::sig_atomic_t stop_requested = 0;
 
@@ -110,7 +92,7 @@ bool parse_arguments(int argc, char** argv, settings& s, std::string& problem) {
     problem = "which queue?";
     return false;
   }
-  if (auto why = pipc::describe_name_problem(s.queue, name_kind_of(s.backend)); !why.empty()) {
+  if (auto why = pipc::describe_name_problem(s.queue, pipc::name_kind_for(s.backend)); !why.empty()) {
     problem = "bad queue name \"" + std::string(s.queue) + "\": " + std::string(why);
     return false;
   }
@@ -118,7 +100,7 @@ bool parse_arguments(int argc, char** argv, settings& s, std::string& problem) {
 }
 
 int run(const settings& s) {
-  auto queue = pipc::message_queue::open(s.queue, pipc::open_mode::open_or_create, queue_options(s.backend));
+  auto queue = pipc::message_queue::open(s.queue, pipc::open_mode::open_or_create, example::queue_options(s.backend, pipc::access::read_only));
   const auto attributes = queue.attributes();
   std::printf("waiting on %s (%s backend, %ld messages of up to %ld bytes; %ld queued now)\n", queue.name().c_str(),
               s.backend == pipc::backend::kernel ? "kernel" : "shm", attributes.max_messages,

@@ -8,6 +8,8 @@
 // use pipc's engine unless given --backend kernel.
 #include <pipc/pipc.hpp>
 
+#include "example_common.hpp"
+
 #include <unistd.h>
 
 #include <charconv>
@@ -40,27 +42,7 @@ constexpr const char* usage_text =
 
 constexpr const char* help_hint = "Try 'pipc-producer --help'.\n";
 
-// Processes must agree on the backend as on the name: each backend has its own
-// namespace of queues.
-std::optional<pipc::backend> parse_backend(std::string_view text) {
-  if (text == "shm") return pipc::backend::shm;
-  if (text == "kernel") return pipc::backend::kernel;
-  return std::nullopt;
-}
-
-pipc::name_kind name_kind_of(pipc::backend b) {
-  return b == pipc::backend::kernel ? pipc::name_kind::message_queue : pipc::name_kind::engine_queue;
-}
-
-// The same as in pipc-consumer: whichever program creates the queue creates it so.
-pipc::mq_options queue_options(pipc::backend backend) {
-  pipc::mq_options options;
-  options.backend = backend;
-  options.access = pipc::access::write_only;
-  options.max_messages = 10;  // the kernel backend's cap for unprivileged users
-  options.message_size = 1024;
-  return options;
-}
+using example::parse_backend;
 
 struct message {
   unsigned priority = 0;
@@ -123,7 +105,7 @@ int run(std::string_view name, pipc::backend backend, const std::vector<std::str
     batch.push_back(std::move(*m));
   }
 
-  auto queue = pipc::message_queue::open(name, pipc::open_mode::open_or_create, queue_options(backend));
+  auto queue = pipc::message_queue::open(name, pipc::open_mode::open_or_create, example::queue_options(backend, pipc::access::write_only));
   int failures = 0;
   if (!arguments.empty()) {
     for (const auto& m : batch) failures += send(queue, m) ? 0 : 1;
@@ -175,7 +157,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::string_view name = args[0];
-  if (auto problem = pipc::describe_name_problem(name, name_kind_of(backend)); !problem.empty()) {
+  if (auto problem = pipc::describe_name_problem(name, pipc::name_kind_for(backend)); !problem.empty()) {
     std::fprintf(stderr, "pipc-producer: bad queue name \"%.*s\": %.*s\n%s", static_cast<int>(name.size()),
                  name.data(), static_cast<int>(problem.size()), problem.data(), help_hint);
     return 2;

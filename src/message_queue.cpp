@@ -18,9 +18,12 @@ namespace {
 // Would-block and timeout are results, not errors.
 bool is_wait_outcome(int e) noexcept { return e == EAGAIN || e == ETIMEDOUT; }
 
-name_kind kind_of(backend b) noexcept { return b == backend::kernel ? name_kind::message_queue : name_kind::engine_queue; }
 
 }  // namespace
+
+name_kind name_kind_for(pipc::backend b) noexcept {
+  return b == backend::kernel ? name_kind::message_queue : name_kind::engine_queue;
+}
 
 message_queue::message_queue() noexcept = default;
 message_queue::message_queue(message_queue&& other) noexcept = default;
@@ -29,7 +32,7 @@ message_queue::~message_queue() = default;
 
 message_queue message_queue::open(std::string_view name, open_mode mode, const mq_options& options,
                                   std::error_code& ec) noexcept {
-  ec = check_name(name, kind_of(options.backend));
+  ec = check_name(name, name_kind_for(options.backend));
   if (ec) return {};
   message_queue q;
   try {
@@ -56,17 +59,17 @@ message_queue message_queue::open(std::string_view name, open_mode mode, const m
   message_queue q = open(name, mode, options, ec);
   if (ec) {
     std::string detail;
-    if (!check_name(name, kind_of(options.backend))) {
+    if (!check_name(name, name_kind_for(options.backend))) {
       detail = options.backend == backend::kernel ? kernel::explain_open_failure(ec, mode, options)
                                                   : engine::explain_open_failure(std::string(name), ec, mode, options);
     }
-    detail::throw_error(ec, "mq_open", name, kind_of(options.backend), detail);
+    detail::throw_error(ec, "mq_open", name, name_kind_for(options.backend), detail);
   }
   return q;
 }
 
 void message_queue::unlink(std::string_view name, pipc::backend which, std::error_code& ec) noexcept {
-  ec = check_name(name, kind_of(which));
+  ec = check_name(name, name_kind_for(which));
   if (ec) return;
   try {
     switch (which) {
@@ -85,11 +88,11 @@ void message_queue::unlink(std::string_view name, pipc::backend which, std::erro
 void message_queue::unlink(std::string_view name, pipc::backend which) {
   std::error_code ec;
   unlink(name, which, ec);
-  if (ec) detail::throw_error(ec, "mq_unlink", name, kind_of(which));
+  if (ec) detail::throw_error(ec, "mq_unlink", name, name_kind_for(which));
 }
 
 void message_queue::fail(const char* op, std::error_code ec) const {
-  detail::throw_error(ec, op, name_, kind_of(backend_));
+  detail::throw_error(ec, op, name_, name_kind_for(backend_));
 }
 
 // ---- send ----

@@ -47,6 +47,9 @@ enum class backend {
   kernel,  // mq_open and friends
 };
 
+// The kind of name a queue of backend `b` takes (check_name, describe_name_problem).
+PIPC_EXPORT name_kind name_kind_for(pipc::backend b) noexcept;
+
 // Attributes of an open queue (struct mq_attr).
 struct mq_attributes {
   long max_messages = 0;      // mq_maxmsg

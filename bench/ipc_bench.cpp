@@ -24,10 +24,7 @@
 #if defined(PIPC_BENCH_HAVE_BOOST)
 #include <boost/interprocess/ipc/message_queue.hpp>
 #endif
-#if defined(PIPC_BENCH_HAVE_CAPI) && __has_include(<pipc/c/mqueue.h>)
 #include <pipc/c/mqueue.h>
-#define PIPC_BENCH_CAPI 1
-#endif
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -305,7 +302,6 @@ class pipc_channel final : public channel {
 
 // ---- the C API over the engine (pipc_mq_*) ----
 
-#if defined(PIPC_BENCH_CAPI)
 class capi_endpoint final : public endpoint {
  public:
   explicit capi_endpoint(pipc_mqd_t q) : q_(q) {}
@@ -354,7 +350,6 @@ class capi_channel final : public channel {
   std::string name_;
   pipc_mqd_t keeper_;
 };
-#endif
 
 // ---- raw kernel queues (mq_*) ----
 
@@ -627,12 +622,10 @@ std::vector<transport> all_transports() {
                    return std::make_unique<pipc_channel>(pipc::backend::shm, depth, size);
                  }});
   }
-#if defined(PIPC_BENCH_CAPI)
   for (long depth : {10L, 1024L}) {
     t.push_back({"pipc-shm-c/" + std::to_string(depth), "pipc engine, C API (pipc_mq_*)", depth, depth == 10, false,
                  [depth](std::size_t size) { return std::make_unique<capi_channel>(depth, size); }});
   }
-#endif
   t.push_back({"pipc-kernel/10", "pipc::message_queue, backend::kernel (mq_* underneath)", 10, true, false,
                [](std::size_t size) { return std::make_unique<pipc_channel>(pipc::backend::kernel, 10, size); }});
   t.push_back({"kernel-mq/10", "raw kernel queue: mq_open/mq_send/mq_receive, maxmsg 10 (msg_max here)", 10, true,

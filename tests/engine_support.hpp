@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstring>
 #include <fcntl.h>
+#include <atomic>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -37,7 +38,14 @@ class raw_region {
     void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
     if (p == MAP_FAILED) throw std::system_error(errno, std::system_category(), "mmap");
     base_ = static_cast<std::byte*>(p);
-    geo_ = engine::compute_geometry(hdr()->max_messages, hdr()->message_size);
+    // The header is input here too: tests scribble it. Outside the caps the geometry is
+    // left empty (compute_geometry requires values within them).
+    const std::uint64_t max_messages = hdr()->max_messages;
+    const std::uint64_t message_size = hdr()->message_size;
+    if (max_messages >= 1 && max_messages <= engine::max_max_messages && message_size >= 1 &&
+        message_size <= engine::max_message_size) {
+      geo_ = engine::compute_geometry(max_messages, message_size);
+    }
   }
   raw_region(const raw_region&) = delete;
   raw_region& operator=(const raw_region&) = delete;
@@ -71,22 +79,45 @@ class raw_region {
     return value;
   }
 
-  // The futex word of the queue's robust mutex (glibc: the mutex's first int). Bit
-  // FUTEX_OWNER_DIED is set when its owner died holding it and nobody has taken it since.
-  std::uint32_t lock_word() const {
-    return __atomic_load_n(reinterpret_cast<const std::uint32_t*>(&hdr()->lock), __ATOMIC_SEQ_CST);
+  // The queue's two robust mutexes.
+  enum class side { send, recv };
+  pthread_mutex_t* lock(side which) const {
+    return which == side::send ? &hdr()->send_lock : &hdr()->recv_lock;
   }
-  bool owner_died() const { return (lock_word() & FUTEX_OWNER_DIED) != 0; }
 
-  // Makes the queue's robust mutex owner-dead, as if a process had died holding it: a
-  // thread takes it through this mapping and exits without unlocking. The next locker
-  // runs the engine's recovery.
-  void kill_lock_holder() const {
-    std::thread holder([this] { ::pthread_mutex_lock(&hdr()->lock); });
+  // The futex word of a robust mutex (glibc: the mutex's first int). Bit
+  // FUTEX_OWNER_DIED is set when its owner died holding it and nobody has taken it since.
+  std::uint32_t lock_word(side which) const {
+    return __atomic_load_n(reinterpret_cast<const std::uint32_t*>(lock(which)), __ATOMIC_SEQ_CST);
+  }
+  bool owner_died(side which) const { return (lock_word(which) & FUTEX_OWNER_DIED) != 0; }
+  bool owner_died() const { return owner_died(side::send) || owner_died(side::recv); }
+
+  // Makes a robust mutex owner-dead, as if a process had died holding it: a thread
+  // takes it through this mapping and exits without unlocking. The next locker runs
+  // the engine's recovery of that side.
+  void kill_lock_holder(side which) const {
+    std::thread holder([this, which] { ::pthread_mutex_lock(lock(which)); });
     holder.join();
   }
 
-  // The highest priority whose bitmap bit is set, or -1.
+  // The rings and their cursors (docs/engine.md, "How a message travels").
+  std::atomic<std::uint64_t>& free_entry(std::uint32_t position) const {
+    return reinterpret_cast<std::atomic<std::uint64_t>*>(base_ + geo_.free_ring_offset)[position & (geo_.ring_size - 1)];
+  }
+  std::atomic<std::uint64_t>& ready_entry(std::uint32_t position) const {
+    return reinterpret_cast<std::atomic<std::uint64_t>*>(base_ + geo_.ready_ring_offset)[position & (geo_.ring_size - 1)];
+  }
+  std::uint32_t free_head() const { return engine::free_cursor(hdr()->send_cursors.load()); }
+  std::uint32_t ready_tail() const { return engine::ring_cursor(hdr()->send_cursors.load()); }
+  std::uint32_t free_tail() const { return engine::free_cursor(hdr()->recv_cursors.load()); }
+  std::uint32_t ready_head() const { return engine::ring_cursor(hdr()->recv_cursors.load()); }
+  // Messages queued: free_head + N − free_tail.
+  std::uint32_t depth() const {
+    return free_head() + static_cast<std::uint32_t>(geo_.max_messages) - free_tail();
+  }
+
+  // The highest priority in the side index (its bitmap), or -1.
   long top_priority() const {
     for (std::size_t w = engine::bitmap_words; w-- > 0;) {
       if (bitmap()[w] != 0) {

@@ -1,33 +1,42 @@
-// The engine's shared memory layout, version 1. docs/engine.md has the full design;
+// The engine's shared memory layout, version 2. docs/engine.md has the full design;
 // this file is its authoritative byte layout.
 //
 //   offset         size                  what
 //   0              4096                  header
-//   4096           4096                  bitmap: 512 × u64, bit p ⇔ priority p has messages
-//   8192           262144                priority table: 32768 × {u32 head, u32 tail}
-//   270336         max_messages × stride slots (stride = round_up(32 + message_size, 64))
+//   4096           4096                  side index bitmap: 512 × u64, bit p ⇔ side list p non-empty
+//   8192           262144                side index table: 32768 × {u32 head, u32 tail}
+//   270336         M × 8                 free ring   (M = bit_ceil(max_messages))
+//   + M × 8        M × 8                 ready ring
+//   round_up(64)   max_messages × stride slots (stride = round_up(32 + message_size, 64))
 //
-// Invariants, whenever nobody holds header::lock:
-//   1. curmsgs equals the number of READY slots.
-//   2. Each READY slot is in exactly one list, that of its priority, ordered by seq.
-//   3. Each FREE slot is in the free list exactly once.
-//   4. Bitmap bit p ⇔ list p non-empty; summary bit w ⇔ bitmap word w non-zero.
-//   5. next_seq exceeds the seq of every READY slot.
-// Slot numbers in the region are 1-based (0 = none), so zero-filled memory is a set of
-// empty lists. No pointers: offsets and slot numbers only.
+// Invariants, whenever neither lock is held (docs/engine.md, "Invariants"):
+//   1. Every slot is in exactly one of: the free ring [free_head, free_tail), the ready
+//      ring [ready_head, ready_tail), the side index.
+//   2. Ready ring slots are RING and of priority ring_priority, in seq order.
+//   3. A slot is SIDE ⇔ it is in the side list of its priority, which is in seq order;
+//      side_count counts them.
+//   4. Bitmap bit p ⇔ side list p non-empty; summary bit w ⇔ bitmap word w non-zero.
+//   5. next_seq exceeds the seq of every queued message.
+// Slot numbers in the region are 1-based (0 = none). No pointers: offsets and slot
+// numbers only. Ring entries are {u32 tag, u32 slot}; an entry is valid for position p
+// when its tag is p + 1.
 #ifndef PIPC_SRC_ENGINE_LAYOUT_HPP
 #define PIPC_SRC_ENGINE_LAYOUT_HPP
 
 #include <pthread.h>
 
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 
 namespace pipc::engine {
 
-inline constexpr std::uint64_t magic = 0x0100'514d'4350'4950ULL;  // "PIPCMQ\0\1" little-endian
-inline constexpr std::uint32_t layout_version = 1;
+inline constexpr std::uint64_t magic = 0x0200'514d'4350'4950ULL;  // "PIPCMQ\0\2" little-endian
+inline constexpr std::uint32_t layout_version = 2;
+// The magic's first seven bytes, "PIPCMQ\0", name a pipc queue of any version; the eighth
+// is the version.
+inline constexpr std::uint64_t magic_family_mask = 0x00ff'ffff'ffff'ffffULL;
 
 inline constexpr std::size_t page = 4096;
 inline constexpr std::size_t header_size = page;
@@ -45,23 +54,40 @@ using atomic_u64 = std::atomic<std::uint64_t>;
 static_assert(atomic_u32::is_always_lock_free && atomic_u64::is_always_lock_free,
               "shared atomics must be lock-free to be address-free");
 
-// Slot states: the commit word of each slot.
+// Slot states. SIDE is the commit word of a side send; RING marks a slot that a ring
+// sender took (ring messages commit in the ready ring, not here).
 inline constexpr std::uint32_t slot_free = 0;
-inline constexpr std::uint32_t slot_ready = 1;
+inline constexpr std::uint32_t slot_side = 1;
+inline constexpr std::uint32_t slot_ring = 2;
+// header::recv_taking: the slot number, with this bit for a side message.
+inline constexpr std::uint32_t taking_side = 1u << 31;
 
-// One message slot. `state` is the commit point of send (FREE→READY) and receive
-// (READY→FREE); everything else is meaningful only while the lock is held.
+// One message slot. The fields belong to whoever holds the slot: a sender that took it
+// from the free ring, the side index (under recv_lock) or the receiver taking it.
 struct slot_header {
-  atomic_u32 state;        // slot_free | slot_ready
-  std::uint32_t next;      // next slot in the same list, 1-based; 0 ends it
+  atomic_u32 state;        // slot_free | slot_side | slot_ring
+  std::uint32_t next;      // next slot in the same side list, 1-based; 0 ends it
   std::uint32_t size;      // payload bytes (≤ message_size)
   std::uint32_t priority;  // < priorities
   std::uint64_t seq;       // arrival order
-  std::uint64_t reserved;
+  std::uint32_t position;  // the free ring position the slot was last freed at
+  std::uint32_t reserved;
 };
 static_assert(sizeof(slot_header) == 32);
 static_assert(offsetof(slot_header, state) == 0 && offsetof(slot_header, next) == 4);
-static_assert(offsetof(slot_header, seq) == 16);
+static_assert(offsetof(slot_header, seq) == 16 && offsetof(slot_header, position) == 24);
+
+// Ring entries and cursor words: two u32 halves of one u64, so that one store moves both.
+constexpr std::uint64_t ring_entry(std::uint32_t position, std::uint32_t slot) noexcept {
+  return (std::uint64_t{slot} << 32) | static_cast<std::uint32_t>(position + 1);
+}
+constexpr std::uint32_t entry_tag(std::uint64_t e) noexcept { return static_cast<std::uint32_t>(e); }
+constexpr std::uint32_t entry_slot(std::uint64_t e) noexcept { return static_cast<std::uint32_t>(e >> 32); }
+constexpr std::uint64_t cursors(std::uint32_t free_position, std::uint32_t ring_position) noexcept {
+  return (std::uint64_t{ring_position} << 32) | free_position;
+}
+constexpr std::uint32_t free_cursor(std::uint64_t w) noexcept { return static_cast<std::uint32_t>(w); }
+constexpr std::uint32_t ring_cursor(std::uint64_t w) noexcept { return static_cast<std::uint32_t>(w >> 32); }
 
 struct list_ends {
   std::uint32_t head;  // 1-based slot numbers; valid only while the bitmap bit is set
@@ -82,41 +108,61 @@ inline constexpr std::uint32_t notify_thread_kind = 2;
 
 struct alignas(64) header {
   // ---- identity and geometry: written once at creation, read-only afterwards ----
-  std::uint64_t magic_word;      // magic
-  std::uint32_t version;         // layout_version
-  std::uint32_t header_bytes;    // header_size
-  std::uint64_t region_size;     // total bytes, equal to the file's size
-  std::uint64_t max_messages;    // 1 … max_max_messages
-  std::uint64_t message_size;    // 1 … max_message_size
-  std::uint64_t slot_stride;     // round_up(32 + message_size, 64)
-  std::uint64_t bitmap_offset;   // 4096
-  std::uint64_t table_offset;    // 8192
-  std::uint64_t slots_offset;    // 270336
-  std::uint32_t mode;            // POSIX permission bits after the umask
+  std::uint64_t magic_word;         // magic
+  std::uint32_t version;            // layout_version
+  std::uint32_t header_bytes;       // header_size
+  std::uint64_t region_size;        // total bytes, equal to the file's size
+  std::uint64_t max_messages;       // 1 … max_max_messages
+  std::uint64_t message_size;       // 1 … max_message_size
+  std::uint64_t slot_stride;        // round_up(32 + message_size, 64)
+  std::uint64_t bitmap_offset;      // 4096
+  std::uint64_t table_offset;       // 8192
+  std::uint64_t slots_offset;
+  std::uint32_t mode;               // POSIX permission bits after the umask
   std::uint32_t reserved0;
-  std::int64_t created_ns;       // CLOCK_REALTIME
-  std::uint8_t pad0[40];
+  std::int64_t created_ns;          // CLOCK_REALTIME
+  std::uint64_t ring_size;          // M: entries per ring, bit_ceil(max_messages)
+  std::uint64_t free_ring_offset;   // 270336
+  std::uint64_t ready_ring_offset;  // free_ring_offset + M × 8
+  std::uint8_t pad0[16];
 
-  // ---- the lock: robust, process-shared ----
-  alignas(64) pthread_mutex_t lock;
+  // ---- the locks: robust, process-shared. Senders take send_lock; receivers take
+  // recv_lock; a side send or a notification decision takes both, send_lock first.
+  alignas(64) pthread_mutex_t send_lock;
+  alignas(64) pthread_mutex_t recv_lock;
 
-  // ---- locked state: read and written only with the lock held, except curmsgs ----
-  alignas(64) std::uint32_t free_head;  // free list, 1-based; 0 = no free slot
-  atomic_u32 curmsgs;                   // written under the lock, read by anyone
+  // ---- sender state: written under send_lock (claim: under both) ----
+  alignas(64) atomic_u64 send_cursors;  // {free_head, ready_tail}
   std::uint64_t next_seq;
-  std::uint64_t summary[summary_words];  // bit w ⇔ bitmap word w ≠ 0
+  std::uint32_t ring_priority;          // the priority of every ready ring message
+  std::uint32_t reserved1;
+  atomic_u32 claim_slot;                // the slot a side send is filling; 0 = none
+  std::uint32_t claim_position;         // the free ring position it was taken from
+
+  // ---- receiver state: written under recv_lock; side_count also read by senders ----
+  alignas(64) atomic_u64 recv_cursors;  // {free_tail, ready_head}
+  atomic_u32 side_count;                // messages in the side index
+  atomic_u32 recv_taking;               // the slot a receive is taking; | taking_side if
+                                        // it comes from the side index
+
+  alignas(64) std::uint64_t summary[summary_words];  // bit w ⇔ bitmap word w ≠ 0 (recv_lock)
 
   // ---- waiting: futex words and sleeper counts, written only when a side sleeps ----
-  // Waiters wait for curmsgs to change; these words exist to sleep on. A side bumps
-  // its sequence and wakes only when the matching sleeper count is non-zero.
+  // Waiters wait for the queue to leave the state that blocks them; these words exist
+  // to sleep on. A side bumps its sequence and wakes only when the matching sleeper
+  // count is non-zero.
   alignas(64) atomic_u32 msg_seq;  // receivers sleep on it; bumped for them by senders
   atomic_u32 msg_sleepers;         // receivers that announced a sleep
   atomic_u32 space_seq;            // senders sleep on it; bumped for them by receivers
   atomic_u32 space_sleepers;
   atomic_u32 event_seq;            // poll helpers sleep on it; bumped by every change
   atomic_u32 event_watchers;       // poll helpers that announced a sleep
+  // Where each side last ran, for waiters deciding whether to spin; stored only when it
+  // changes, so this line stays shared between the CPUs.
+  atomic_u32 sender_cpu;    // 1 + the CPU the last send ran on; 0 = none yet
+  atomic_u32 receiver_cpu;  // 1 + the CPU the last receive ran on; 0 = none yet
 
-  // ---- notification: written under the lock; notify_seq is a futex ----
+  // ---- notification: written under both locks; notify_seq is a futex ----
   alignas(64) atomic_u32 notify_pid;  // registrant; 0 = none
   std::uint32_t notify_kind;          // notify_*_kind
   std::int32_t notify_signo;
@@ -127,17 +173,15 @@ struct alignas(64) header {
   std::uint32_t notify_fired_pid;     // process whose thread notification fired and
   std::uint64_t notify_fired_token;   // ... the descriptor it was for; 0 once taken
 
-  // ---- counters: written under the lock, read by anyone without it. Senders and
-  // receivers each write only their own line, so they do not bounce it between CPUs.
+  // ---- counters: written under the side's lock, read by anyone without it. Senders
+  // and receivers each write only their own line.
   alignas(64) atomic_u64 messages_sent;
   atomic_u64 bytes_sent;
-  atomic_u32 high_water;  // highest curmsgs seen
   atomic_u32 last_sender;
-  atomic_u32 sender_cpu;  // 1 + the CPU the last send ran on; 0 = none yet
   alignas(64) atomic_u64 messages_received;
   atomic_u64 bytes_received;
   atomic_u32 last_receiver;
-  atomic_u32 receiver_cpu;  // 1 + the CPU the last receive ran on; 0 = none yet
+  atomic_u32 high_water;  // the highest depth a receive found (see queue::receive)
 
   // ---- blocked receivers per process, for "no receiver is blocked" ----
   alignas(64) waiter_entry waiters[waiter_entries];
@@ -147,14 +191,20 @@ static_assert(sizeof(header) <= header_size, "the header must fit its page");
 static_assert(offsetof(header, magic_word) == 0 && offsetof(header, version) == 8);
 static_assert(offsetof(header, region_size) == 16 && offsetof(header, max_messages) == 24);
 static_assert(offsetof(header, slots_offset) == 64 && offsetof(header, mode) == 72);
-static_assert(offsetof(header, created_ns) == 80);
-static_assert(offsetof(header, lock) == 128 && sizeof(pthread_mutex_t) <= 64);
-static_assert(offsetof(header, free_head) == 192);
-static_assert(offsetof(header, curmsgs) == 196 && offsetof(header, summary) == 208);
-static_assert(offsetof(header, msg_seq) == 320 && offsetof(header, space_seq) == 328);
-static_assert(offsetof(header, event_seq) == 336 && offsetof(header, notify_pid) == 384);
-static_assert(offsetof(header, messages_sent) == 448 && offsetof(header, messages_received) == 512);
-static_assert(offsetof(header, waiters) == 576);
+static_assert(offsetof(header, created_ns) == 80 && offsetof(header, ring_size) == 88);
+static_assert(offsetof(header, free_ring_offset) == 96 && offsetof(header, ready_ring_offset) == 104);
+static_assert(offsetof(header, send_lock) == 128 && sizeof(pthread_mutex_t) <= 64);
+static_assert(offsetof(header, recv_lock) == 192);
+static_assert(offsetof(header, send_cursors) == 256 && offsetof(header, next_seq) == 264);
+static_assert(offsetof(header, ring_priority) == 272 && offsetof(header, claim_slot) == 280);
+static_assert(offsetof(header, recv_cursors) == 320 && offsetof(header, side_count) == 328);
+static_assert(offsetof(header, recv_taking) == 332);
+static_assert(offsetof(header, summary) == 384 && offsetof(header, msg_seq) == 448);
+static_assert(offsetof(header, space_seq) == 456 && offsetof(header, event_seq) == 464);
+static_assert(offsetof(header, sender_cpu) == 472 && offsetof(header, receiver_cpu) == 476);
+static_assert(offsetof(header, notify_pid) == 512);
+static_assert(offsetof(header, messages_sent) == 576 && offsetof(header, messages_received) == 640);
+static_assert(offsetof(header, waiters) == 704);
 
 // Where everything lies for a queue of this geometry.
 struct geometry {
@@ -163,6 +213,9 @@ struct geometry {
   std::uint64_t slot_stride;
   std::uint64_t bitmap_offset;
   std::uint64_t table_offset;
+  std::uint64_t ring_size;
+  std::uint64_t free_ring_offset;
+  std::uint64_t ready_ring_offset;
   std::uint64_t slots_offset;
   std::uint64_t region_size;
 };
@@ -175,11 +228,18 @@ constexpr geometry compute_geometry(std::uint64_t max_messages, std::uint64_t me
   g.slot_stride = (sizeof(slot_header) + message_size + 63) / 64 * 64;
   g.bitmap_offset = header_size;
   g.table_offset = g.bitmap_offset + bitmap_words * sizeof(std::uint64_t);
-  g.slots_offset = g.table_offset + priorities * sizeof(list_ends);
+  g.ring_size = std::bit_ceil(max_messages);
+  g.free_ring_offset = g.table_offset + priorities * sizeof(list_ends);
+  g.ready_ring_offset = g.free_ring_offset + g.ring_size * sizeof(std::uint64_t);
+  g.slots_offset = (g.ready_ring_offset + g.ring_size * sizeof(std::uint64_t) + 63) / 64 * 64;
   g.region_size = g.slots_offset + max_messages * g.slot_stride;
   return g;
 }
-static_assert(compute_geometry(1, 1).slots_offset == 270336);
+static_assert(compute_geometry(1, 1).free_ring_offset == 270336);
+static_assert(compute_geometry(10, 1).slots_offset == 270336 + 256);
+// Positions are 32-bit counters that wrap; M must divide 2^32 so that position p keeps
+// entry p mod M across the wrap.
+static_assert(std::bit_ceil(max_max_messages) <= (std::uint64_t{1} << 31));
 
 }  // namespace pipc::engine
 

@@ -33,12 +33,40 @@ namespace {
 constexpr const char* object_prefix = "pipc.mq.";
 constexpr int corrupt = encode(errc::corrupt_state);
 constexpr std::uint64_t eventfd_full = 0xffff'ffff'ffff'fffeULL;  // polls not writable
+// A spinning waiter looks at the queue after 1, 2, then 4 pauses: each look pulls the
+// line the other side is writing, so looking less often lets it write several entries
+// per transfer, while four pauses keep a waiting receiver's reaction within ~100 ns.
+constexpr unsigned spin_backoff_max = 4;
+// A sender that waited for room waits up to this long for room_batch free slots.
+constexpr std::uint32_t room_batch = 32;
+constexpr std::int64_t room_batch_wait_ns = 2'000;
 // The longest a blocked call sleeps before it looks at the queue again by itself.
 constexpr std::int64_t recheck_ns = 250'000'000;
 // How long a non-blocking call waits for a lock that another process holds.
 constexpr std::int64_t try_lock_patience_ns = 500'000'000;
 // glibc's __owner value for a robust mutex that can no longer be made consistent.
 constexpr int mutex_not_recoverable = INT_MAX - 1;
+
+// The fences of the wake-up handshake (see "Waiting" below). ThreadSanitizer does not
+// model fences (GCC warns that it does not support them), so its builds skip them and
+// the waker reads the sleeper count with a read-modify-write instead, which is correct
+// without fences: it reads the latest count, and when that includes a sleeper's
+// announcement the two synchronise. Normal builds keep the fence and a plain load: a
+// read-modify-write would take the waiting line exclusive on every message.
+#if defined(__SANITIZE_THREAD__)
+#define PIPC_HANDSHAKE_RMW 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PIPC_HANDSHAKE_RMW 1
+#endif
+#endif
+
+void handshake_fence() noexcept {
+#ifndef PIPC_HANDSHAKE_RMW
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------
@@ -66,34 +94,117 @@ struct region {
   }
   std::byte* payload(slot_header* s) const noexcept { return reinterpret_cast<std::byte*>(s) + sizeof(slot_header); }
 
-  // Starts loading slot `n` (its header and the first `bytes` of payload, up to 256)
-  // into this CPU's cache: the slot was last written by another process, and a miss
-  // under the lock makes everyone wait. `n` must be a valid slot number.
-  void prefetch(std::uint32_t n, std::size_t bytes, bool for_write) const noexcept {
-    const std::byte* p = reinterpret_cast<const std::byte*>(slot(n));
-    if (p == nullptr) return;
-    std::size_t span = sizeof(slot_header) + std::min<std::size_t>(bytes, 256);
-    for (std::size_t off = 0; off < span; off += 64) {
-      if (for_write) {
-        __builtin_prefetch(p + off, 1, 3);
-      } else {
-        __builtin_prefetch(p + off, 0, 3);
+  // ---- the rings ----
+
+  atomic_u64* free_ring() const noexcept { return reinterpret_cast<atomic_u64*>(base + geo.free_ring_offset); }
+  atomic_u64* ready_ring() const noexcept { return reinterpret_cast<atomic_u64*>(base + geo.ready_ring_offset); }
+  atomic_u64& entry(atomic_u64* ring, std::uint32_t position) const noexcept {
+    return ring[position & (geo.ring_size - 1)];
+  }
+  // Does `ring` hold a valid entry for `position`? If so, `slot_number` is its slot
+  // (not yet bounds-checked). Acquire: the entry publishes what was written before it.
+  bool entry_at(atomic_u64* ring, std::uint32_t position, std::uint32_t& slot_number) const noexcept {
+    std::uint64_t e = entry(ring, position).load(std::memory_order_acquire);
+    slot_number = entry_slot(e);
+    return entry_tag(e) == static_cast<std::uint32_t>(position + 1);
+  }
+
+  // Messages in the queue: free_head + N − free_tail, read without a lock. A value
+  // beyond N means the cursors are garbage (or moved between the two loads).
+  std::uint64_t depth() const noexcept {
+    std::uint32_t head = free_cursor(hdr()->send_cursors.load(std::memory_order_acquire));
+    std::uint32_t tail = free_cursor(hdr()->recv_cursors.load(std::memory_order_acquire));
+    return static_cast<std::uint32_t>(head + static_cast<std::uint32_t>(geo.max_messages) - tail);
+  }
+  // Can a sender take a slot now? (The free ring's entry at free_head is valid.)
+  bool has_room() const noexcept {
+    std::uint32_t n = 0;
+    return entry_at(free_ring(), free_cursor(hdr()->send_cursors.load(std::memory_order_acquire)), n);
+  }
+  // Is there a message for a receiver now? (The ready ring's entry at ready_head is
+  // valid, or the side index is not empty.)
+  bool has_message() const noexcept {
+    std::uint32_t n = 0;
+    return hdr()->side_count.load(std::memory_order_acquire) != 0 ||
+           entry_at(ready_ring(), ring_cursor(hdr()->recv_cursors.load(std::memory_order_acquire)), n);
+  }
+
+  // Do the cursors claim a depth the queue cannot have? Under send_lock free_tail −
+  // free_head lies in −1 … N (−1: a receiver between its commit and its cursor store);
+  // under recv_lock in 0 … N + 1 (N + 1: a sender likewise). Reading the other side's
+  // cursor costs a cache-line transfer, so the hot paths check every 64 positions
+  // (check_due) and whenever they find the queue full or empty: forged cursors are
+  // reported within 64 operations (docs/engine.md, "Untrusted memory").
+  static bool check_due(std::uint32_t position) noexcept { return (position & 63) == 0; }
+
+  // The same without a lock, for a side that found the queue full or empty: exact
+  // bounds whatever the others do meanwhile. free_tail − free_head read before it is at
+  // least −1; free_tail − free_head read after it is at most N + 1 (one receiver and one
+  // sender may each be between commit and cursor store). And positions before free_tail
+  // hold valid entries until a sender takes them: a free_head behind free_tail whose
+  // entry is invalid is a lie, unless a sender holds send_lock (it may have taken the
+  // entry and not yet moved free_head, and receivers may have refilled the entry's place
+  // one lap on) or free_head moved meanwhile.
+  bool cursors_plausible() const noexcept {
+    header* h = hdr();
+    const std::uint32_t head_before = free_cursor(h->send_cursors.load(std::memory_order_acquire));
+    const std::uint32_t tail = free_cursor(h->recv_cursors.load(std::memory_order_acquire));
+    std::uint32_t n = 0;
+    const bool valid = entry_at(free_ring(), head_before, n);
+    const bool sender_inside = std::atomic_ref<int>(h->send_lock.__data.__lock).load(std::memory_order_acquire) != 0;
+    const std::uint32_t head_after = free_cursor(h->send_cursors.load(std::memory_order_acquire));
+    const auto n_max = static_cast<std::int64_t>(geo.max_messages);
+    if (static_cast<std::int32_t>(tail - head_before) < -1) return false;
+    if (static_cast<std::int32_t>(tail - head_after) > n_max + 1) return false;
+    return valid || sender_inside || head_after != head_before || static_cast<std::int32_t>(tail - head_before) < 1;
+  }
+  bool send_cursors_sane(std::uint32_t free_head) const noexcept {
+    std::uint32_t free_tail = free_cursor(hdr()->recv_cursors.load(std::memory_order_acquire));
+    return static_cast<std::uint32_t>(free_tail - free_head + 1) <= geo.max_messages + 1;
+  }
+  bool recv_cursors_sane(std::uint32_t free_tail) const noexcept {
+    std::uint32_t free_head = free_cursor(hdr()->send_cursors.load(std::memory_order_acquire));
+    return static_cast<std::uint32_t>(free_tail - free_head) <= geo.max_messages + 1;
+  }
+
+  // A sender that found the queue full and now has room waits a little more, while a
+  // receiver is busy freeing slots, until room_batch slots are free. Taking each slot
+  // the moment it is freed would pull the free ring's line from the receiver on every
+  // message; the receiver is the slower side then, so the wait costs no throughput.
+  void await_room_batch(std::int64_t spin_ns) const noexcept {
+    if (spin_ns <= 0) return;
+    const std::uint32_t batch = static_cast<std::uint32_t>(std::min<std::uint64_t>(room_batch, geo.max_messages / 4));
+    if (batch <= 1) return;
+    const header* h = hdr();
+    std::uint32_t n = 0;
+    auto enough = [&] {
+      return entry_at(free_ring(), free_cursor(h->send_cursors.load(std::memory_order_acquire)) + batch - 1, n);
+    };
+    const std::int64_t until = sys::now_ns(CLOCK_MONOTONIC) + std::min<std::int64_t>(spin_ns, room_batch_wait_ns);
+    std::uint64_t freed = h->messages_received.load(std::memory_order_relaxed);
+    for (unsigned i = 1; !enough(); ++i) {
+      for (int k = 0; k < 32; ++k) PIPC_CPU_RELAX();
+      if ((i & 7) == 0) {
+        // Give up when the time is over or no receiver is making progress.
+        std::uint64_t now_freed = h->messages_received.load(std::memory_order_relaxed);
+        if (now_freed == freed || sys::now_ns(CLOCK_MONOTONIC) >= until) return;
+        freed = now_freed;
       }
     }
   }
 
-  // ---- the lock ----
+  // ---- the locks ----
 
-  // Takes the queue lock; recovers the queue if its previous owner died.
+  // Takes `m`; runs `repair` if its previous owner died holding it.
   // Returns 0; ETIMEDOUT if `limit` ran out first (a process holding the lock may be
   // stopped: a timed or non-blocking call must still return on time); or corrupt if
   // the mutex is unusable (made unrecoverable by a foreign process, or garbage).
   //
-  // The lock is held for a copy and a few stores, so a contender spins with trylock
-  // (a compare-and-swap, no system call) before it sleeps in the kernel: sleeping and
+  // A lock is held for a copy and a few stores, so a contender spins with trylock (a
+  // compare-and-swap, no system call) before it sleeps in the kernel: sleeping and
   // waking cost microseconds, far longer than the wait.
-  int lock(const wait_limit& limit = wait_limit::blocking()) noexcept {
-    pthread_mutex_t* m = &hdr()->lock;
+  template <class Repair>
+  int lock(pthread_mutex_t* m, const wait_limit& limit, Repair repair) noexcept {
     // A robust mutex released without being made consistent is unrecoverable for good.
     // glibc then answers ENOTRECOVERABLE once and, from trylock, leaves the mutex
     // locked for every later caller: look at the owner field before touching it.
@@ -126,22 +237,42 @@ struct region {
       }
     }
     if (e == EOWNERDEAD) {
-      recover();
+      repair();
       ::pthread_mutex_consistent(m);
       return 0;
     }
     return e == 0 ? 0 : corrupt;
   }
 
-  void unlock() noexcept { ::pthread_mutex_unlock(&hdr()->lock); }
-
-  // Did the lock's owner die holding it (so the queue awaits recovery)? The kernel
-  // marks the lock word with FUTEX_OWNER_DIED when it finds such a lock.
-  bool owner_died() const noexcept {
-    return (std::atomic_ref<int>(hdr()->lock.__data.__lock).load(std::memory_order_acquire) & FUTEX_OWNER_DIED) != 0;
+  int lock_send(const wait_limit& limit = wait_limit::blocking()) noexcept {
+    return lock(&hdr()->send_lock, limit, [this] { recover_send(); });
+  }
+  int lock_recv(const wait_limit& limit = wait_limit::blocking()) noexcept {
+    return lock(&hdr()->recv_lock, limit, [this] { recover_recv(); });
+  }
+  // Both locks, send_lock first (the only order anyone takes them in).
+  int lock_both(const wait_limit& limit = wait_limit::blocking()) noexcept {
+    if (int e = lock_send(limit); e != 0) return e;
+    if (int e = lock_recv(limit); e != 0) {
+      unlock_send();
+      return e;
+    }
+    return 0;
+  }
+  void unlock_send() noexcept { ::pthread_mutex_unlock(&hdr()->send_lock); }
+  void unlock_recv() noexcept { ::pthread_mutex_unlock(&hdr()->recv_lock); }
+  void unlock_both() noexcept {
+    unlock_recv();
+    unlock_send();
   }
 
-  // ---- the priority index. Caller holds the lock. ----
+  // Did `m`'s owner die holding it (so its side awaits recovery)? The kernel marks the
+  // lock word with FUTEX_OWNER_DIED when it finds such a lock.
+  static bool owner_died(pthread_mutex_t& m) noexcept {
+    return (std::atomic_ref<int>(m.__data.__lock).load(std::memory_order_acquire) & FUTEX_OWNER_DIED) != 0;
+  }
+
+  // ---- the side index. Caller holds recv_lock. ----
 
   void set_bit(std::uint32_t p) noexcept {
     bitmap()[p / 64] |= std::uint64_t{1} << (p % 64);
@@ -154,7 +285,7 @@ struct region {
   }
   bool has_bit(std::uint32_t p) const noexcept { return (bitmap()[p / 64] >> (p % 64)) & 1; }
 
-  // The highest priority with messages; false if the bitmaps say none (or disagree).
+  // The highest priority in the side index; false if the bitmaps say none (or disagree).
   bool top_priority(std::uint32_t& p) const noexcept {
     for (std::size_t i = summary_words; i-- > 0;) {
       std::uint64_t s = hdr()->summary[i];
@@ -168,10 +299,97 @@ struct region {
     return false;
   }
 
-  // Rebuilds every derived structure from the slots' commit words (docs/engine.md,
-  // "Recovery"). Caller holds the lock, whose previous owner died.
-  void recover() noexcept {
+  // Appends slot `n` (state SIDE, fields written) to the side list of its priority.
+  // Returns false if the list's tail is not a valid slot.
+  bool side_append(std::uint32_t n, slot_header* s) noexcept {
+    list_ends& ends = table()[s->priority];
+    s->next = 0;
+    if (has_bit(s->priority)) {
+      slot_header* tail = slot(ends.tail);
+      if (tail == nullptr) return false;
+      tail->next = n;
+      ends.tail = n;
+    } else {
+      ends = {n, n};
+      set_bit(s->priority);
+    }
+    return true;
+  }
+
+  // Puts slot `n` on the free ring at free_tail: the commit of a receive. Caller holds
+  // recv_lock and then stores the cursors. A slot leaving the side index records the
+  // position (a side sender's claim asks whether its slot has been freed since); a ring
+  // receive leaves the slot's line alone, as the sender will write it next.
+  void push_free(std::uint32_t free_tail, std::uint32_t n, slot_header* s, bool from_side) noexcept {
+    if (from_side) s->position = free_tail;
+    entry(free_ring(), free_tail).store(ring_entry(free_tail, n), std::memory_order_release);
+  }
+
+  // Starts loading slot `n` for writing: it was last read by a receiver on another CPU,
+  // and the next send will most likely fill it.
+  void prefetch_for_send(std::uint32_t n) const noexcept {
+    if (n == 0 || n > geo.max_messages) return;
+    const std::byte* p = reinterpret_cast<const std::byte*>(slot(n));
+    __builtin_prefetch(p, 1, 3);
+    if (geo.slot_stride > 64) __builtin_prefetch(p + 64, 1, 3);
+  }
+
+  // ---- recovery (docs/engine.md, "Recovery") ----
+
+  // send_lock's previous owner died. Caller holds send_lock.
+  void recover_send() noexcept {
     header* h = hdr();
+    std::uint64_t w = h->send_cursors.load(std::memory_order_relaxed);
+    std::uint32_t head = free_cursor(w);
+    std::uint32_t tail = ring_cursor(w);
+    std::uint32_t n = 0;
+    if (entry_at(ready_ring(), tail, n)) {
+      // A ring send committed at ready_tail and died before moving the cursors.
+      if (slot_header* s = slot(n)) h->next_seq = std::max(h->next_seq, s->seq + 1);
+      h->send_cursors.store(cursors(head + 1, tail + 1), std::memory_order_release);
+    } else if (std::uint32_t claimed = h->claim_slot.load(std::memory_order_relaxed);
+               claimed != 0 && h->claim_position == head) {
+      // A side send was under way. It committed if the slot is SIDE, or if it has been
+      // received and freed since (at a later position than the claim's).
+      slot_header* s = slot(claimed);
+      if (s != nullptr && (s->state.load(std::memory_order_acquire) == slot_side || s->position != head)) {
+        h->next_seq = std::max(h->next_seq, s->seq + 1);
+        h->send_cursors.store(cursors(head + 1, tail), std::memory_order_release);
+      }
+    }
+    h->claim_slot.store(0, std::memory_order_release);
+    wake_everyone();
+  }
+
+  // recv_lock's previous owner died. Caller holds recv_lock; ring senders may run.
+  void recover_recv() noexcept {
+    header* h = hdr();
+    std::uint64_t w = h->recv_cursors.load(std::memory_order_relaxed);
+    std::uint32_t free_tail = free_cursor(w);
+    std::uint32_t head = ring_cursor(w);
+    std::uint32_t n = 0;
+    // (A receive pushes only slot numbers it checked: an entry naming no slot is garbage,
+    // not a commit, and the next receive overwrites it. Taking it would put N + 1
+    // entries on the free ring, and the next push would overwrite a free slot's.)
+    if (entry_at(free_ring(), free_tail, n) && slot(n) != nullptr) {
+      // A receive committed at free_tail and died before moving the cursors; it
+      // recorded where the message came from. (The ready ring cannot tell: once the
+      // slot is free, a ring sender may put it at ready_head again.)
+      const std::uint32_t taking = h->recv_taking.load(std::memory_order_acquire);
+      std::uint32_t ring_slot = 0;
+      const bool from_ring = (taking & ~taking_side) == n
+                                 ? (taking & taking_side) == 0
+                                 : entry_at(ready_ring(), head, ring_slot) && ring_slot == n;
+      if (!from_ring) {
+        slot_header* s = slot(n);
+        std::uint32_t side = slot_side;
+        if (s != nullptr) s->state.compare_exchange_strong(side, slot_free, std::memory_order_acq_rel);
+      }
+      free_tail += 1;
+      h->recv_cursors.store(cursors(free_tail, from_ring ? head + 1 : head), std::memory_order_release);
+    }
+
+    // Rebuild the side index from the SIDE states.
     std::memset(bitmap(), 0, bitmap_words * sizeof(std::uint64_t));
     std::memset(h->summary, 0, sizeof h->summary);
     struct kept {
@@ -179,52 +397,40 @@ struct region {
       std::uint64_t seq;
       std::uint32_t slot;
     };
-    std::vector<kept> ready;
+    std::vector<kept> side;
     try {
-      ready.reserve(h->curmsgs.load(std::memory_order_relaxed) <= geo.max_messages
-                        ? h->curmsgs.load(std::memory_order_relaxed) + 1
-                        : 0);
+      side.reserve(std::min<std::uint64_t>(h->side_count.load(std::memory_order_relaxed), geo.max_messages) + 1);
     } catch (...) {
     }
-    std::uint32_t free_head = 0;
-    std::uint64_t next_seq = 0;
-    for (std::uint32_t n = static_cast<std::uint32_t>(geo.max_messages); n >= 1; --n) {
-      slot_header* s = slot(n);
-      bool keep = s->state.load(std::memory_order_acquire) == slot_ready && s->priority < priorities &&
-                  s->size <= geo.message_size;
-      if (keep) {
+    for (std::uint32_t k = 1; k <= geo.max_messages; ++k) {
+      slot_header* s = slot(k);
+      if (s->state.load(std::memory_order_acquire) != slot_side) continue;
+      if (s->priority < priorities && s->size <= geo.message_size) {
         try {
-          ready.push_back({s->priority, s->seq, n});
-          next_seq = std::max(next_seq, s->seq + 1);
+          side.push_back({s->priority, s->seq, k});
           continue;
         } catch (...) {
           // Out of memory while recovering: the message cannot be kept in order.
         }
       }
-      s->state.store(slot_free, std::memory_order_relaxed);
-      s->next = free_head;
-      free_head = n;
+      // Unusable: give the slot back to the free ring, as a receive would.
+      push_free(free_tail, k, s, true);
+      s->state.store(slot_free, std::memory_order_release);
+      free_tail += 1;
+      h->recv_cursors.store(cursors(free_tail, head), std::memory_order_release);
     }
-    std::sort(ready.begin(), ready.end(), [](const kept& a, const kept& b) {
+    std::sort(side.begin(), side.end(), [](const kept& a, const kept& b) {
       return a.priority != b.priority ? a.priority < b.priority : a.seq < b.seq;
     });
-    list_ends* t = table();
-    for (const kept& k : ready) {
-      slot_header* s = slot(k.slot);
-      s->next = 0;
-      if (has_bit(k.priority)) {
-        slot(t[k.priority].tail)->next = k.slot;
-        t[k.priority].tail = k.slot;
-      } else {
-        t[k.priority] = {k.slot, k.slot};
-        set_bit(k.priority);
-      }
-    }
-    h->free_head = free_head;
-    h->next_seq = std::max(h->next_seq, next_seq);
-    h->curmsgs.store(static_cast<std::uint32_t>(ready.size()), std::memory_order_seq_cst);
-    // Waiters may have missed a wake-up from the process that died: wake them all to
-    // re-check.
+    for (const kept& k : side) side_append(k.slot, slot(k.slot));
+    h->side_count.store(static_cast<std::uint32_t>(side.size()), std::memory_order_release);
+    wake_everyone();
+  }
+
+  // Waiters may have missed a wake-up from a process that died: wake them all to
+  // re-check.
+  void wake_everyone() noexcept {
+    header* h = hdr();
     h->msg_seq.fetch_add(1);
     h->space_seq.fetch_add(1);
     sys::futex_wake(&h->msg_seq, INT_MAX);
@@ -291,6 +497,9 @@ int create_region(const std::string& leaf, mode_t mode, std::uint64_t max_messag
   h->bitmap_offset = geo.bitmap_offset;
   h->table_offset = geo.table_offset;
   h->slots_offset = geo.slots_offset;
+  h->ring_size = geo.ring_size;
+  h->free_ring_offset = geo.free_ring_offset;
+  h->ready_ring_offset = geo.ready_ring_offset;
   h->mode = queue_mode;
   h->created_ns = sys::now_ns(CLOCK_REALTIME);
   h->next_seq = 1;
@@ -299,17 +508,23 @@ int create_region(const std::string& leaf, mode_t mode, std::uint64_t max_messag
   ::pthread_mutexattr_init(&attr);
   ::pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
   ::pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-  e = ::pthread_mutex_init(&h->lock, &attr);
+  e = ::pthread_mutex_init(&h->send_lock, &attr);
+  if (e == 0) e = ::pthread_mutex_init(&h->recv_lock, &attr);
   ::pthread_mutexattr_destroy(&attr);
   if (e != 0) {
     out.reset();
     return e;
   }
 
-  // Every slot starts on the free list, in order.
+  // Every slot starts on the free ring, slot n at position n − 1: free_head 0,
+  // free_tail N.
   auto count = static_cast<std::uint32_t>(max_messages);
-  for (std::uint32_t n = 1; n <= count; ++n) r.slot(n)->next = n < count ? n + 1 : 0;
-  h->free_head = 1;
+  for (std::uint32_t n = 1; n <= count; ++n) {
+    r.slot(n)->position = n - 1;
+    r.entry(r.free_ring(), n - 1).store(ring_entry(n - 1, n), std::memory_order_relaxed);
+  }
+  h->send_cursors.store(cursors(0, 0), std::memory_order_relaxed);
+  h->recv_cursors.store(cursors(count, 0), std::memory_order_relaxed);
   std::atomic_ref<std::uint64_t>(h->magic_word).store(magic, std::memory_order_release);
 
   // The queue is complete: only now does it get its name.
@@ -334,19 +549,25 @@ int attach_region(int fd, std::shared_ptr<region>& out) noexcept {
   const std::uint64_t magic_found = ph->magic_word;
   const std::uint32_t version = ph->version;
   const std::uint32_t header_bytes = ph->header_bytes;
-  const geometry claimed{ph->max_messages, ph->message_size, ph->slot_stride,  ph->bitmap_offset,
-                         ph->table_offset, ph->slots_offset, ph->region_size};
+  const geometry claimed{ph->max_messages, ph->message_size,     ph->slot_stride,
+                         ph->bitmap_offset, ph->table_offset,    ph->ring_size,
+                         ph->free_ring_offset, ph->ready_ring_offset, ph->slots_offset,
+                         ph->region_size};
   sys::munmap(first, header_size);
 
-  if (magic_found != magic) return encode(errc::not_a_pipc_object);
-  if (version != layout_version || header_bytes != header_size) return encode(errc::layout_mismatch);
+  if ((magic_found & magic_family_mask) != (magic & magic_family_mask)) return encode(errc::not_a_pipc_object);
+  if (magic_found != magic || version != layout_version || header_bytes != header_size) {
+    return encode(errc::layout_mismatch);
+  }
   if (claimed.max_messages < 1 || claimed.max_messages > max_max_messages || claimed.message_size < 1 ||
       claimed.message_size > max_message_size) {
     return corrupt;
   }
   geometry geo = compute_geometry(claimed.max_messages, claimed.message_size);
   if (claimed.slot_stride != geo.slot_stride || claimed.bitmap_offset != geo.bitmap_offset ||
-      claimed.table_offset != geo.table_offset || claimed.slots_offset != geo.slots_offset ||
+      claimed.table_offset != geo.table_offset || claimed.ring_size != geo.ring_size ||
+      claimed.free_ring_offset != geo.free_ring_offset || claimed.ready_ring_offset != geo.ready_ring_offset ||
+      claimed.slots_offset != geo.slots_offset ||
       claimed.region_size != geo.region_size || file_size != geo.region_size) {
     return corrupt;
   }
@@ -475,7 +696,7 @@ struct queue::poll_helper {
   // Sets the counter from the depth read now: 0 empty, 1 messages and room, 2^64-2 full.
   void sync() noexcept {
     std::lock_guard lock(mutex);
-    std::uint64_t depth = r->hdr()->curmsgs.load();
+    std::uint64_t depth = r->depth();
     std::uint64_t want = depth == 0 ? 0 : depth >= r->geo.max_messages ? eventfd_full : 1;
     if (want != shown) {
       sys::eventfd_set(fd, want);
@@ -490,6 +711,7 @@ struct queue::poll_helper {
       // Announce, then look: a change after the look bumps event_seq and wakes us.
       std::uint32_t seen = h->event_seq.load();
       h->event_watchers.fetch_add(1);
+      handshake_fence();
       self->sync();
       if (self->stop.load()) break;
       sys::futex_wait(&h->event_seq, seen, CLOCK_MONOTONIC, nullptr);
@@ -514,14 +736,14 @@ struct queue::notify_helper {
     for (;;) {
       std::uint32_t seq = h->notify_seq.load();
       if (self->stop.load()) break;
-      if (self->r->lock() != 0) break;
+      if (self->r->lock_both() != 0) break;
       bool fired = h->notify_fired_pid == me && h->notify_fired_token == self->token;
       bool still_registered = h->notify_pid.load() == me && h->notify_token == self->token;
       if (fired) {
         h->notify_fired_pid = 0;
         h->notify_fired_token = 0;
       }
-      self->r->unlock();
+      self->r->unlock_both();
       if (fired) {
         detail::notify_registry_fire(self->key);
         break;
@@ -619,9 +841,9 @@ queue::~queue() {
   header* h = region_->hdr();
   auto me = static_cast<std::uint32_t>(sys::current_pid());
   // Closing the registering descriptor ends the registration.
-  if (h->notify_pid.load() == me && region_->lock() == 0) {
+  if (h->notify_pid.load() == me && region_->lock_both() == 0) {
     if (h->notify_pid.load() == me && h->notify_token == token_) h->notify_pid.store(0);
-    region_->unlock();
+    region_->unlock_both();
   }
   std::shared_ptr<poll_helper> poll;
   {
@@ -641,17 +863,33 @@ queue::~queue() {
 
 namespace {
 
-// Waiting (docs/engine.md, "Waiting"). A blocked side waits for curmsgs to leave the
-// value that blocks it: first by spinning, then asleep on a futex word. A sleeper
-// announces itself in `sleepers` and never takes itself off; the other side, after
-// changing curmsgs, wakes only if it finds sleepers, and then resets the count, bumps
-// the word and wakes them all. So the uncontended path makes no system call, one
-// sleep costs one FUTEX_WAKE however many operations follow it, and a sleeper that
-// timed out or died costs at most one needless wake.
+// Waiting (docs/engine.md, "Waiting"). A blocked side waits for the queue to leave the
+// state that blocks it (no free slot for a sender; no message for a receiver): first
+// by spinning, then asleep on a futex word. A sleeper announces itself in `sleepers`
+// and never takes itself off; the other side, after its commit, wakes only if it finds
+// sleepers, and then resets the count, bumps the word and wakes them all. So the
+// uncontended path makes no system call, one sleep costs one FUTEX_WAKE however many
+// operations follow it, and a sleeper that timed out or died costs at most one
+// needless wake.
+//
+// No wake-up is lost: the sleeper announces itself, fences (handshake_fence()), and
+// looks at the queue; the waker commits, fences, and looks at the count. With both
+// fences sequentially consistent, one of the two sees the other's store.
+//
+// The waker's fence, after its commit and before it looks for sleepers.
+void committed() noexcept { handshake_fence(); }
 
-// Called after curmsgs changed (seq_cst), outside the lock.
+std::uint32_t sleepers_after_commit(atomic_u32& sleepers) noexcept {
+#ifdef PIPC_HANDSHAKE_RMW
+  return sleepers.fetch_add(0, std::memory_order_seq_cst);
+#else
+  return sleepers.load(std::memory_order_relaxed);
+#endif
+}
+
+// Called after committed(), outside the locks.
 void wake_sleepers(atomic_u32& word, atomic_u32& sleepers) noexcept {
-  if (sleepers.load(std::memory_order_seq_cst) != 0 && sleepers.exchange(0, std::memory_order_seq_cst) != 0) {
+  if (sleepers_after_commit(sleepers) != 0 && sleepers.exchange(0, std::memory_order_seq_cst) != 0) {
     word.fetch_add(1, std::memory_order_seq_cst);
     sys::futex_wake(&word, INT_MAX);
   }
@@ -679,10 +917,12 @@ int wait_while(Blocked blocked, atomic_u32& word, atomic_u32& sleepers, const at
   auto peer_here = [&] { return peer_cpu.load(std::memory_order_relaxed) == sys::current_cpu() + 1; };
   if (spin_ns > 0 && !peer_here()) {
     std::int64_t until = sys::now_ns(CLOCK_MONOTONIC) + spin_ns;
+    unsigned backoff = 1;
     for (unsigned i = 1;; ++i) {
       if (!blocked()) return 0;
-      PIPC_CPU_RELAX();
-      if ((i & 63) == 0) {
+      for (unsigned k = 0; k < backoff; ++k) PIPC_CPU_RELAX();
+      if (backoff < spin_backoff_max) backoff *= 2;
+      if ((i & 15) == 0) {
         if (sys::now_ns(CLOCK_MONOTONIC) >= until || peer_here()) break;
         if (deadline_passed(limit)) return ETIMEDOUT;
       }
@@ -690,6 +930,7 @@ int wait_while(Blocked blocked, atomic_u32& word, atomic_u32& sleepers, const at
   }
   std::uint32_t seen = word.load(std::memory_order_seq_cst);
   sleepers.fetch_add(1, std::memory_order_seq_cst);
+  handshake_fence();
   if (!blocked()) return 0;
   // Sleep at most recheck_ns at a time: a process killed between changing the queue
   // and waking its sleepers (or while holding the lock) wakes nobody, so a sleeper
@@ -710,7 +951,7 @@ int wait_while(Blocked blocked, atomic_u32& word, atomic_u32& sleepers, const at
   return e == ETIMEDOUT || e == EINTR ? e : 0;
 }
 
-// Records a committed change of curmsgs for counters and poll helpers.
+// Records a committed change of the queue for poll helpers. Called after committed().
 void announce_event(header* h) noexcept { wake_sleepers(h->event_seq, h->event_watchers); }
 
 // Adds to a counter that only lock holders write: no read-modify-write needed.
@@ -740,87 +981,124 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
   if (size > r.geo.message_size) return EMSGSIZE;
   if (priority >= priorities) return EINVAL;
   header* h = r.hdr();
-  const std::uint64_t max = r.geo.max_messages;
+  const auto max = static_cast<std::uint32_t>(r.geo.max_messages);
 
   for (;;) {
-    // Full? Then there is nothing to lock for: wait for room, or report. (A count
-    // beyond the capacity, or a lock whose owner died mid-update, goes to the locked
-    // path, which reports or repairs it.)
-    if (h->curmsgs.load(std::memory_order_acquire) == max && !r.owner_died()) {
+    // Full? Then there is nothing to lock for: wait for room, or report. (A lock whose
+    // owner died mid-send goes to the locked path, which repairs it.)
+    if (!r.has_room() && !region::owner_died(h->send_lock)) {
+      if (!r.cursors_plausible()) return corrupt;
       if (nonblocking_.load(std::memory_order_relaxed) || limit.kind == wait_limit::none || deadline_passed(limit)) {
         return would_block();
       }
-      int e = wait_while([&] { return h->curmsgs.load(std::memory_order_seq_cst) == max; }, h->space_seq,
-                         h->space_sleepers, h->receiver_cpu, spin_ns_, limit, interruptible);
+      int e = wait_while([&] { return !r.has_room(); }, h->space_seq, h->space_sleepers, h->receiver_cpu, spin_ns_,
+                         limit, interruptible);
       if (e == EINTR && interruptible) return EINTR;
+      if (e == 0) r.await_room_batch(spin_ns_);
       continue;  // on ETIMEDOUT the check above reports it, unless room appeared
     }
 
-    if (int e = r.lock(lock_limit(limit)); e != 0) return e == ETIMEDOUT ? would_block() : e;
-    // Caller holds the lock from here to unlock().
-    std::uint32_t depth = h->curmsgs.load(std::memory_order_relaxed);
-    if (depth >= max) {
-      r.unlock();
-      if (depth > max) return corrupt;
+    if (int e = r.lock_send(lock_limit(limit)); e != 0) return e == ETIMEDOUT ? would_block() : e;
+    // Caller holds send_lock from here to the unlock.
+    const std::uint64_t w = h->send_cursors.load(std::memory_order_relaxed);
+    const std::uint32_t head = free_cursor(w);
+    const std::uint32_t tail = ring_cursor(w);
+    std::uint32_t n = 0;
+    const bool room = r.entry_at(r.free_ring(), head, n);
+    if ((!room || region::check_due(head)) && !r.send_cursors_sane(head)) {
+      r.unlock_send();
+      return corrupt;
+    }
+    if (!room) {
+      r.unlock_send();
       continue;  // filled up meanwhile
     }
-    std::uint32_t n = h->free_head;
     slot_header* s = r.slot(n);
-    if (s == nullptr || s->state.load(std::memory_order_relaxed) != slot_free ||
-        (s->next != 0 && r.slot(s->next) == nullptr)) {
-      r.unlock();
-      return corrupt;
-    }
-    list_ends& ends = r.table()[priority];
-    bool nonempty = r.has_bit(priority);
-    slot_header* tail = nonempty ? r.slot(ends.tail) : nullptr;
-    if (nonempty && tail == nullptr) {
-      r.unlock();
+    if (s == nullptr) {
+      r.unlock_send();
       return corrupt;
     }
 
-    // Fill the slot, then commit it with one store (docs/engine.md, "Commit points").
-    h->free_head = s->next;
-    if (s->next != 0) r.prefetch(s->next, size, true);  // the next send will most likely fill it
-    if (size != 0) std::memcpy(r.payload(s), data, size);
-    s->size = static_cast<std::uint32_t>(size);
-    s->priority = priority;
-    s->seq = h->next_seq++;
-    s->next = 0;
-    s->state.store(slot_ready, std::memory_order_release);
-
-    if (nonempty) {
-      tail->next = n;
-      ends.tail = n;
-    } else {
-      ends = {n, n};
-      r.set_bit(priority);
+    // The ready ring takes messages of its priority, and takes this message's priority
+    // when the queue is empty: no side message, and receivers have reached ready_tail.
+    // (Only senders add messages, and this one holds send_lock.)
+    bool ring = priority == h->ring_priority;
+    if (!ring && h->side_count.load(std::memory_order_acquire) == 0 &&
+        ring_cursor(h->recv_cursors.load(std::memory_order_acquire)) == tail) {
+      h->ring_priority = priority;
+      ring = true;
     }
-    h->curmsgs.store(depth + 1, std::memory_order_seq_cst);
-    add_locked(h->messages_sent, std::uint64_t{1});
-    add_locked(h->bytes_sent, std::uint64_t{size});
-    if (depth + 1 > h->high_water.load(std::memory_order_relaxed)) {
-      h->high_water.store(depth + 1, std::memory_order_relaxed);
+    // A side send, and a send that must decide on a notification (which needs the
+    // exact depth before it), take recv_lock too.
+    const bool notify_check = h->notify_pid.load(std::memory_order_relaxed) != 0;
+    const bool both = !ring || notify_check;
+    if (both) {
+      if (int e = r.lock_recv(lock_limit(limit)); e != 0) {
+        r.unlock_send();
+        return e == ETIMEDOUT ? would_block() : e;
+      }
     }
-    auto me = static_cast<std::uint32_t>(sys::current_pid());
-    if (h->last_sender.load(std::memory_order_relaxed) != me) h->last_sender.store(me, std::memory_order_relaxed);
-    std::uint32_t cpu = sys::current_cpu() + 1;
-    if (h->sender_cpu.load(std::memory_order_relaxed) != cpu) h->sender_cpu.store(cpu, std::memory_order_relaxed);
+    auto unlock = [&] { both ? r.unlock_both() : r.unlock_send(); };
+    // A side send stores side_count + 1 and appends after its list's tail: both are
+    // read from the region. With a slot free at free_head, the side index holds at most
+    // N − 1 messages; a larger count is garbage (all ones would wrap to 0 and hide the
+    // side index from receivers).
+    if (!ring && (h->side_count.load(std::memory_order_relaxed) >= max ||
+                  (r.has_bit(priority) && r.slot(r.table()[priority].tail) == nullptr))) {
+      unlock();
+      return corrupt;
+    }
 
     // A message on an empty queue with no receiver waiting: take the registration.
     due_notification due;
     bool notify = false;
-    if (depth == 0 && h->notify_pid.load() != 0 && !receivers_blocked(h)) {
-      due = {h->notify_kind, static_cast<pid_t>(h->notify_pid.load()), h->notify_signo, h->notify_value};
-      notify = same_process_alive(due.pid, h->notify_start_time);
-      if (notify && due.kind == notify_thread_kind) {
-        h->notify_fired_pid = static_cast<std::uint32_t>(due.pid);
-        h->notify_fired_token = h->notify_token;
+    if (notify_check) {
+      const std::uint32_t before = head + max - free_cursor(h->recv_cursors.load(std::memory_order_relaxed));
+      if (before == 0 && h->notify_pid.load() != 0 && !receivers_blocked(h)) {
+        due = {h->notify_kind, static_cast<pid_t>(h->notify_pid.load()), h->notify_signo, h->notify_value};
+        notify = same_process_alive(due.pid, h->notify_start_time);
+        if (notify && due.kind == notify_thread_kind) {
+          h->notify_fired_pid = static_cast<std::uint32_t>(due.pid);
+          h->notify_fired_token = h->notify_token;
+        }
+        h->notify_pid.store(0);
       }
-      h->notify_pid.store(0);
     }
-    r.unlock();
 
+    // Fill the slot, then commit with one store (docs/engine.md, "Commit points").
+    const std::uint64_t seq = h->next_seq;
+    s->size = static_cast<std::uint32_t>(size);
+    s->priority = priority;
+    s->seq = seq;
+    if (ring) {
+      s->state.store(slot_ring, std::memory_order_relaxed);
+      if (size != 0) std::memcpy(r.payload(s), data, size);
+      r.entry(r.ready_ring(), tail).store(ring_entry(tail, n), std::memory_order_release);
+      h->next_seq = seq + 1;
+      h->send_cursors.store(cursors(head + 1, tail + 1), std::memory_order_release);
+    } else {
+      s->position = head;  // before the claim: see recover_send
+      h->claim_position = head;
+      h->claim_slot.store(n, std::memory_order_release);
+      if (size != 0) std::memcpy(r.payload(s), data, size);
+      s->state.store(slot_side, std::memory_order_release);
+      r.side_append(n, s);  // its tail was checked above
+      h->side_count.store(h->side_count.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+      h->next_seq = seq + 1;
+      h->send_cursors.store(cursors(head + 1, tail), std::memory_order_release);
+      h->claim_slot.store(0, std::memory_order_release);
+    }
+
+    if (std::uint32_t next = 0; r.entry_at(r.free_ring(), head + 1, next)) r.prefetch_for_send(next);
+    add_locked(h->messages_sent, std::uint64_t{1});
+    add_locked(h->bytes_sent, std::uint64_t{size});
+    auto me = static_cast<std::uint32_t>(sys::current_pid());
+    if (h->last_sender.load(std::memory_order_relaxed) != me) h->last_sender.store(me, std::memory_order_relaxed);
+    std::uint32_t cpu = sys::current_cpu() + 1;
+    if (h->sender_cpu.load(std::memory_order_relaxed) != cpu) h->sender_cpu.store(cpu, std::memory_order_relaxed);
+    unlock();
+
+    committed();
     wake_sleepers(h->msg_seq, h->msg_sleepers);
     announce_event(h);
     if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
@@ -851,62 +1129,106 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
   for (;;) {
     // Empty? Then there is nothing to lock for: wait for a message, or report. (A lock
     // whose owner died mid-update goes to the locked path, which repairs the queue.)
-    if (h->curmsgs.load(std::memory_order_acquire) == 0 && !r.owner_died()) {
+    if (!r.has_message() && !region::owner_died(h->recv_lock)) {
+      if (!r.cursors_plausible()) return done(corrupt);
       if (nonblocking_.load(std::memory_order_relaxed) || limit.kind == wait_limit::none || deadline_passed(limit)) {
         return done(would_block());
       }
       if (waiting == nullptr) waiting = enter_waiters(h);
-      int e = wait_while([&] { return h->curmsgs.load(std::memory_order_seq_cst) == 0; }, h->msg_seq,
-                         h->msg_sleepers, h->sender_cpu, spin_ns_, limit, interruptible);
+      int e = wait_while([&] { return !r.has_message(); }, h->msg_seq, h->msg_sleepers, h->sender_cpu, spin_ns_,
+                         limit, interruptible);
       if (e == EINTR && interruptible) return done(EINTR);
       continue;  // on ETIMEDOUT the check above reports it, unless a message came
     }
 
-    if (int e = r.lock(lock_limit(limit)); e != 0) return done(e == ETIMEDOUT ? would_block() : e);
-    // Caller holds the lock from here to unlock().
-    std::uint32_t depth = h->curmsgs.load(std::memory_order_relaxed);
-    if (depth == 0 || depth > r.geo.max_messages) {
-      r.unlock();
-      if (depth != 0) return done(corrupt);
+    if (int e = r.lock_recv(lock_limit(limit)); e != 0) return done(e == ETIMEDOUT ? would_block() : e);
+    // Caller holds recv_lock from here to unlock_recv().
+    auto fail = [&] {
+      r.unlock_recv();
+      return done(corrupt);
+    };
+    const std::uint64_t w = h->recv_cursors.load(std::memory_order_relaxed);
+    const std::uint32_t free_tail = free_cursor(w);
+    const std::uint32_t head = ring_cursor(w);
+    std::uint32_t ring_n = 0;
+    const bool in_ring = r.entry_at(r.ready_ring(), head, ring_n);
+    const std::uint32_t side = h->side_count.load(std::memory_order_relaxed);
+    if ((!in_ring && side == 0) || region::check_due(free_tail)) {
+      if (!r.recv_cursors_sane(free_tail)) return fail();
+    }
+    if (!in_ring && side == 0) {
+      r.unlock_recv();
       continue;  // another receiver was first
     }
-    std::uint32_t p = 0;
-    if (!r.top_priority(p)) {
-      r.unlock();
-      return done(corrupt);
+    if (side > r.geo.max_messages) return fail();
+    slot_header* ring_s = nullptr;
+    if (in_ring) {
+      ring_s = r.slot(ring_n);
+      if (ring_s == nullptr || ring_s->size > r.geo.message_size || ring_s->priority >= priorities) return fail();
     }
-    list_ends& ends = r.table()[p];
-    std::uint32_t n = ends.head;
-    slot_header* s = r.slot(n);
-    if (s == nullptr || s->state.load(std::memory_order_relaxed) != slot_ready || s->priority != p ||
-        s->size > r.geo.message_size || (s->next != 0 && r.slot(s->next) == nullptr)) {
-      r.unlock();
-      return done(corrupt);
+    slot_header* side_s = nullptr;
+    std::uint32_t side_n = 0;
+    std::uint32_t p = 0;
+    if (side != 0) {
+      if (!r.top_priority(p)) return fail();
+      side_n = r.table()[p].head;
+      side_s = r.slot(side_n);
+      if (side_s == nullptr || side_s->state.load(std::memory_order_relaxed) != slot_side || side_s->priority != p ||
+          side_s->size > r.geo.message_size || (side_s->next != 0 && r.slot(side_s->next) == nullptr)) {
+        return fail();
+      }
+    }
+    // The oldest message of the highest priority: the side index's best or the ring's.
+    const bool from_side = side_s != nullptr && (ring_s == nullptr || p > ring_s->priority ||
+                                                 (p == ring_s->priority && side_s->seq < ring_s->seq));
+    slot_header* s = from_side ? side_s : ring_s;
+    const std::uint32_t n = from_side ? side_n : ring_n;
+    const std::uint32_t next = s->next;
+    h->recv_taking.store(from_side ? n | taking_side : n, std::memory_order_relaxed);
+
+    // The high-water mark. Every peak of the depth is followed by a receive, so the
+    // receivers keep the mark: the depth exceeds it exactly when the ready ring holds a
+    // message at ready_head + (mark − side_count), an entry usually on the line just
+    // read. Only then are the senders' cursors read, for the exact depth. (stats() adds
+    // the current depth, for a peak that no receive has followed yet.)
+    if (std::uint32_t mark = h->high_water.load(std::memory_order_relaxed); mark < r.geo.max_messages) {
+      std::uint32_t unused = 0;
+      if (side > mark || r.entry_at(r.ready_ring(), head + (mark - side), unused)) {
+        std::uint64_t depth = r.depth();
+        if (depth > mark && depth <= r.geo.max_messages) {
+          h->high_water.store(static_cast<std::uint32_t>(depth), std::memory_order_relaxed);
+        }
+      }
     }
 
     // Copy out, then commit with one store (docs/engine.md, "Commit points").
     size = s->size;
-    priority = p;
+    priority = s->priority;
     if (size != 0) std::memcpy(buffer, r.payload(s), size);
-    s->state.store(slot_free, std::memory_order_release);
-
-    if (s->next == 0) {
-      r.clear_bit(p);
+    r.push_free(free_tail, n, s, from_side);
+    if (from_side) {
+      if (next == 0) {
+        r.clear_bit(p);
+      } else {
+        r.table()[p].head = next;
+      }
+      h->side_count.store(side - 1, std::memory_order_release);
+      // A ring sender may already have taken the slot and marked it RING.
+      std::uint32_t was = slot_side;
+      s->state.compare_exchange_strong(was, slot_free, std::memory_order_acq_rel);
+      h->recv_cursors.store(cursors(free_tail + 1, head), std::memory_order_release);
     } else {
-      ends.head = s->next;
-      r.prefetch(s->next, size, false);  // the next receive will most likely read it
+      h->recv_cursors.store(cursors(free_tail + 1, head + 1), std::memory_order_release);
     }
-    s->next = h->free_head;
-    h->free_head = n;
-    h->curmsgs.store(depth - 1, std::memory_order_seq_cst);
     add_locked(h->messages_received, std::uint64_t{1});
     add_locked(h->bytes_received, std::uint64_t{size});
     auto me = static_cast<std::uint32_t>(sys::current_pid());
     if (h->last_receiver.load(std::memory_order_relaxed) != me) h->last_receiver.store(me, std::memory_order_relaxed);
     std::uint32_t cpu = sys::current_cpu() + 1;
     if (h->receiver_cpu.load(std::memory_order_relaxed) != cpu) h->receiver_cpu.store(cpu, std::memory_order_relaxed);
-    r.unlock();
+    r.unlock_recv();
 
+    committed();
     wake_sleepers(h->space_seq, h->space_sleepers);
     announce_event(h);
     if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
@@ -918,7 +1240,7 @@ void queue::attributes(long& max_messages, long& message_size, long& current_mes
                        bool& nonblocking) const noexcept {
   max_messages = static_cast<long>(region_->geo.max_messages);
   message_size = static_cast<long>(region_->geo.message_size);
-  std::uint64_t depth = region_->hdr()->curmsgs.load(std::memory_order_relaxed);
+  std::uint64_t depth = region_->depth();
   current_messages = static_cast<long>(std::min<std::uint64_t>(depth, region_->geo.max_messages));
   nonblocking = nonblocking_.load(std::memory_order_relaxed);
 }
@@ -928,12 +1250,13 @@ queue_stats queue::stats() const noexcept {
   queue_stats s{};
   s.max_messages = region_->geo.max_messages;
   s.message_size = region_->geo.message_size;
-  s.current_messages = h->curmsgs.load(std::memory_order_relaxed);
+  s.current_messages = std::min<std::uint64_t>(region_->depth(), s.max_messages);
   s.messages_sent = h->messages_sent.load(std::memory_order_relaxed);
   s.messages_received = h->messages_received.load(std::memory_order_relaxed);
   s.bytes_sent = h->bytes_sent.load(std::memory_order_relaxed);
   s.bytes_received = h->bytes_received.load(std::memory_order_relaxed);
-  s.high_water = h->high_water.load(std::memory_order_relaxed);
+  s.high_water = static_cast<std::uint32_t>(
+      std::max<std::uint64_t>(h->high_water.load(std::memory_order_relaxed), s.current_messages));
   s.last_sender = h->last_sender.load(std::memory_order_relaxed);
   s.last_receiver = h->last_receiver.load(std::memory_order_relaxed);
   s.mode = h->mode;
@@ -948,16 +1271,16 @@ queue_stats queue::stats() const noexcept {
 int queue::register_notification(std::uint32_t kind, int signo, int value) noexcept {
   region& r = *region_;
   header* h = r.hdr();
-  if (int e = r.lock(); e != 0) return e;
+  if (int e = r.lock_both(); e != 0) return e;
   std::uint32_t owner = h->notify_pid.load();
   if (owner != 0 && same_process_alive(static_cast<pid_t>(owner), h->notify_start_time)) {
-    r.unlock();
+    r.unlock_both();
     return EBUSY;
   }
   // A thread notification that fired but whose helper has not run yet still holds
   // the queue, so that its helper cannot mistake a newer record for its own.
   if (h->notify_fired_token != 0 && sys::process_exists(static_cast<pid_t>(h->notify_fired_pid))) {
-    r.unlock();
+    r.unlock_both();
     return EBUSY;
   }
   h->notify_fired_pid = 0;
@@ -968,7 +1291,7 @@ int queue::register_notification(std::uint32_t kind, int signo, int value) noexc
   h->notify_start_time = own_start_time();
   h->notify_token = token_;
   h->notify_pid.store(static_cast<std::uint32_t>(sys::current_pid()));
-  r.unlock();
+  r.unlock_both();
   return 0;
 }
 
@@ -1029,9 +1352,9 @@ int queue::cancel_notification() noexcept {
   stop_notify_helper();
   region& r = *region_;
   header* h = r.hdr();
-  if (int e = r.lock(); e != 0) return e;
+  if (int e = r.lock_both(); e != 0) return e;
   if (h->notify_pid.load() == static_cast<std::uint32_t>(sys::current_pid())) h->notify_pid.store(0);
-  r.unlock();
+  r.unlock_both();
   return 0;
 }
 

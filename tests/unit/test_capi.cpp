@@ -281,10 +281,17 @@ TEST(CApi, CorruptStateOfAnOpenQueueIsEbadmsg) {
   pipc_mqd_t q = create(guard.name(), 4, 16, O_NONBLOCK);
   ASSERT_NE(q, kBad);
   ASSERT_EQ(pipc_mq_send(q, "a", 1, 0), 0);
-  // A message count beyond the capacity.
-  scribble(guard.name(), pipc::engine::header_size, [](std::byte* p) {
-    std::uint32_t bogus = 0xffff'fff0u;
-    std::memcpy(p + offsetof(pipc::engine::header, curmsgs), &bogus, sizeof bogus);
+  // Slot numbers beyond the capacity where each side takes its next slot: in the free
+  // ring's entry at free_head (position 1, after one send) for a sender, in the ready
+  // ring's entry at ready_head (position 0) for a receiver. The entries keep valid tags
+  // (position + 1), so the engine reads the slot numbers and must refuse them.
+  namespace eng = pipc::engine;
+  const eng::geometry geo = eng::compute_geometry(4, 16);
+  scribble(guard.name(), geo.slots_offset, [&](std::byte* p) {
+    const std::uint64_t free_entry = eng::ring_entry(1, 0xffff'fff0u);
+    const std::uint64_t ready_entry = eng::ring_entry(0, 0xffff'fff0u);
+    std::memcpy(p + geo.free_ring_offset + 1 * sizeof free_entry, &free_entry, sizeof free_entry);
+    std::memcpy(p + geo.ready_ring_offset, &ready_entry, sizeof ready_entry);
   });
   char buf[16];
   errno = 0;

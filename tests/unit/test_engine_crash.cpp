@@ -88,13 +88,24 @@ long elapsed_ms(steady_clock::time_point since) {
 using pipc::test::object_path;
 using pipc::test::raw_region;
 
-// In a child: takes the queue lock through a mapping of its own, runs `inside` with the
-// lock held, then dies by SIGKILL without unlocking. Exit codes other than death by
-// SIGKILL (137 from wait_exit) mean the setup failed: 20 lock error, 22 `inside` failed.
-int die_holding_lock(const std::string& name, const std::function<bool(raw_region&, int)>& inside) {
+using side = raw_region::side;
+enum class locks { send, recv, both };
+
+// In a child: takes the queue's lock(s) through a mapping of its own (send_lock first),
+// runs `inside` with them held, then dies by SIGKILL without unlocking. `inside` gets
+// the result of the last lock call. Exit codes other than death by SIGKILL (137 from
+// wait_exit) mean the setup failed: 20 lock error, 22 `inside` failed.
+int die_holding(const std::string& name, locks which, const std::function<bool(raw_region&, int)>& inside) {
   raw_region r(name);
-  int e = ::pthread_mutex_lock(&r.hdr()->lock);
-  if (e != 0 && e != EOWNERDEAD) return 20;
+  int e = 0;
+  if (which != locks::recv) {
+    e = ::pthread_mutex_lock(r.lock(side::send));
+    if (e != 0 && e != EOWNERDEAD) return 20;
+  }
+  if (which != locks::send) {
+    e = ::pthread_mutex_lock(r.lock(side::recv));
+    if (e != 0 && e != EOWNERDEAD) return 20;
+  }
   if (!inside(r, e)) return 22;
   ::raise(SIGKILL);
   return 21;
@@ -163,7 +174,9 @@ void check_fill_to_max(message_queue& q, std::uint32_t max, std::size_t message_
 constexpr long kSmallDepth = 8;
 constexpr long kSmallSize = 32;
 
-// Creates a queue with messages 0 (priority 1), 1 (priority 5), 2 (priority 1).
+// Creates a queue with messages 0 (priority 1), 1 (priority 5), 2 (priority 1). The
+// first message makes 1 the ready ring's priority, so 0 and 2 travel in the ring and 1
+// in the side index.
 message_queue three_message_queue(const std::string& name) {
   auto q = message_queue::open(name, open_mode::create_only, engine_options(kSmallDepth, kSmallSize));
   send_tagged(q, 0, 1);
@@ -172,133 +185,253 @@ message_queue three_message_queue(const std::string& name) {
   return q;
 }
 
-TEST(EngineCrash, DeathHoldingTheLockKeepsEveryMessageInOrder) {
+// Sends and receives by hand, store by store, as queue::send and queue::receive do them
+// (docs/engine.md, "Commit points"), stopping after `stores` stores. The caller holds
+// the locks the operation needs. Each returns false if the queue is not as expected.
+
+// A ring send: 1 fill the slot (state RING), 2 the ready ring entry (the commit),
+// 3 next_seq, 4 the sender cursors.
+bool ring_send_steps(raw_region& r, tagged t, int stores) {
+  eng::header* h = r.hdr();
+  const std::uint32_t head = r.free_head();
+  const std::uint32_t tail = r.ready_tail();
+  const std::uint64_t e = r.free_entry(head).load();
+  if (eng::entry_tag(e) != head + 1 || t.priority != h->ring_priority) return false;
+  const std::uint32_t n = eng::entry_slot(e);
+  eng::slot_header* s = r.slot(n);
+  const std::uint64_t seq = h->next_seq;
+  if (stores >= 1) {
+    s->size = sizeof t;
+    s->priority = t.priority;
+    s->seq = seq;
+    s->state.store(eng::slot_ring);
+    std::memcpy(r.payload(n), &t, sizeof t);
+  }
+  if (stores >= 2) r.ready_entry(tail).store(eng::ring_entry(tail, n));
+  if (stores >= 3) h->next_seq = seq + 1;
+  if (stores >= 4) h->send_cursors.store(eng::cursors(head + 1, tail + 1));
+  return true;
+}
+
+// A side send: 1 the slot's position and the claim, 2 fill the slot, 3 state SIDE (the commit), 4 the old tail's
+// link, 5 the list's tail (or head) and bitmap bits, 6 side_count, 7 next_seq and the
+// sender cursors, 8 the claim cleared.
+bool side_send_steps(raw_region& r, tagged t, int stores) {
+  eng::header* h = r.hdr();
+  const std::uint32_t head = r.free_head();
+  const std::uint32_t tail = r.ready_tail();
+  const std::uint64_t e = r.free_entry(head).load();
+  if (eng::entry_tag(e) != head + 1 || t.priority == h->ring_priority) return false;
+  const std::uint32_t n = eng::entry_slot(e);
+  eng::slot_header* s = r.slot(n);
+  const std::uint64_t seq = h->next_seq;
+  const bool listed = (r.bitmap()[t.priority / 64] >> (t.priority % 64)) & 1;
+  eng::list_ends& ends = r.table()[t.priority];
+  if (stores >= 1) {
+    s->position = head;
+    h->claim_position = head;
+    h->claim_slot.store(n);
+  }
+  if (stores >= 2) {
+    s->size = sizeof t;
+    s->priority = t.priority;
+    s->seq = seq;
+    s->next = 0;
+    std::memcpy(r.payload(n), &t, sizeof t);
+  }
+  if (stores >= 3) s->state.store(eng::slot_side);
+  if (stores >= 4 && listed) r.slot(ends.tail)->next = n;
+  if (stores >= 5) {
+    if (listed) {
+      ends.tail = n;
+    } else {
+      ends = {n, n};
+      r.bitmap()[t.priority / 64] |= std::uint64_t{1} << (t.priority % 64);
+      h->summary[t.priority / 4096] |= std::uint64_t{1} << ((t.priority / 64) % 64);
+    }
+  }
+  if (stores >= 6) h->side_count.store(h->side_count.load() + 1);
+  if (stores >= 7) {
+    h->next_seq = seq + 1;
+    h->send_cursors.store(eng::cursors(head + 1, tail));
+  }
+  if (stores >= 8) h->claim_slot.store(0);
+  return true;
+}
+
+// A receive of the best message (highest priority, oldest): 1 record what it takes,
+// copy it out and (side message) record the slot's position, 2 the free ring entry (the commit), 3 a side message's unlink
+// and side_count, 4 its state FREE, 5 the receiver cursors.
+bool receive_steps(raw_region& r, int stores) {
+  eng::header* h = r.hdr();
+  const std::uint32_t free_tail = r.free_tail();
+  const std::uint32_t head = r.ready_head();
+  const std::uint64_t re = r.ready_entry(head).load();
+  const bool in_ring = eng::entry_tag(re) == head + 1;
+  const long p = r.top_priority();
+  eng::slot_header* ring_s = in_ring ? r.slot(eng::entry_slot(re)) : nullptr;
+  eng::slot_header* side_s = p >= 0 ? r.slot(r.table()[p].head) : nullptr;
+  if (ring_s == nullptr && side_s == nullptr) return false;
+  const bool from_side = side_s != nullptr && (ring_s == nullptr || p > ring_s->priority ||
+                                               (static_cast<std::uint32_t>(p) == ring_s->priority && side_s->seq < ring_s->seq));
+  const std::uint32_t n = from_side ? r.table()[p].head : eng::entry_slot(re);
+  eng::slot_header* s = r.slot(n);
+  if (stores >= 1) {
+    h->recv_taking.store(from_side ? n | eng::taking_side : n);
+    std::array<std::byte, kSmallSize> copy{};
+    std::memcpy(copy.data(), r.payload(n), copy.size());
+    if (from_side) s->position = free_tail;
+  }
+  if (stores >= 2) r.free_entry(free_tail).store(eng::ring_entry(free_tail, n));
+  if (stores >= 3 && from_side) {
+    if (s->next == 0) {
+      r.bitmap()[p / 64] &= ~(std::uint64_t{1} << (p % 64));
+      if (r.bitmap()[p / 64] == 0) h->summary[p / 4096] &= ~(std::uint64_t{1} << ((p / 64) % 64));
+    } else {
+      r.table()[p].head = s->next;
+    }
+    h->side_count.store(h->side_count.load() - 1);
+  }
+  if (stores >= 4 && from_side) s->state.store(eng::slot_free);
+  if (stores >= 5) h->recv_cursors.store(eng::cursors(free_tail + 1, from_side ? head : head + 1));
+  return true;
+}
+
+// Runs `inside` in a child that dies holding `which`, and checks that it was killed.
+void kill_child_holding(const std::string& name, locks which, const std::function<bool(raw_region&, int)>& inside) {
+  ASSERT_EQ(pipc::test::run_child([&] { return die_holding(name, which, inside); }), kKilled)
+      << "the child's setup failed (20: lock error, 22: the queue was not as expected)";
+}
+
+TEST(EngineCrash, DeathHoldingTheLocksKeepsEveryMessageInOrder) {
   watchdog dog(60s);
-  unlink_guard guard(unique_name("crash-lock"), pipc::name_kind::engine_queue);
-  auto q = message_queue::open(guard.name(), open_mode::create_only, engine_options(16, kSmallSize));
-  std::vector<unsigned> priorities = {3, 0, 3, 9, 0, 32767, 3, 9, 1, 0};
-  for (std::uint32_t i = 0; i < priorities.size(); ++i) send_tagged(q, i, priorities[i]);
+  for (locks which : {locks::send, locks::recv, locks::both}) {
+    SCOPED_TRACE(which == locks::send ? "send_lock" : which == locks::recv ? "recv_lock" : "both locks");
+    unlink_guard guard(unique_name("crash-lock"), pipc::name_kind::engine_queue);
+    auto q = message_queue::open(guard.name(), open_mode::create_only, engine_options(16, kSmallSize));
+    std::vector<unsigned> priorities = {3, 0, 3, 9, 0, 32767, 3, 9, 1, 0};
+    for (std::uint32_t i = 0; i < priorities.size(); ++i) send_tagged(q, i, priorities[i]);
 
-  ASSERT_EQ(pipc::test::run_child([&] { return die_holding_lock(guard.name(), [](raw_region&, int) { return true; }); }),
-            kKilled);
-  raw_region peek(guard.name());
-  ASSERT_TRUE(peek.owner_died()) << "the kernel did not mark the robust mutex: the scenario did not happen";
+    kill_child_holding(guard.name(), which, [](raw_region&, int) { return true; });
+    raw_region peek(guard.name());
+    ASSERT_TRUE(peek.owner_died()) << "the kernel did not mark the robust mutex: the scenario did not happen";
 
-  auto t0 = steady_clock::now();
-  EXPECT_EQ(q.attributes().current_messages, 10);
-  std::vector<std::uint32_t> want = {5, 3, 7, 0, 2, 6, 8, 1, 4, 9};
-  EXPECT_EQ(drain_ids(q, kSmallSize), want);
-  EXPECT_LT(elapsed_ms(t0), 2000);
-  EXPECT_FALSE(peek.owner_died());
-  check_fill_to_max(q, 16, kSmallSize);
+    auto t0 = steady_clock::now();
+    EXPECT_EQ(q.attributes().current_messages, 10);
+    tagged t{10, 3};  // a send first: it recovers send_lock if that is the dead one
+    ASSERT_TRUE(q.try_send(as_span(&t, sizeof t), 3));
+    std::vector<std::uint32_t> want = {5, 3, 7, 0, 2, 6, 10, 8, 1, 4, 9};
+    EXPECT_EQ(drain_ids(q, kSmallSize), want);
+    EXPECT_LT(elapsed_ms(t0), 2000);
+    EXPECT_FALSE(peek.owner_died());
+    check_fill_to_max(q, 16, kSmallSize);
+  }
 }
 
-// Send, killed after `state = READY` (the commit) but before the slot is linked into
-// its list: the message is sent, and recovery puts it last in its priority.
-TEST(EngineCrash, SenderKilledAfterTheCommitStoreHasSent) {
-  for (int variant = 0; variant < 2; ++variant) {
-    SCOPED_TRACE(variant == 0 ? "killed right after the commit store" : "killed after linking it behind the old tail");
-    unlink_guard guard(unique_name("crash-sent"), pipc::name_kind::engine_queue);
+// A ring send killed after each of its stores: before the ready ring entry nothing was
+// sent; from it on, the message is sent, last of its priority.
+TEST(EngineCrash, RingSenderKilledAtEachStore) {
+  for (int stores = 0; stores <= 4; ++stores) {
+    SCOPED_TRACE("killed after store " + std::to_string(stores) + " of a ring send");
+    unlink_guard guard(unique_name("crash-ring-send"), pipc::name_kind::engine_queue);
     auto q = three_message_queue(guard.name());
-    int code = pipc::test::run_child([&] {
-      return die_holding_lock(guard.name(), [variant](raw_region& r, int) {
-        eng::header* h = r.hdr();
-        std::uint32_t n = h->free_head;
-        if (n == 0 || n > r.geo().max_messages) return false;
-        eng::slot_header* s = r.slot(n);
-        h->free_head = s->next;
-        tagged t{3, 1};
-        std::memcpy(r.payload(n), &t, sizeof t);
-        s->size = sizeof t;
-        s->priority = 1;
-        s->seq = h->next_seq++;
-        s->next = 0;
-        s->state.store(eng::slot_ready, std::memory_order_release);
-        if (variant == 1) r.slot(r.table()[1].tail)->next = n;  // half-linked: tail not updated
-        return true;
-      });
-    });
-    ASSERT_EQ(code, kKilled);
-    EXPECT_EQ(drain_ids(q, kSmallSize), (std::vector<std::uint32_t>{1, 0, 2, 3}));
+    kill_child_holding(guard.name(), locks::send,
+                       [stores](raw_region& r, int) { return ring_send_steps(r, {3, 1}, stores); });
+    const auto want = stores >= 2 ? std::vector<std::uint32_t>{1, 0, 2, 3} : std::vector<std::uint32_t>{1, 0, 2};
+    tagged t{4, 1};
+    ASSERT_TRUE(q.try_send(as_span(&t, sizeof t), 1));  // recovers send_lock
+    auto expected = want;
+    expected.push_back(4);
+    EXPECT_EQ(drain_ids(q, kSmallSize), expected);
     check_fill_to_max(q, kSmallDepth, kSmallSize);
   }
 }
 
-// Send, killed after taking a slot off the free list and filling it but before the
-// commit store: nothing was sent, and the slot goes back to the free list.
-TEST(EngineCrash, SenderKilledBeforeTheCommitStoreHasSentNothing) {
-  unlink_guard guard(unique_name("crash-unsent"), pipc::name_kind::engine_queue);
-  auto q = three_message_queue(guard.name());
-  int code = pipc::test::run_child([&] {
-    return die_holding_lock(guard.name(), [](raw_region& r, int) {
-      eng::header* h = r.hdr();
-      std::uint32_t n = h->free_head;
-      if (n == 0 || n > r.geo().max_messages) return false;
-      eng::slot_header* s = r.slot(n);
-      h->free_head = s->next;
-      tagged t{3, 7};
-      std::memcpy(r.payload(n), &t, sizeof t);
-      s->size = sizeof t;
-      s->priority = 7;
-      s->seq = h->next_seq++;
-      s->next = 0;
-      return true;  // no READY store
-    });
-  });
-  ASSERT_EQ(code, kKilled);
-  EXPECT_EQ(drain_ids(q, kSmallSize), (std::vector<std::uint32_t>{1, 0, 2}));
-  // All 8 slots are free again, none twice.
-  check_fill_to_max(q, kSmallDepth, kSmallSize);
-}
-
-// Receive, killed after `state = FREE` (the commit) but before unlinking the slot: the
-// message went to the receiver that died; the others stay, in order.
-TEST(EngineCrash, ReceiverKilledAfterTheCommitStoreHasTakenTheMessage) {
-  for (int variant = 0; variant < 2; ++variant) {
-    SCOPED_TRACE(variant == 0 ? "killed right after the commit store" : "killed after moving the list head");
-    unlink_guard guard(unique_name("crash-taken"), pipc::name_kind::engine_queue);
-    auto q = three_message_queue(guard.name());
-    // Take message 0 of priority 1 too, so that the dead receiver's head is a list of two.
-    std::vector<std::byte> buffer(kSmallSize);
-    ASSERT_TRUE(q.try_receive(buffer));  // message 1 (priority 5)
-    int code = pipc::test::run_child([&] {
-      return die_holding_lock(guard.name(), [variant](raw_region& r, int) {
-        long p = r.top_priority();
-        if (p != 1) return false;
-        std::uint32_t n = r.table()[p].head;
-        eng::slot_header* s = r.slot(n);
-        s->state.store(eng::slot_free, std::memory_order_release);
-        if (variant == 1) r.table()[p].head = s->next;
-        return true;
-      });
-    });
-    ASSERT_EQ(code, kKilled);
-    EXPECT_EQ(drain_ids(q, kSmallSize), (std::vector<std::uint32_t>{2}));
-    check_fill_to_max(q, kSmallDepth, kSmallSize);
+// A side send killed after each of its stores: before the SIDE store nothing was sent;
+// from it on, the message is sent. Which lock is recovered first must not matter, so
+// each case runs twice: a receiver first (recv_lock), then a sender first (send_lock).
+TEST(EngineCrash, SideSenderKilledAtEachStore) {
+  for (int stores = 0; stores <= 8; ++stores) {
+    for (bool receiver_first : {true, false}) {
+      SCOPED_TRACE("killed after store " + std::to_string(stores) + " of a side send; " +
+                   (receiver_first ? "receiver" : "sender") + " first");
+      unlink_guard guard(unique_name("crash-side-send"), pipc::name_kind::engine_queue);
+      auto q = three_message_queue(guard.name());
+      kill_child_holding(guard.name(), locks::both,
+                         [stores](raw_region& r, int) { return side_send_steps(r, {3, 5}, stores); });
+      const bool sent = stores >= 3;
+      std::vector<std::uint32_t> got;
+      std::vector<std::byte> buffer(kSmallSize);
+      if (receiver_first) {
+        // Take both priority-5 messages (1, and 3 if sent) before any sender recovers:
+        // the slot of the dead send is freed while send_lock is still owner-dead.
+        for (int i = 0; i < (sent ? 2 : 1); ++i) {
+          auto m = q.try_receive(buffer);
+          ASSERT_TRUE(m);
+          tagged t{};
+          std::memcpy(&t, buffer.data(), sizeof t);
+          got.push_back(t.id);
+        }
+      }
+      tagged t{4, 1};
+      ASSERT_TRUE(q.try_send(as_span(&t, sizeof t), 1));
+      for (std::uint32_t id : drain_ids(q, kSmallSize)) got.push_back(id);
+      const auto want = sent ? std::vector<std::uint32_t>{1, 3, 0, 2, 4} : std::vector<std::uint32_t>{1, 0, 2, 4};
+      EXPECT_EQ(got, want);
+      check_fill_to_max(q, kSmallDepth, kSmallSize);
+    }
   }
 }
 
-// Receive, killed while copying the payload out (before the commit store): the message
-// stays queued for the others.
-TEST(EngineCrash, ReceiverKilledBeforeTheCommitStoreHasTakenNothing) {
-  unlink_guard guard(unique_name("crash-untaken"), pipc::name_kind::engine_queue);
-  auto q = three_message_queue(guard.name());
-  int code = pipc::test::run_child([&] {
-    return die_holding_lock(guard.name(), [](raw_region& r, int) {
-      long p = r.top_priority();
-      if (p != 5) return false;
-      std::array<std::byte, kSmallSize> copy{};
-      std::memcpy(copy.data(), r.payload(r.table()[p].head), copy.size());
-      return true;
-    });
-  });
-  ASSERT_EQ(code, kKilled);
-  EXPECT_EQ(drain_ids(q, kSmallSize), (std::vector<std::uint32_t>{1, 0, 2}));
-  check_fill_to_max(q, kSmallDepth, kSmallSize);
+// A receive killed after each of its stores, once taking a ring message and once a
+// side message: before the free ring entry nothing was taken; from it on, the message
+// went to the receiver that died, and the others stay, in order.
+TEST(EngineCrash, ReceiverKilledAtEachStore) {
+  for (bool side_message : {true, false}) {
+    for (int stores = 0; stores <= 5; ++stores) {
+      SCOPED_TRACE(std::string("killed after store ") + std::to_string(stores) + " of a receive from the " +
+                   (side_message ? "side index" : "ring"));
+      unlink_guard guard(unique_name("crash-receive"), pipc::name_kind::engine_queue);
+      auto q = three_message_queue(guard.name());
+      std::vector<std::uint32_t> rest;
+      if (side_message) {
+        // Two side messages of priority 5, so that the receive leaves a list behind.
+        send_tagged(q, 3, 5);
+        rest = {1, 3, 0, 2};
+      } else {
+        std::vector<std::byte> buffer(kSmallSize);
+        ASSERT_TRUE(q.try_receive(buffer));  // message 1: the best is now the ring's 0
+        rest = {0, 2};
+      }
+      kill_child_holding(guard.name(), locks::recv, [stores](raw_region& r, int) { return receive_steps(r, stores); });
+      if (stores >= 2) rest.erase(rest.begin());
+      EXPECT_EQ(drain_ids(q, kSmallSize), rest);
+      check_fill_to_max(q, kSmallDepth, kSmallSize);
+    }
+  }
 }
 
-// Waiting processes and a death inside the lock. A sender killed after its commit store
-// but before it counted the message and woke anyone leaves a committed message in a
+// A side receive killed right after its commit frees its slot while recv_lock is dead;
+// a ring sender, which does not need recv_lock, may take that slot at once and put it at
+// the ready ring's head. Recovery must still see that the dead receiver took a side
+// message, not the new ring one.
+TEST(EngineCrash, SlotOfAKilledSideReceiveReusedByARingSender) {
+  unlink_guard guard(unique_name("crash-reuse"), pipc::name_kind::engine_queue);
+  auto q = message_queue::open(guard.name(), open_mode::create_only, engine_options(2, kSmallSize));
+  send_tagged(q, 0, 5);  // the ring's priority becomes 5
+  send_tagged(q, 1, 1);  // side
+  std::vector<std::byte> buffer(kSmallSize);
+  ASSERT_TRUE(q.try_receive(buffer));  // 0: the ring is empty now
+  send_tagged(q, 2, 2);  // side (the side index is not empty); the queue is full
+  // The child takes message 2 (priority 2, the best) and dies right after the commit.
+  kill_child_holding(guard.name(), locks::recv, [](raw_region& r, int) { return receive_steps(r, 2); });
+  send_tagged(q, 3, 5);  // a ring send into the freed slot, at the ready ring's head
+  EXPECT_EQ(drain_ids(q, kSmallSize), (std::vector<std::uint32_t>{3, 1}));
+  check_fill_to_max(q, 2, kSmallSize);
+}
+
+// Waiting processes and a death inside a lock. A sender killed after its commit store
+// but before it moved its cursors and woke anyone leaves a committed message in a
 // queue whose receivers are all asleep; a receiver killed after its commit store leaves
 // a slot free that blocked senders cannot see. Nobody else may ever come to take the
 // lock and recover: the sleepers themselves must notice the dead owner, promptly. (The
@@ -315,14 +448,18 @@ struct wake_report {
 
 enum class sleep_kind { timed_cpp, blocking_c_api };
 
-void check_sleeper_wakes_after_death(bool receiving, sleep_kind how) {
+void check_sleeper_wakes_after_death(bool receiving, bool side_message, sleep_kind how) {
   watchdog dog(60s);
   unlink_guard guard(unique_name(receiving ? "crash-wake-recv" : "crash-wake-send"), pipc::name_kind::engine_queue);
   const long depth = receiving ? kSmallDepth : 2;
   auto q = message_queue::open(guard.name(), open_mode::create_only, engine_options(depth, kSmallSize));
   if (!receiving) {
     send_tagged(q, 0, 1);
-    send_tagged(q, 1, 1);
+    send_tagged(q, 1, side_message ? 2 : 1);
+  } else {
+    send_tagged(q, 9, 1);  // the ring's priority becomes 1
+    std::vector<std::byte> buffer(kSmallSize);
+    ASSERT_TRUE(q.try_receive(buffer));
   }
   auto memory = pipc::shared_memory::anonymous(sizeof(wake_report));
   auto view = memory.map();
@@ -363,80 +500,71 @@ void check_sleeper_wakes_after_death(bool receiving, sleep_kind how) {
   while (report->sleeping.load() == 0) std::this_thread::sleep_for(1ms);
   std::this_thread::sleep_for(300ms);  // well asleep (its spin is 20 µs)
 
-  int code = pipc::test::run_child([&] {
-    return die_holding_lock(guard.name(), [receiving](raw_region& r, int) {
-      if (receiving) {  // a sender, killed right after its commit store
-        eng::header* h = r.hdr();
-        std::uint32_t n = h->free_head;
-        if (n == 0 || n > r.geo().max_messages) return false;
-        eng::slot_header* s = r.slot(n);
-        h->free_head = s->next;
-        tagged t{5, 3};
-        std::memcpy(r.payload(n), &t, sizeof t);
-        s->size = sizeof t;
-        s->priority = 3;
-        s->seq = h->next_seq++;
-        s->next = 0;
-        s->state.store(eng::slot_ready, std::memory_order_release);
-      } else {  // a receiver, killed right after its commit store
-        long p = r.top_priority();
-        if (p != 1) return false;
-        r.slot(r.table()[p].head)->state.store(eng::slot_free, std::memory_order_release);
-      }
-      return true;
+  if (receiving) {  // a sender, killed right after its commit store
+    kill_child_holding(guard.name(), side_message ? locks::both : locks::send, [side_message](raw_region& r, int) {
+      return side_message ? side_send_steps(r, {5, 3}, 3) : ring_send_steps(r, {5, 1}, 2);
     });
-  });
-  ASSERT_EQ(code, kKilled);
+  } else {  // a receiver, killed right after its commit store
+    kill_child_holding(guard.name(), locks::recv, [](raw_region& r, int) { return receive_steps(r, 2); });
+  }
   // The sleeper has 2.5 s to notice; a blocking one that never does is killed then.
   int status = pipc::test::wait_exit(sleeper, 2500ms);
   EXPECT_EQ(status, 0) << (status == -1 ? "still asleep after 2.5 s: killed" : "the sleeper failed");
   if (status != 0) return;
   EXPECT_EQ(report->outcome.load(), 1) << "1 done, 2 timed out after 10 s, 3 error";
   EXPECT_LT(report->elapsed_ms.load(), 300 + 2000) << "slept " << report->elapsed_ms.load() << " ms";
-  // The receiver took the dead sender's message; the sender's message went in.
-  const std::vector<std::uint32_t> left = receiving ? std::vector<std::uint32_t>{} : std::vector<std::uint32_t>{1, 2};
+  // The receiver took the dead sender's message; the sender's message went in after
+  // what the dead receiver left (it took the best message: 1 from the side, else 0).
+  std::vector<std::uint32_t> left;
+  if (!receiving) left = side_message ? std::vector<std::uint32_t>{0, 2} : std::vector<std::uint32_t>{1, 2};
   EXPECT_EQ(drain_ids(q, kSmallSize), left);
 }
 
 TEST(EngineCrash, BlockedReceiverGetsAMessageWhoseSenderDiedAfterCommit) {
-  check_sleeper_wakes_after_death(true, sleep_kind::timed_cpp);
+  for (bool side_message : {false, true}) {
+    SCOPED_TRACE(side_message ? "a side send" : "a ring send");
+    check_sleeper_wakes_after_death(true, side_message, sleep_kind::timed_cpp);
+  }
 }
 
 TEST(EngineCrash, BlockedSenderGetsRoomWhoseReceiverDiedAfterCommit) {
-  check_sleeper_wakes_after_death(false, sleep_kind::timed_cpp);
+  for (bool side_message : {false, true}) {
+    SCOPED_TRACE(side_message ? "a side receive" : "a ring receive");
+    check_sleeper_wakes_after_death(false, side_message, sleep_kind::timed_cpp);
+  }
 }
 
 TEST(EngineCrash, BlockingCApiReceiverGetsAMessageWhoseSenderDiedAfterCommit) {
-  check_sleeper_wakes_after_death(true, sleep_kind::blocking_c_api);
+  check_sleeper_wakes_after_death(true, false, sleep_kind::blocking_c_api);
 }
 
 TEST(EngineCrash, BlockingCApiSenderGetsRoomWhoseReceiverDiedAfterCommit) {
-  check_sleeper_wakes_after_death(false, sleep_kind::blocking_c_api);
+  check_sleeper_wakes_after_death(false, false, sleep_kind::blocking_c_api);
 }
 
-// A recoverer killed halfway through recovery (derived state wiped, nothing rebuilt)
-// leaves the mutex owner-dead again, and the next user recovers from the commit words.
+// A recoverer killed halfway through recovering recv_lock (side index wiped, nothing
+// rebuilt) leaves the mutex owner-dead again, and the next user recovers from the
+// slots' states.
 TEST(EngineCrash, RecovererKilledMidRecoveryIsRecoveredAgain) {
   unlink_guard guard(unique_name("crash-rerecover"), pipc::name_kind::engine_queue);
   auto q = three_message_queue(guard.name());
-  ASSERT_EQ(pipc::test::run_child([&] { return die_holding_lock(guard.name(), [](raw_region&, int) { return true; }); }),
-            kKilled);
-  int code = pipc::test::run_child([&] {
-    return die_holding_lock(guard.name(), [](raw_region& r, int locked) {
-      if (locked != EOWNERDEAD) return false;
-      eng::header* h = r.hdr();
-      std::memset(r.bitmap(), 0, eng::bitmap_words * sizeof(std::uint64_t));
-      std::memset(h->summary, 0, sizeof h->summary);
-      h->free_head = 0;
-      h->curmsgs.store(0);
-      for (std::uint32_t n = 1; n <= r.geo().max_messages; ++n) r.slot(n)->next = 0xdead;
-      return true;
-    });
+  send_tagged(q, 3, 7);
+  send_tagged(q, 4, 5);
+  kill_child_holding(guard.name(), locks::both, [](raw_region&, int) { return true; });
+  kill_child_holding(guard.name(), locks::both, [](raw_region& r, int locked) {
+    if (locked != EOWNERDEAD) return false;
+    eng::header* h = r.hdr();
+    std::memset(r.bitmap(), 0, eng::bitmap_words * sizeof(std::uint64_t));
+    std::memset(h->summary, 0, sizeof h->summary);
+    h->side_count.store(0);
+    for (std::uint32_t n = 1; n <= r.geo().max_messages; ++n) {
+      if (r.slot(n)->state.load() == eng::slot_side) r.slot(n)->next = 0xdead;
+    }
+    return true;
   });
-  ASSERT_EQ(code, kKilled) << "the second child did not find the mutex owner-dead";
   raw_region peek(guard.name());
   EXPECT_TRUE(peek.owner_died());
-  EXPECT_EQ(drain_ids(q, kSmallSize), (std::vector<std::uint32_t>{1, 0, 2}));
+  EXPECT_EQ(drain_ids(q, kSmallSize), (std::vector<std::uint32_t>{3, 1, 4, 0, 2}));
   check_fill_to_max(q, kSmallDepth, kSmallSize);
 }
 
@@ -447,12 +575,13 @@ TEST(EngineCrash, UnrecoverableLockIsReportedAsCorruptState) {
   watchdog dog(60s);
   unlink_guard guard(unique_name("crash-unrecoverable"), pipc::name_kind::engine_queue);
   auto q = three_message_queue(guard.name());
-  ASSERT_EQ(pipc::test::run_child([&] { return die_holding_lock(guard.name(), [](raw_region&, int) { return true; }); }),
-            kKilled);
+  kill_child_holding(guard.name(), locks::both, [](raw_region&, int) { return true; });
   ASSERT_EQ(pipc::test::run_child([&] {
               raw_region r(guard.name());
-              if (::pthread_mutex_lock(&r.hdr()->lock) != EOWNERDEAD) return 1;
-              ::pthread_mutex_unlock(&r.hdr()->lock);
+              for (side which : {side::send, side::recv}) {
+                if (::pthread_mutex_lock(r.lock(which)) != EOWNERDEAD) return 1;
+                ::pthread_mutex_unlock(r.lock(which));
+              }
               return 0;
             }),
             0);
@@ -507,9 +636,10 @@ TEST(EngineCrash, StoppedLockHolderDoesNotStretchDeadlines) {
   auto q_nonblocking = message_queue::open(guard.name(), open_mode::open_only, nb);
   pid_t holder = pipc::test::spawn([&] {
     raw_region r(guard.name());
-    if (::pthread_mutex_lock(&r.hdr()->lock) != 0) return 20;
+    if (::pthread_mutex_lock(r.lock(side::send)) != 0 || ::pthread_mutex_lock(r.lock(side::recv)) != 0) return 20;
     ::raise(SIGSTOP);
-    ::pthread_mutex_unlock(&r.hdr()->lock);
+    ::pthread_mutex_unlock(r.lock(side::recv));
+    ::pthread_mutex_unlock(r.lock(side::send));
     return 0;
   });
   ASSERT_GT(holder, 0);

@@ -5,7 +5,7 @@
 //   0              4096                  header
 //   4096           4096                  side index bitmap: 512 × u64, bit p ⇔ side list p non-empty
 //   8192           262144                side index table: 32768 × {u32 head, u32 tail}
-//   270336         M × 8                 free ring   (M = bit_ceil(max_messages))
+//   270336         M × 8                 free ring   (M = bit_ceil(max_messages + 1))
 //   + M × 8        M × 8                 ready ring
 //   round_up(64)   max_messages × stride slots (stride = round_up(32 + message_size, 64))
 //
@@ -96,10 +96,12 @@ struct list_ends {
 static_assert(sizeof(list_ends) == 8);
 
 // A process's count of receivers blocked in it; pid 0 marks a free entry.
+// One word, {pid << 32 | count}, changed only by compare-and-swap, so that claiming an
+// entry, counting in it and clearing a dead owner's never interleave.
 struct waiter_entry {
-  atomic_u32 pid;
-  atomic_u32 count;
+  atomic_u64 word;
 };
+static_assert(sizeof(waiter_entry) == 8);
 
 // Notification kinds stored in the header.
 inline constexpr std::uint32_t notify_none_kind = 0;
@@ -121,7 +123,7 @@ struct alignas(64) header {
   std::uint32_t mode;               // POSIX permission bits after the umask
   std::uint32_t reserved0;
   std::int64_t created_ns;          // CLOCK_REALTIME
-  std::uint64_t ring_size;          // M: entries per ring, bit_ceil(max_messages)
+  std::uint64_t ring_size;          // M: entries per ring, bit_ceil(max_messages + 1)
   std::uint64_t free_ring_offset;   // 270336
   std::uint64_t ready_ring_offset;  // free_ring_offset + M × 8
   std::uint8_t pad0[16];
@@ -228,7 +230,10 @@ constexpr geometry compute_geometry(std::uint64_t max_messages, std::uint64_t me
   g.slot_stride = (sizeof(slot_header) + message_size + 63) / 64 * 64;
   g.bitmap_offset = header_size;
   g.table_offset = g.bitmap_offset + bitmap_words * sizeof(std::uint64_t);
-  g.ring_size = std::bit_ceil(max_messages);
+  // More entries than messages: a cursor may lag its side's last commit by one, and a
+  // ring of exactly N entries would then let the other side refill the entry the
+  // lagging cursor still points at (docs/engine.md, "How a message travels").
+  g.ring_size = std::bit_ceil(max_messages + 1);
   g.free_ring_offset = g.table_offset + priorities * sizeof(list_ends);
   g.ready_ring_offset = g.free_ring_offset + g.ring_size * sizeof(std::uint64_t);
   g.slots_offset = (g.ready_ring_offset + g.ring_size * sizeof(std::uint64_t) + 63) / 64 * 64;
@@ -239,7 +244,7 @@ static_assert(compute_geometry(1, 1).free_ring_offset == 270336);
 static_assert(compute_geometry(10, 1).slots_offset == 270336 + 256);
 // Positions are 32-bit counters that wrap; M must divide 2^32 so that position p keeps
 // entry p mod M across the wrap.
-static_assert(std::bit_ceil(max_max_messages) <= (std::uint64_t{1} << 31));
+static_assert(std::bit_ceil(max_max_messages + 1) <= (std::uint64_t{1} << 31));
 
 }  // namespace pipc::engine
 

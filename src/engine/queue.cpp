@@ -13,6 +13,7 @@
 #include <bit>
 #include <climits>
 #include <cstring>
+#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -67,6 +68,14 @@ void handshake_fence() noexcept {
 #endif
 }
 
+// Reads a field of the shared region exactly once. A plain read may be repeated by the
+// compiler (it may assume nobody else writes the field), so a value checked once could
+// be re-read, changed by a hostile process, and used unchecked.
+template <class T>
+T read_once(T& field) noexcept {
+  return std::atomic_ref<T>(field).load(std::memory_order_relaxed);
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------
@@ -109,12 +118,22 @@ struct region {
     return entry_tag(e) == static_cast<std::uint32_t>(position + 1);
   }
 
-  // Messages in the queue: free_head + N − free_tail, read without a lock. A value
-  // beyond N means the cursors are garbage (or moved between the two loads).
+  // Messages in the queue, free_head + N − free_tail, read without a lock: free_head
+  // is read on both sides of free_tail until it stands still, so the two belong to one
+  // moment. A peer between its commit and its cursor store puts the value one off (−1
+  // or N + 1); it is clamped to 0 … N.
   std::uint64_t depth() const noexcept {
-    std::uint32_t head = free_cursor(hdr()->send_cursors.load(std::memory_order_acquire));
-    std::uint32_t tail = free_cursor(hdr()->recv_cursors.load(std::memory_order_acquire));
-    return static_cast<std::uint32_t>(head + static_cast<std::uint32_t>(geo.max_messages) - tail);
+    const header* h = hdr();
+    std::uint32_t head = free_cursor(h->send_cursors.load(std::memory_order_acquire));
+    std::uint32_t tail = 0;
+    for (int tries = 0; tries < 16; ++tries) {
+      tail = free_cursor(h->recv_cursors.load(std::memory_order_acquire));
+      std::uint32_t again = free_cursor(h->send_cursors.load(std::memory_order_acquire));
+      if (again == head) break;
+      head = again;
+    }
+    const auto d = static_cast<std::int32_t>(head + static_cast<std::uint32_t>(geo.max_messages) - tail);
+    return static_cast<std::uint64_t>(std::clamp<std::int64_t>(d, 0, static_cast<std::int64_t>(geo.max_messages)));
   }
   // Can a sender take a slot now? (The free ring's entry at free_head is valid.)
   bool has_room() const noexcept {
@@ -299,19 +318,20 @@ struct region {
     return false;
   }
 
-  // Appends slot `n` (state SIDE, fields written) to the side list of its priority.
-  // Returns false if the list's tail is not a valid slot.
-  bool side_append(std::uint32_t n, slot_header* s) noexcept {
-    list_ends& ends = table()[s->priority];
+  // Appends slot `n` (state SIDE, fields written) to the side list of priority `p`
+  // (< priorities, checked by the caller). Returns false if the list's tail is not a
+  // valid slot.
+  bool side_append(std::uint32_t n, slot_header* s, std::uint32_t p) noexcept {
+    list_ends& ends = table()[p];
     s->next = 0;
-    if (has_bit(s->priority)) {
-      slot_header* tail = slot(ends.tail);
+    if (has_bit(p)) {
+      slot_header* tail = slot(read_once(ends.tail));
       if (tail == nullptr) return false;
       tail->next = n;
       ends.tail = n;
     } else {
       ends = {n, n};
-      set_bit(s->priority);
+      set_bit(p);
     }
     return true;
   }
@@ -389,7 +409,9 @@ struct region {
       h->recv_cursors.store(cursors(free_tail, from_ring ? head + 1 : head), std::memory_order_release);
     }
 
-    // Rebuild the side index from the SIDE states.
+    // Rebuild the side index from the SIDE states: sorted by (priority, seq) in a
+    // vector, or, if that memory cannot be had, by insertion into each list in seq order
+    // (slower, allocates nothing, loses nothing).
     std::memset(bitmap(), 0, bitmap_words * sizeof(std::uint64_t));
     std::memset(h->summary, 0, sizeof h->summary);
     struct kept {
@@ -398,43 +420,81 @@ struct region {
       std::uint32_t slot;
     };
     std::vector<kept> side;
+    bool sorted = true;
     try {
       side.reserve(std::min<std::uint64_t>(h->side_count.load(std::memory_order_relaxed), geo.max_messages) + 1);
     } catch (...) {
     }
+    std::uint32_t count = 0;
     for (std::uint32_t k = 1; k <= geo.max_messages; ++k) {
       slot_header* s = slot(k);
       if (s->state.load(std::memory_order_acquire) != slot_side) continue;
-      if (s->priority < priorities && s->size <= geo.message_size) {
+      const std::uint32_t p = read_once(s->priority);
+      const std::uint64_t seq = read_once(s->seq);
+      if (p >= priorities || read_once(s->size) > geo.message_size) {
+        // Unusable (only a foreign write makes one): give the slot back to the free
+        // ring, as a receive would.
+        push_free(free_tail, k, s, true);
+        s->state.store(slot_free, std::memory_order_release);
+        free_tail += 1;
+        h->recv_cursors.store(cursors(free_tail, head), std::memory_order_release);
+        continue;
+      }
+      ++count;
+      if (sorted) {
         try {
-          side.push_back({s->priority, s->seq, k});
+          side.push_back({p, seq, k});
           continue;
         } catch (...) {
-          // Out of memory while recovering: the message cannot be kept in order.
+          sorted = false;
+          for (const kept& e : side) side_insert(e.slot, slot(e.slot), e.priority, e.seq);
+          side.clear();
         }
       }
-      // Unusable: give the slot back to the free ring, as a receive would.
-      push_free(free_tail, k, s, true);
-      s->state.store(slot_free, std::memory_order_release);
-      free_tail += 1;
-      h->recv_cursors.store(cursors(free_tail, head), std::memory_order_release);
+      side_insert(k, s, p, seq);
     }
     std::sort(side.begin(), side.end(), [](const kept& a, const kept& b) {
       return a.priority != b.priority ? a.priority < b.priority : a.seq < b.seq;
     });
-    for (const kept& k : side) side_append(k.slot, slot(k.slot));
-    h->side_count.store(static_cast<std::uint32_t>(side.size()), std::memory_order_release);
+    for (const kept& k : side) side_append(k.slot, slot(k.slot), k.priority);
+    h->side_count.store(count, std::memory_order_release);
     wake_everyone();
+  }
+
+  // Links SIDE slot `n` into the list of priority `p` after every slot of a lower seq.
+  // Recovery's fallback when it cannot allocate; the list is being rebuilt, so its
+  // links were all written by this recovery.
+  void side_insert(std::uint32_t n, slot_header* s, std::uint32_t p, std::uint64_t seq) noexcept {
+    list_ends& ends = table()[p];
+    if (!has_bit(p) || read_once(slot(ends.head)->seq) > seq) {
+      s->next = has_bit(p) ? ends.head : 0;
+      ends.head = n;
+      if (!has_bit(p)) ends.tail = n;
+      set_bit(p);
+      return;
+    }
+    std::uint32_t at = ends.head;
+    for (;;) {
+      slot_header* cur = slot(at);
+      std::uint32_t next = cur->next;
+      if (next == 0 || read_once(slot(next)->seq) > seq) {
+        s->next = next;
+        cur->next = n;
+        if (next == 0) ends.tail = n;
+        return;
+      }
+      at = next;
+    }
   }
 
   // Waiters may have missed a wake-up from a process that died: wake them all to
   // re-check.
   void wake_everyone() noexcept {
     header* h = hdr();
-    h->msg_seq.fetch_add(1);
-    h->space_seq.fetch_add(1);
-    sys::futex_wake(&h->msg_seq, INT_MAX);
-    sys::futex_wake(&h->space_seq, INT_MAX);
+    for (atomic_u32* word : {&h->msg_seq, &h->space_seq, &h->event_seq}) {
+      word->fetch_add(1);
+      sys::futex_wake(word, INT_MAX);
+    }
   }
 };
 
@@ -470,6 +530,50 @@ int map_region(int fd, const geometry& geo, std::shared_ptr<region>& out) noexce
   out->geo = geo;
   return 0;
 }
+
+// One mapping per queue file per process: every open of the same file (device and
+// inode) shares the region. Opening again costs no mmap, and all of a process's threads
+// see the queue at one address (which is also what ThreadSanitizer needs to follow
+// their synchronisation). A region outlives its file's name, so an inode in the table
+// cannot be reused while its region lives; entries of dead regions are dropped lazily.
+class region_table {
+ public:
+  region_table() {
+    // A child of fork() inherits the mappings, and the table with them; the lock must
+    // not be inherited held.
+    ::pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+                     [] { instance().mutex_.unlock(); });
+  }
+  static region_table& instance() {
+    static region_table* table = new region_table;  // never destroyed: used until exit
+    return *table;
+  }
+  std::shared_ptr<region> find(const struct ::stat& st) {
+    std::lock_guard lock(mutex_);
+    for (const auto& e : entries_) {
+      if (e.dev == st.st_dev && e.ino == st.st_ino) return e.r.lock();
+    }
+    return nullptr;
+  }
+  void add(const struct ::stat& st, const std::shared_ptr<region>& r) noexcept {
+    std::lock_guard lock(mutex_);
+    try {
+      std::erase_if(entries_, [&](const entry& e) { return e.r.expired() || (e.dev == st.st_dev && e.ino == st.st_ino); });
+      entries_.push_back({st.st_dev, st.st_ino, r});
+    } catch (...) {
+      // Out of memory: this region stays unshared, which costs only a mapping.
+    }
+  }
+
+ private:
+  struct entry {
+    dev_t dev;
+    ino_t ino;
+    std::weak_ptr<region> r;
+  };
+  std::mutex mutex_;
+  std::vector<entry> entries_;
+};
 
 // Builds a complete queue in an unnamed file and links it as `leaf`.
 // Returns 0, EEXIST if the name is taken, or another errno.
@@ -529,8 +633,13 @@ int create_region(const std::string& leaf, mode_t mode, std::uint64_t max_messag
 
   // The queue is complete: only now does it get its name.
   e = sys::shm_link(fd, leaf.c_str());
-  if (e != 0) out.reset();
-  return e;
+  if (e != 0) {
+    out.reset();
+    return e;
+  }
+  struct ::stat st {};
+  if (sys::fstat(fd, st) == 0) region_table::instance().add(st, out);
+  return 0;
 }
 
 // Checks that an existing file holds a queue this code can use, and maps it.
@@ -590,13 +699,22 @@ int open_existing(const std::string& leaf, int flags, std::shared_ptr<region>& o
   int fd = -1;
   int e = sys::shm_open_file(leaf.c_str(), fd);
   if (e != 0) return e;
-  e = attach_region(fd, out);
-  if (e != 0) {
-    sys::close(fd);
-    return e;
-  }
   struct ::stat st {};
   e = sys::fstat(fd, st);
+  if (e == 0) {
+    try {
+      out = region_table::instance().find(st);
+    } catch (...) {
+      e = ENOMEM;
+    }
+  }
+  if (e == 0 && out) {
+    sys::close(fd);  // the shared region keeps its own descriptor
+  } else if (e == 0) {
+    e = attach_region(fd, out);
+    if (e == 0) region_table::instance().add(st, out);
+  }
+  if (e != 0 && !out) sys::close(fd);
   if (e == 0 && !permitted(st, out->hdr()->mode, flags)) e = EACCES;
   if (e != 0) out.reset();
   return e;
@@ -625,22 +743,23 @@ std::uint64_t own_start_time() noexcept {
 
 // Counts a receiver of this process as blocked; returns the entry used (or nullptr
 // when the table is full of live processes: the receiver then goes uncounted).
+constexpr std::uint32_t waiter_pid(std::uint64_t word) noexcept { return static_cast<std::uint32_t>(word >> 32); }
+constexpr std::uint32_t waiter_count(std::uint64_t word) noexcept { return static_cast<std::uint32_t>(word); }
+
 waiter_entry* enter_waiters(header* h) noexcept {
   auto me = static_cast<std::uint32_t>(sys::current_pid());
-  for (waiter_entry& w : h->waiters) {
-    if (w.pid.load(std::memory_order_relaxed) == me) {
-      w.count.fetch_add(1);
-      return &w;
-    }
-  }
-  for (int pass = 0; pass < 2; ++pass) {
+  // Pass 0: this process's entry; 1: a free one; 2: one of a process that is gone.
+  for (int pass = 0; pass < 3; ++pass) {
     for (waiter_entry& w : h->waiters) {
-      std::uint32_t owner = w.pid.load(std::memory_order_relaxed);
-      // Second pass: take over entries of processes that no longer exist.
-      if (owner != 0 && (pass == 0 || sys::process_exists(static_cast<pid_t>(owner)))) continue;
-      if (w.pid.compare_exchange_strong(owner, me)) {
-        w.count.store(1);
-        return &w;
+      std::uint64_t word = w.word.load(std::memory_order_relaxed);
+      for (;;) {
+        const std::uint32_t owner = waiter_pid(word);
+        const bool mine = owner == me && waiter_count(word) != 0xffff'ffffu;
+        const bool free = owner == 0;
+        const bool gone = pass == 2 && owner != 0 && owner != me && !sys::process_exists(static_cast<pid_t>(owner));
+        if (!(pass == 0 ? mine : pass == 1 ? free : gone)) break;
+        const std::uint64_t next = pass == 0 ? word + 1 : (std::uint64_t{me} << 32) | 1;
+        if (w.word.compare_exchange_weak(word, next)) return &w;
       }
     }
   }
@@ -648,19 +767,24 @@ waiter_entry* enter_waiters(header* h) noexcept {
 }
 
 void leave_waiters(waiter_entry* w) noexcept {
-  if (w != nullptr) w->count.fetch_sub(1);
+  if (w == nullptr) return;
+  // Only this process counts in its entry and nobody takes over a live process's entry,
+  // so the count is not zero here.
+  w->word.fetch_sub(1);
 }
 
-// Is any receiver of a live process blocked on this queue? Caller holds the lock.
+// Is any receiver of a live process blocked on this queue? Entries of processes that
+// are gone are cleared. Caller holds both locks.
 bool receivers_blocked(header* h) noexcept {
   bool any = false;
   for (waiter_entry& w : h->waiters) {
-    std::uint32_t owner = w.pid.load();
-    if (owner == 0 || w.count.load() == 0) continue;
+    std::uint64_t word = w.word.load();
+    const std::uint32_t owner = waiter_pid(word);
+    if (owner == 0 || waiter_count(word) == 0) continue;
     if (sys::process_exists(static_cast<pid_t>(owner))) {
       any = true;
-    } else if (w.pid.compare_exchange_strong(owner, 0)) {
-      w.count.store(0);
+    } else {
+      w.word.compare_exchange_strong(word, 0);  // unless it changed meanwhile
     }
   }
   return any;
@@ -693,11 +817,15 @@ struct queue::poll_helper {
     if (fd >= 0) sys::close(fd);
   }
 
-  // Sets the counter from the depth read now: 0 empty, 1 messages and room, 2^64-2 full.
+  // Sets the counter from what a receive and a send would find now: 0 no message, 1
+  // messages and room, 2^64-2 no room. A side whose lock's owner died counts as ready:
+  // its next operation repairs the queue (and may find a message its cursors hide).
   void sync() noexcept {
     std::lock_guard lock(mutex);
-    std::uint64_t depth = r->depth();
-    std::uint64_t want = depth == 0 ? 0 : depth >= r->geo.max_messages ? eventfd_full : 1;
+    header* h = r->hdr();
+    const bool readable = r->has_message() || region::owner_died(h->recv_lock);
+    const bool writable = r->has_room() || region::owner_died(h->send_lock);
+    std::uint64_t want = !readable ? 0 : writable ? 1 : eventfd_full;
     if (want != shown) {
       sys::eventfd_set(fd, want);
       shown = want;
@@ -714,7 +842,10 @@ struct queue::poll_helper {
       handshake_fence();
       self->sync();
       if (self->stop.load()) break;
-      sys::futex_wait(&h->event_seq, seen, CLOCK_MONOTONIC, nullptr);
+      // Bounded, like every sleep: a process killed between its commit and its wake-up
+      // wakes nobody.
+      std::int64_t wake_at = sys::now_ns(CLOCK_MONOTONIC) + recheck_ns;
+      sys::futex_wait(&h->event_seq, seen, CLOCK_MONOTONIC, &wake_at);
     }
     return nullptr;
   }
@@ -735,7 +866,7 @@ struct queue::notify_helper {
     auto me = static_cast<std::uint32_t>(sys::current_pid());
     for (;;) {
       std::uint32_t seq = h->notify_seq.load();
-      if (self->stop.load()) break;
+      if (self->stop.load()) break;  // the descriptor clears a record left behind
       if (self->r->lock_both() != 0) break;
       bool fired = h->notify_fired_pid == me && h->notify_fired_token == self->token;
       bool still_registered = h->notify_pid.load() == me && h->notify_token == self->token;
@@ -749,7 +880,10 @@ struct queue::notify_helper {
         break;
       }
       if (!still_registered) break;
-      sys::futex_wait(&h->notify_seq, seq, CLOCK_MONOTONIC, nullptr);
+      // Bounded: a sender killed between recording the notification and waking this
+      // helper wakes nobody.
+      std::int64_t wake_at = sys::now_ns(CLOCK_MONOTONIC) + recheck_ns;
+      sys::futex_wait(&h->notify_seq, seq, CLOCK_MONOTONIC, &wake_at);
     }
     detail::notify_registry_remove(self->key);
     return nullptr;
@@ -840,9 +974,15 @@ queue::~queue() {
   stop_notify_helper();
   header* h = region_->hdr();
   auto me = static_cast<std::uint32_t>(sys::current_pid());
-  // Closing the registering descriptor ends the registration.
-  if (h->notify_pid.load() == me && region_->lock_both() == 0) {
+  // Closing the registering descriptor ends the registration, and drops a thread
+  // notification that fired for it but whose helper had not run (left in the header,
+  // it would make every later registration EBUSY while this process lives).
+  if ((h->notify_pid.load() == me || h->notify_fired_pid == me) && region_->lock_both() == 0) {
     if (h->notify_pid.load() == me && h->notify_token == token_) h->notify_pid.store(0);
+    if (h->notify_fired_pid == me && h->notify_fired_token == token_) {
+      h->notify_fired_pid = 0;
+      h->notify_fired_token = 0;
+    }
     region_->unlock_both();
   }
   std::shared_ptr<poll_helper> poll;
@@ -1082,7 +1222,7 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
       h->claim_slot.store(n, std::memory_order_release);
       if (size != 0) std::memcpy(r.payload(s), data, size);
       s->state.store(slot_side, std::memory_order_release);
-      r.side_append(n, s);  // its tail was checked above
+      r.side_append(n, s, priority);  // its tail was checked above
       h->side_count.store(h->side_count.load(std::memory_order_relaxed) + 1, std::memory_order_release);
       h->next_seq = seq + 1;
       h->send_cursors.store(cursors(head + 1, tail), std::memory_order_release);
@@ -1161,29 +1301,44 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
       continue;  // another receiver was first
     }
     if (side > r.geo.max_messages) return fail();
-    slot_header* ring_s = nullptr;
+    // Each candidate's fields are read once and checked; only those copies are used.
+    struct candidate {
+      slot_header* s = nullptr;
+      std::uint32_t n = 0, size = 0, priority = 0, next = 0;
+      std::uint64_t seq = 0;
+    };
+    candidate ring_c;
     if (in_ring) {
-      ring_s = r.slot(ring_n);
-      if (ring_s == nullptr || ring_s->size > r.geo.message_size || ring_s->priority >= priorities) return fail();
+      ring_c = {r.slot(ring_n), ring_n};
+      if (ring_c.s == nullptr) return fail();
+      ring_c.size = read_once(ring_c.s->size);
+      ring_c.priority = read_once(ring_c.s->priority);
+      ring_c.seq = read_once(ring_c.s->seq);
+      if (ring_c.size > r.geo.message_size || ring_c.priority >= priorities) return fail();
     }
-    slot_header* side_s = nullptr;
-    std::uint32_t side_n = 0;
+    candidate side_c;
     std::uint32_t p = 0;
     if (side != 0) {
       if (!r.top_priority(p)) return fail();
-      side_n = r.table()[p].head;
-      side_s = r.slot(side_n);
-      if (side_s == nullptr || side_s->state.load(std::memory_order_relaxed) != slot_side || side_s->priority != p ||
-          side_s->size > r.geo.message_size || (side_s->next != 0 && r.slot(side_s->next) == nullptr)) {
+      side_c.n = read_once(r.table()[p].head);
+      side_c.s = r.slot(side_c.n);
+      if (side_c.s == nullptr || side_c.s->state.load(std::memory_order_relaxed) != slot_side) return fail();
+      side_c.size = read_once(side_c.s->size);
+      side_c.priority = read_once(side_c.s->priority);
+      side_c.next = read_once(side_c.s->next);
+      side_c.seq = read_once(side_c.s->seq);
+      if (side_c.priority != p || side_c.size > r.geo.message_size ||
+          (side_c.next != 0 && r.slot(side_c.next) == nullptr)) {
         return fail();
       }
     }
     // The oldest message of the highest priority: the side index's best or the ring's.
-    const bool from_side = side_s != nullptr && (ring_s == nullptr || p > ring_s->priority ||
-                                                 (p == ring_s->priority && side_s->seq < ring_s->seq));
-    slot_header* s = from_side ? side_s : ring_s;
-    const std::uint32_t n = from_side ? side_n : ring_n;
-    const std::uint32_t next = s->next;
+    const bool from_side = side_c.s != nullptr && (ring_c.s == nullptr || p > ring_c.priority ||
+                                                   (p == ring_c.priority && side_c.seq < ring_c.seq));
+    const candidate& c = from_side ? side_c : ring_c;
+    slot_header* s = c.s;
+    const std::uint32_t n = c.n;
+    const std::uint32_t next = c.next;
     h->recv_taking.store(from_side ? n | taking_side : n, std::memory_order_relaxed);
 
     // The high-water mark. Every peak of the depth is followed by a receive, so the
@@ -1202,8 +1357,8 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
     }
 
     // Copy out, then commit with one store (docs/engine.md, "Commit points").
-    size = s->size;
-    priority = s->priority;
+    size = c.size;
+    priority = c.priority;
     if (size != 0) std::memcpy(buffer, r.payload(s), size);
     r.push_free(free_tail, n, s, from_side);
     if (from_side) {
@@ -1278,8 +1433,11 @@ int queue::register_notification(std::uint32_t kind, int signo, int value) noexc
     return EBUSY;
   }
   // A thread notification that fired but whose helper has not run yet still holds
-  // the queue, so that its helper cannot mistake a newer record for its own.
-  if (h->notify_fired_token != 0 && sys::process_exists(static_cast<pid_t>(h->notify_fired_pid))) {
+  // the queue, so that its helper cannot mistake a newer record for its own; unless it
+  // is this descriptor's own, whose helper this registration replaces.
+  const bool own_fired = h->notify_fired_pid == static_cast<std::uint32_t>(sys::current_pid()) &&
+                         h->notify_fired_token == token_;
+  if (h->notify_fired_token != 0 && !own_fired && sys::process_exists(static_cast<pid_t>(h->notify_fired_pid))) {
     r.unlock_both();
     return EBUSY;
   }

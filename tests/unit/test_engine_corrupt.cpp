@@ -292,16 +292,16 @@ TEST(EngineCorrupt, BadGeometryIsCorruptState) {
   EXPECT_EQ(got->priority, 2u);
 }
 
-// With max_messages not a power of two the ring size M is not N: a header that claims
-// M = N (as a layout without the round-up would have it, whose positions would not wrap
-// correctly at 2^32), half of M, or a ready ring offset for such a ring, is refused even
-// where the slots still start where the engine expects them.
+// The ring size M is bit_ceil(N + 1), not N: a header that claims M = N (as a layout
+// without the round-up would have it, whose positions would not wrap correctly at 2^32
+// and whose lagging cursors could be overtaken), half of M, or a ready ring offset for
+// such a ring, is refused even where the slots still start where the engine expects them.
 TEST(EngineCorrupt, RingGeometryOfANonPowerOfTwoQueueIsChecked) {
   constexpr long depth = 5;
   unlink_guard guard(unique_name("bad-ring"), pipc::name_kind::engine_queue);
   make_closed_queue(guard.name(), depth);
   const auto geo = eng::compute_geometry(depth, kSize);
-  ASSERT_EQ(geo.ring_size, 8u) << "the case assumes M = bit_ceil(5) = 8";
+  ASSERT_EQ(geo.ring_size, 8u) << "the case assumes M = bit_ceil(5 + 1) = 8";
   const std::uint64_t ready_for_n = geo.free_ring_offset + depth * sizeof(std::uint64_t);
   ASSERT_EQ(geo.slots_offset, (ready_for_n + depth * 8 + 63) / 64 * 64)
       << "the case assumes that rings of N entries would end in the same cache line";
@@ -1035,12 +1035,14 @@ TEST(EngineCorrupt, ScribbledCountersAndWaitWordsAreHarmless) {
   for (const auto& c : cases) run_scribble_case(c);
 }
 
-// The geometry is read once, at open: scribbling it afterwards changes nothing for open
-// descriptors (they use their own copy), and a new open refuses the region.
+// The geometry is read once, when a process maps the queue: scribbling it afterwards
+// changes nothing for open descriptors (they use the process's own copy), and once the
+// process has closed them all, a new open refuses the region.
 TEST(EngineCorrupt, GeometryScribbledAfterOpenIsNeverReread) {
   watchdog dog(60s);
   unlink_guard guard(unique_name("geo-after"), pipc::name_kind::engine_queue);
-  auto q = message_queue::open(guard.name(), open_mode::create_only, engine_options(kDepth, kSize));
+  std::optional<message_queue> opened = message_queue::open(guard.name(), open_mode::create_only, engine_options(kDepth, kSize));
+  message_queue& q = *opened;
   raw_region r(guard.name());
   r.put<std::uint64_t>(off_max_messages, eng::max_max_messages);
   r.put<std::uint64_t>(off_message_size, eng::max_message_size);
@@ -1062,6 +1064,9 @@ TEST(EngineCorrupt, GeometryScribbledAfterOpenIsNeverReread) {
     ASSERT_TRUE(got);
     EXPECT_EQ(got->size, sizeof(std::uint32_t));
   }
+  // Another open while q is open shares q's mapping and its checked geometry.
+  EXPECT_FALSE(open_error(guard.name()));
+  opened.reset();
   EXPECT_EQ(open_error(guard.name()), pipc::errc::corrupt_state);
 }
 

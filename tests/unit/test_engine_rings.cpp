@@ -27,6 +27,8 @@
 #include <thread>
 #include <vector>
 
+#include <pthread.h>
+#include <signal.h>
 #include <sys/types.h>
 
 using namespace std::chrono_literals;
@@ -300,6 +302,122 @@ TEST(EngineRings, BlockedSenderTakesASingleFreedSlotPromptly) {
   ASSERT_GE(waited_ms.load(), 0) << "the sender did not get the freed slot within 5 s";
   EXPECT_LT(since_receive, 300) << "the sender waited " << since_receive << " ms for more room than one slot";
   EXPECT_EQ(q.attributes().current_messages, 128);
+}
+
+}  // namespace
+
+namespace {
+
+// A thread notification taken by a send (recorded as fired for its descriptor) whose
+// helper has not run yet when the descriptor is closed must not keep the queue's
+// registration busy: the record goes with the descriptor.
+TEST(EngineRings, ClosingADescriptorDropsItsFiredNotification) {
+  unlink_guard guard(unique_name("rings-fired"), pipc::name_kind::engine_queue);
+  eng::open_request request;
+  request.name = guard.name();
+  request.flags = O_RDWR | O_CREAT | O_EXCL;
+  request.has_attributes = true;
+  request.max_messages = 8;
+  request.message_size = 16;
+  std::unique_ptr<eng::queue> registrant;
+  ASSERT_EQ(eng::queue::open(request, registrant), 0);
+  request.flags = O_RDWR;
+  std::unique_ptr<eng::queue> other;
+  ASSERT_EQ(eng::queue::open(request, other), 0);
+  ASSERT_EQ(registrant->notify_thread([] {}), 0);
+  {
+    // What a send stores under both locks when it takes the registration, before it
+    // bumps notify_seq to wake the helper (the sender preempted or killed there).
+    raw_region r(guard.name());
+    eng::header* h = r.hdr();
+    ASSERT_EQ(::pthread_mutex_lock(&h->send_lock), 0);
+    ASSERT_EQ(::pthread_mutex_lock(&h->recv_lock), 0);
+    h->notify_fired_pid = h->notify_pid.load();
+    h->notify_fired_token = h->notify_token;
+    h->notify_pid.store(0);
+    ::pthread_mutex_unlock(&h->recv_lock);
+    ::pthread_mutex_unlock(&h->send_lock);
+  }
+  registrant.reset();
+  EXPECT_EQ(other->notify_signal(SIGUSR1, 0), 0) << "the closed descriptor's fired notification keeps the queue busy";
+  EXPECT_EQ(other->cancel_notification(), 0);
+}
+
+// The waiter table counts blocked receivers per process. Many threads of one process
+// entering and leaving at once must leave the count exact: a count that drifts above
+// zero would make every later notification wait for a receiver that is not there.
+TEST(EngineRings, BlockedReceiverCountsStayExactUnderThreads) {
+  unlink_guard guard(unique_name("rings-waiters"), pipc::name_kind::engine_queue);
+  auto q = message_queue::open(guard.name(), open_mode::create_only, engine_options(4, sizeof(tagged)));
+  constexpr int kThreads = 6;
+  const int rounds = kSanitized ? 20 : 100;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      std::array<std::byte, sizeof(tagged)> buffer{};
+      for (int i = 0; i < rounds; ++i) (void)q.receive_for(buffer, 200us);  // enters and leaves the table
+    });
+  }
+  for (auto& t : threads) t.join();
+  raw_region r(guard.name());
+  for (const auto& w : r.hdr()->waiters) {
+    EXPECT_EQ(static_cast<std::uint32_t>(w.word.load()), 0u) << "a count left at " << static_cast<std::uint32_t>(w.word.load());
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// A sender between its commit and its cursor store still points free_head at the entry
+// it took. Receivers may meanwhile take its message and free slots; with a ring of
+// exactly N entries (N a power of two) their pushes would reach that entry one lap on,
+// and other senders would see a full queue that holds no message. The ring has more
+// entries than messages, so the entry survives.
+TEST(EngineRings, LaggingSenderCursorKeepsItsFreeEntry) {
+  constexpr long kDepth = 8;  // a power of two: the case a ring of N entries gets wrong
+  unlink_guard guard(unique_name("rings-lag"), pipc::name_kind::engine_queue);
+  auto q = message_queue::open(guard.name(), open_mode::create_only, engine_options(kDepth, sizeof(tagged)));
+  raw_region r(guard.name());
+  eng::header* h = r.hdr();
+  ASSERT_GT(r.geo().ring_size, static_cast<std::uint64_t>(kDepth));
+  // Move every cursor a lap on (send and receive N messages), so that free_tail is N
+  // ahead of free_head as in steady use.
+  std::array<std::byte, sizeof(tagged)> buffer{};
+  for (std::uint64_t i = 0; i < kDepth; ++i) {
+    tagged t{i, 0, check_of(i, 0)};
+    ASSERT_TRUE(q.try_send(bytes_of(t), 0));
+    ASSERT_TRUE(q.try_receive(buffer));
+  }
+  // A sender's commit, by hand, with send_lock held and the cursors not yet stored.
+  ASSERT_EQ(::pthread_mutex_lock(&h->send_lock), 0);
+  const std::uint32_t head = r.free_head();
+  const std::uint32_t tail = r.ready_tail();
+  const std::uint64_t e = r.free_entry(head).load();
+  ASSERT_EQ(eng::entry_tag(e), head + 1);
+  const std::uint32_t n = eng::entry_slot(e);
+  tagged t{100, 0, check_of(100, 0)};
+  eng::slot_header* s = r.slot(n);
+  s->size = sizeof t;
+  s->priority = 0;
+  s->seq = h->next_seq;
+  s->state.store(eng::slot_ring);
+  std::memcpy(r.payload(n), &t, sizeof t);
+  r.ready_entry(tail).store(eng::ring_entry(tail, n));
+  // A receiver takes that message and frees its slot at free_tail = free_head + N.
+  auto got = q.try_receive(buffer);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(eng::entry_tag(r.free_entry(head).load()), head + 1)
+      << "the receiver's push overwrote the entry the lagging sender's free_head points at";
+  // The sender finishes.
+  h->next_seq += 1;
+  h->send_cursors.store(eng::cursors(head + 1, tail + 1));
+  ::pthread_mutex_unlock(&h->send_lock);
+  for (std::uint64_t i = 0; i < kDepth; ++i) {
+    tagged m{200 + i, 0, check_of(200 + i, 0)};
+    EXPECT_TRUE(q.try_send(bytes_of(m), 0)) << "message " << i << " of " << kDepth << ": the queue looks full";
+  }
+  EXPECT_EQ(q.attributes().current_messages, kDepth);
 }
 
 }  // namespace

@@ -38,6 +38,10 @@ constexpr std::uint64_t eventfd_full = 0xffff'ffff'ffff'fffeULL;  // polls not w
 // line the other side is writing, so looking less often lets it write several entries
 // per transfer, while four pauses keep a waiting receiver's reaction within ~100 ns.
 constexpr unsigned spin_backoff_max = 4;
+// Regions up to this size get their page tables filled in when a process maps them.
+constexpr std::uint64_t populate_limit = std::uint64_t{256} << 20;
+// The least a spin adapts down to (see wait_while).
+constexpr std::int64_t min_spin_ns = 1'000;
 // A sender that waited for room waits up to this long for room_batch free slots.
 constexpr std::uint32_t room_batch = 32;
 constexpr std::int64_t room_batch_wait_ns = 2'000;
@@ -86,6 +90,7 @@ struct region {
   int fd = -1;
   std::byte* base = nullptr;
   geometry geo{};
+  std::atomic<pid_t> populated_by{0};  // the process whose page tables map it all
 
   ~region() {
     if (base != nullptr) sys::munmap(base, geo.region_size);
@@ -187,28 +192,28 @@ struct region {
   }
 
   // A sender that found the queue full and now has room waits a little more, while a
-  // receiver is busy freeing slots, until room_batch slots are free. Taking each slot
-  // the moment it is freed would pull the free ring's line from the receiver on every
-  // message; the receiver is the slower side then, so the wait costs no throughput.
+  // receiver on another CPU is freeing slots, until room_batch slots are free. Taking
+  // each slot the moment it is freed would pull the free ring's line from the receiver
+  // on every message; the receiver is the slower side then, so the wait costs no
+  // throughput. Never when the receiver last ran on this CPU: the wait would keep it
+  // from running.
   void await_room_batch(std::int64_t spin_ns) const noexcept {
     if (spin_ns <= 0) return;
     const std::uint32_t batch = static_cast<std::uint32_t>(std::min<std::uint64_t>(room_batch, geo.max_messages / 4));
     if (batch <= 1) return;
     const header* h = hdr();
+    auto receiver_here = [&] {
+      return h->receiver_cpu.load(std::memory_order_relaxed) == sys::current_cpu() + 1;
+    };
+    if (receiver_here()) return;
     std::uint32_t n = 0;
     auto enough = [&] {
       return entry_at(free_ring(), free_cursor(h->send_cursors.load(std::memory_order_acquire)) + batch - 1, n);
     };
     const std::int64_t until = sys::now_ns(CLOCK_MONOTONIC) + std::min<std::int64_t>(spin_ns, room_batch_wait_ns);
-    std::uint64_t freed = h->messages_received.load(std::memory_order_relaxed);
-    for (unsigned i = 1; !enough(); ++i) {
-      for (int k = 0; k < 32; ++k) PIPC_CPU_RELAX();
-      if ((i & 7) == 0) {
-        // Give up when the time is over or no receiver is making progress.
-        std::uint64_t now_freed = h->messages_received.load(std::memory_order_relaxed);
-        if (now_freed == freed || sys::now_ns(CLOCK_MONOTONIC) >= until) return;
-        freed = now_freed;
-      }
+    while (!enough()) {
+      for (int k = 0; k < 8; ++k) PIPC_CPU_RELAX();
+      if (sys::now_ns(CLOCK_MONOTONIC) >= until || receiver_here()) return;
     }
   }
 
@@ -466,24 +471,25 @@ struct region {
   // links were all written by this recovery.
   void side_insert(std::uint32_t n, slot_header* s, std::uint32_t p, std::uint64_t seq) noexcept {
     list_ends& ends = table()[p];
-    if (!has_bit(p) || read_once(slot(ends.head)->seq) > seq) {
-      s->next = has_bit(p) ? ends.head : 0;
+    slot_header* first = has_bit(p) ? slot(ends.head) : nullptr;
+    if (first == nullptr || read_once(first->seq) > seq) {
+      s->next = first != nullptr ? ends.head : 0;
       ends.head = n;
-      if (!has_bit(p)) ends.tail = n;
+      if (first == nullptr) ends.tail = n;
       set_bit(p);
       return;
     }
-    std::uint32_t at = ends.head;
+    slot_header* cur = first;
     for (;;) {
-      slot_header* cur = slot(at);
-      std::uint32_t next = cur->next;
-      if (next == 0 || read_once(slot(next)->seq) > seq) {
-        s->next = next;
+      const std::uint32_t next = cur->next;
+      slot_header* after = slot(next);
+      if (after == nullptr || read_once(after->seq) > seq) {
+        s->next = after != nullptr ? next : 0;
         cur->next = n;
-        if (next == 0) ends.tail = n;
+        if (after == nullptr) ends.tail = n;
         return;
       }
-      at = next;
+      cur = after;
     }
   }
 
@@ -515,10 +521,24 @@ mode_t file_mode(mode_t queue_mode) noexcept {
   return m;
 }
 
+// Each process takes a page fault the first time it touches each page of the region,
+// and a send or receive touches its slot under a lock: a fault there (and the
+// preemption it invites) makes every other sender or receiver wait. So a process fills
+// in its page tables when it opens the queue, for regions up to populate_limit (larger
+// ones fault in as they are used); a child of fork() does it again, as fork does not
+// copy a shared mapping's page tables. Failure only means the faults come later.
+void populate(region& r) noexcept {
+  const pid_t me = sys::current_pid();
+  if (r.populated_by.load(std::memory_order_relaxed) == me || r.geo.region_size > populate_limit) return;
+  (void)sys::populate_write(r.base, r.geo.region_size);
+  r.populated_by.store(me, std::memory_order_relaxed);
+}
+
 int map_region(int fd, const geometry& geo, std::shared_ptr<region>& out) noexcept {
   void* base = nullptr;
   int e = sys::mmap_rw(fd, geo.region_size, base);
   if (e != 0) return e;
+
   try {
     out = std::make_shared<region>();
   } catch (...) {
@@ -528,6 +548,7 @@ int map_region(int fd, const geometry& geo, std::shared_ptr<region>& out) noexce
   out->fd = fd;
   out->base = static_cast<std::byte*>(base);
   out->geo = geo;
+  populate(*out);
   return 0;
 }
 
@@ -710,6 +731,7 @@ int open_existing(const std::string& leaf, int flags, std::shared_ptr<region>& o
   }
   if (e == 0 && out) {
     sys::close(fd);  // the shared region keeps its own descriptor
+    populate(*out);  // in a child of fork, whose page tables for it are empty
   } else if (e == 0) {
     e = attach_region(fd, out);
     if (e == 0) region_table::instance().add(st, out);
@@ -900,6 +922,8 @@ queue::queue(std::shared_ptr<region> r, std::string name, int flags, std::int64_
       can_receive_((flags & O_ACCMODE) != O_WRONLY),
       nonblocking_((flags & O_NONBLOCK) != 0),
       spin_ns_(sys::online_cpus() > 1 ? (spin_ns < 0 ? default_spin_ns : spin_ns) : 0),
+      send_spin_(spin_ns_),
+      receive_spin_(spin_ns_),
       token_(sys::random64() | 1),
       opener_pid_(sys::current_pid()) {}
 
@@ -1051,19 +1075,36 @@ bool deadline_passed(const wait_limit& limit) noexcept {
 // Spinning only helps when the other side runs on another CPU; when the last
 // operation of the other side (`peer_cpu`, 1 + its CPU) ran on this CPU, spinning
 // would only keep it off the CPU, so the waiter goes to sleep at once.
+//
+// And it only helps while it usually succeeds. With more runnable processes than CPUs
+// (two producers and two consumers on two CPUs, say) a spinner mostly keeps a peer that
+// shares its CPU from running, then sleeps anyway. So the spin adapts, per open
+// description and side (`budget`, starting at spin_ns): a spin that ends in success
+// doubles the budget, up to spin_ns; one that ends in sleep halves it, down to
+// min_spin_ns. With CPUs to spare nothing changes; oversubscribed, the queue behaves
+// like a blocking one.
 template <class Blocked>
 int wait_while(Blocked blocked, atomic_u32& word, atomic_u32& sleepers, const atomic_u32& peer_cpu,
-               std::int64_t spin_ns, const wait_limit& limit, bool interruptible) noexcept {
+               std::int64_t spin_ns, std::atomic<std::int64_t>& budget, const wait_limit& limit,
+               bool interruptible) noexcept {
   auto peer_here = [&] { return peer_cpu.load(std::memory_order_relaxed) == sys::current_cpu() + 1; };
   if (spin_ns > 0 && !peer_here()) {
-    std::int64_t until = sys::now_ns(CLOCK_MONOTONIC) + spin_ns;
+    const std::int64_t allowed = std::clamp(budget.load(std::memory_order_relaxed), min_spin_ns, spin_ns);
+    const std::int64_t until = sys::now_ns(CLOCK_MONOTONIC) + allowed;
     unsigned backoff = 1;
     for (unsigned i = 1;; ++i) {
-      if (!blocked()) return 0;
+      if (!blocked()) {
+        if (allowed < spin_ns) budget.store(std::min(allowed * 2, spin_ns), std::memory_order_relaxed);
+        return 0;
+      }
       for (unsigned k = 0; k < backoff; ++k) PIPC_CPU_RELAX();
       if (backoff < spin_backoff_max) backoff *= 2;
       if ((i & 15) == 0) {
-        if (sys::now_ns(CLOCK_MONOTONIC) >= until || peer_here()) break;
+        if (sys::now_ns(CLOCK_MONOTONIC) >= until) {
+          budget.store(std::max(allowed / 2, min_spin_ns), std::memory_order_relaxed);
+          break;
+        }
+        if (peer_here()) break;
         if (deadline_passed(limit)) return ETIMEDOUT;
       }
     }
@@ -1132,7 +1173,7 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
         return would_block();
       }
       int e = wait_while([&] { return !r.has_room(); }, h->space_seq, h->space_sleepers, h->receiver_cpu, spin_ns_,
-                         limit, interruptible);
+                         send_spin_, limit, interruptible);
       if (e == EINTR && interruptible) return EINTR;
       if (e == 0) r.await_room_batch(spin_ns_);
       continue;  // on ETIMEDOUT the check above reports it, unless room appeared
@@ -1276,7 +1317,7 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
       }
       if (waiting == nullptr) waiting = enter_waiters(h);
       int e = wait_while([&] { return !r.has_message(); }, h->msg_seq, h->msg_sleepers, h->sender_cpu, spin_ns_,
-                         limit, interruptible);
+                         receive_spin_, limit, interruptible);
       if (e == EINTR && interruptible) return done(EINTR);
       continue;  // on ETIMEDOUT the check above reports it, unless a message came
     }

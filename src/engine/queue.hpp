@@ -102,6 +102,8 @@ class queue {
   bool can_receive_;
   std::atomic<bool> nonblocking_;
   std::int64_t spin_ns_;
+  std::atomic<std::int64_t> send_spin_;     // the adaptive spin budgets (see wait_while)
+  std::atomic<std::int64_t> receive_spin_;
   std::uint64_t token_;  // identifies this open description in notification records
   pid_t opener_pid_;     // the process that opened it (a forked child inherits a copy)
 

@@ -187,6 +187,16 @@ int fallocate(int fd, std::size_t size) noexcept {
 
 int mmap_rw(int fd, std::size_t length, void*& addr) noexcept { return mmap_shared(fd, length, 0, true, addr); }
 
+int populate_write(void* addr, std::size_t length) noexcept {
+#ifdef MADV_POPULATE_WRITE
+  return result(::madvise(addr, length, MADV_POPULATE_WRITE));
+#else
+  (void)addr;
+  (void)length;
+  return EINVAL;
+#endif
+}
+
 int futex_wait(const void* word, std::uint32_t expected, clockid_t clock, const std::int64_t* abs_ns) noexcept {
   timespec ts{};
   int op = FUTEX_WAIT_BITSET;

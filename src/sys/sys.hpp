@@ -75,6 +75,10 @@ bool shm_file_exists(const char* leaf) noexcept;
 int fallocate(int fd, std::size_t size) noexcept;
 // mmap MAP_SHARED of [0, length) read-write.
 int mmap_rw(int fd, std::size_t length, void*& addr) noexcept;
+// Fills in the page tables of a shared writable mapping now (MADV_POPULATE_WRITE,
+// Linux 5.14), so that later accesses take no page faults. Returns 0 or errno (EINVAL
+// on older kernels: the pages then fault in on first use, as usual).
+int populate_write(void* addr, std::size_t length) noexcept;
 
 // Futexes on shared (not process-private) words. futex_wait returns 0 when woken (or
 // spuriously), EAGAIN if *word != expected, ETIMEDOUT, or EINTR. `abs_ns`, if not

@@ -84,6 +84,40 @@ class model {
   std::map<std::uint32_t, std::deque<std::uint64_t>> lists_;
 };
 
+// Drives a queue and the model side by side: every try_send and try_receive must agree
+// with the model on whether it succeeds and on which message comes out.
+class model_driver {
+ public:
+  model_driver(message_queue& q, std::size_t depth) : q_(q), depth_(depth) {}
+
+  void step(bool send, std::uint32_t priority, int operation) {
+    if (send) {
+      tagged t{next_id_, priority, check_of(next_id_, priority)};
+      const bool sent = q_.try_send(bytes_of(t), priority);
+      ASSERT_EQ(sent, m_.size() < depth_) << "operation " << operation;
+      if (sent) m_.send(next_id_++, priority);
+    } else {
+      auto got = q_.try_receive(buffer_);
+      ASSERT_EQ(got.has_value(), !m_.empty()) << "operation " << operation;
+      if (!got) return;
+      tagged t{};
+      std::memcpy(&t, buffer_.data(), sizeof t);
+      auto [want_id, want_priority] = m_.receive();
+      ASSERT_EQ(t.id, want_id) << "operation " << operation << ": wrong message";
+      ASSERT_EQ(got->priority, want_priority) << "operation " << operation;
+      ASSERT_EQ(t.check, check_of(t.id, t.priority)) << "operation " << operation << ": payload altered";
+    }
+    ASSERT_EQ(q_.attributes().current_messages, static_cast<long>(m_.size())) << "operation " << operation;
+  }
+
+ private:
+  message_queue& q_;
+  std::size_t depth_;
+  model m_;
+  std::uint64_t next_id_ = 0;
+  std::array<std::byte, sizeof(tagged)> buffer_{};
+};
+
 // Random sends and receives against the model, in phases that favour one priority (the
 // ring), a few (ring and side), or many (mostly side), with the queue swinging between
 // empty and full so that the ring's priority changes often.
@@ -91,9 +125,7 @@ TEST(EngineRings, RandomTrafficMatchesThePosixModel) {
   constexpr long kDepth = 64;
   unlink_guard guard(unique_name("rings-model"), pipc::name_kind::engine_queue);
   auto q = message_queue::open(guard.name(), open_mode::create_only, engine_options(kDepth, sizeof(tagged)));
-  model m;
-  std::uint64_t next_id = 0;
-  std::array<std::byte, sizeof(tagged)> buffer{};
+  model_driver driver(q, kDepth);
   const int rounds = kSanitized ? 20'000 : 200'000;
   for (int i = 0; i < rounds; ++i) {
     const std::uint64_t r = mix(static_cast<std::uint64_t>(i) + 7);
@@ -108,24 +140,8 @@ TEST(EngineRings, RandomTrafficMatchesThePosixModel) {
     }
     // Lean towards sending for 300 operations, then towards receiving.
     const bool filling = (i / 300) % 2 == 0;
-    const bool do_send = (r % 10) < (filling ? 7u : 3u);
-    if (do_send) {
-      tagged t{next_id, priority, check_of(next_id, priority)};
-      const bool sent = q.try_send(bytes_of(t), priority);
-      ASSERT_EQ(sent, m.size() < static_cast<std::size_t>(kDepth)) << "operation " << i;
-      if (sent) m.send(next_id++, priority);
-    } else {
-      auto got = q.try_receive(buffer);
-      ASSERT_EQ(got.has_value(), !m.empty()) << "operation " << i;
-      if (!got) continue;
-      tagged t{};
-      std::memcpy(&t, buffer.data(), sizeof t);
-      auto [want_id, want_priority] = m.receive();
-      ASSERT_EQ(t.id, want_id) << "operation " << i << ": wrong message";
-      ASSERT_EQ(got->priority, want_priority) << "operation " << i;
-      ASSERT_EQ(t.check, check_of(t.id, t.priority)) << "operation " << i << ": payload altered";
-    }
-    ASSERT_EQ(q.attributes().current_messages, static_cast<long>(m.size())) << "operation " << i;
+    driver.step((r % 10) < (filling ? 7u : 3u), priority, i);
+    if (HasFatalFailure()) return;
   }
 }
 
@@ -202,28 +218,12 @@ TEST(EngineRings, PositionsWrapAt32Bits) {
     r.hdr()->send_cursors.store(eng::cursors(p, p));
     r.hdr()->recv_cursors.store(eng::cursors(p + n, p));
   }
-  model m;
-  std::uint64_t next_id = 0;
-  std::array<std::byte, sizeof(tagged)> buffer{};
+  model_driver driver(q, kDepth);
   for (int i = 0; i < 400; ++i) {
     const std::uint64_t r = mix(static_cast<std::uint64_t>(i) + 99);
     const std::uint32_t priority = (i / 40) % 2 == 0 ? 1 : static_cast<std::uint32_t>((r >> 8) % 3);
-    if ((r % 10) < ((i / 12) % 2 == 0 ? 7u : 3u)) {
-      tagged t{next_id, priority, check_of(next_id, priority)};
-      const bool sent = q.try_send(bytes_of(t), priority);
-      ASSERT_EQ(sent, m.size() < static_cast<std::size_t>(kDepth)) << "operation " << i;
-      if (sent) m.send(next_id++, priority);
-    } else {
-      auto got = q.try_receive(buffer);
-      ASSERT_EQ(got.has_value(), !m.empty()) << "operation " << i;
-      if (!got) continue;
-      tagged t{};
-      std::memcpy(&t, buffer.data(), sizeof t);
-      auto [want_id, want_priority] = m.receive();
-      ASSERT_EQ(t.id, want_id) << "operation " << i;
-      ASSERT_EQ(got->priority, want_priority) << "operation " << i;
-    }
-    ASSERT_EQ(q.attributes().current_messages, static_cast<long>(m.size())) << "operation " << i;
+    driver.step((r % 10) < ((i / 12) % 2 == 0 ? 7u : 3u), priority, i);
+    if (HasFatalFailure()) return;
   }
   raw_region r(guard.name());
   EXPECT_LT(r.free_head(), 1000u) << "the free ring's positions did not wrap";

@@ -220,6 +220,8 @@ struct geometry {
   std::uint64_t ready_ring_offset;
   std::uint64_t slots_offset;
   std::uint64_t region_size;
+
+  friend constexpr bool operator==(const geometry&, const geometry&) = default;
 };
 
 // Requires: 1 ≤ max_messages ≤ max_max_messages, 1 ≤ message_size ≤ max_message_size.

@@ -80,6 +80,18 @@ T read_once(T& field) noexcept {
   return std::atomic_ref<T>(field).load(std::memory_order_relaxed);
 }
 
+// Did the last operation recorded in `cpu` (1 + its CPU, as sender_cpu and receiver_cpu
+// hold it) run on this caller's CPU? Then waiting for that side by spinning would only
+// keep it from running.
+bool last_ran_here(const atomic_u32& cpu) noexcept {
+  return cpu.load(std::memory_order_relaxed) == sys::current_cpu() + 1;
+}
+
+// The futex word of a robust mutex (glibc: its first int).
+int lock_word(pthread_mutex_t& m) noexcept {
+  return std::atomic_ref<int>(m.__data.__lock).load(std::memory_order_acquire);
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------
@@ -160,6 +172,14 @@ struct region {
   // (check_due) and whenever they find the queue full or empty: forged cursors are
   // reported within 64 operations (docs/engine.md, "Untrusted memory").
   static bool check_due(std::uint32_t position) noexcept { return (position & 63) == 0; }
+  bool send_cursors_sane(std::uint32_t free_head) const noexcept {
+    std::uint32_t free_tail = free_cursor(hdr()->recv_cursors.load(std::memory_order_acquire));
+    return static_cast<std::uint32_t>(free_tail - free_head + 1) <= geo.max_messages + 1;
+  }
+  bool recv_cursors_sane(std::uint32_t free_tail) const noexcept {
+    std::uint32_t free_head = free_cursor(hdr()->send_cursors.load(std::memory_order_acquire));
+    return static_cast<std::uint32_t>(free_tail - free_head) <= geo.max_messages + 1;
+  }
 
   // The same without a lock, for a side that found the queue full or empty: exact
   // bounds whatever the others do meanwhile. free_tail − free_head read before it is at
@@ -175,20 +195,12 @@ struct region {
     const std::uint32_t tail = free_cursor(h->recv_cursors.load(std::memory_order_acquire));
     std::uint32_t n = 0;
     const bool valid = entry_at(free_ring(), head_before, n);
-    const bool sender_inside = std::atomic_ref<int>(h->send_lock.__data.__lock).load(std::memory_order_acquire) != 0;
+    const bool sender_inside = lock_word(h->send_lock) != 0;
     const std::uint32_t head_after = free_cursor(h->send_cursors.load(std::memory_order_acquire));
     const auto n_max = static_cast<std::int64_t>(geo.max_messages);
     if (static_cast<std::int32_t>(tail - head_before) < -1) return false;
     if (static_cast<std::int32_t>(tail - head_after) > n_max + 1) return false;
     return valid || sender_inside || head_after != head_before || static_cast<std::int32_t>(tail - head_before) < 1;
-  }
-  bool send_cursors_sane(std::uint32_t free_head) const noexcept {
-    std::uint32_t free_tail = free_cursor(hdr()->recv_cursors.load(std::memory_order_acquire));
-    return static_cast<std::uint32_t>(free_tail - free_head + 1) <= geo.max_messages + 1;
-  }
-  bool recv_cursors_sane(std::uint32_t free_tail) const noexcept {
-    std::uint32_t free_head = free_cursor(hdr()->send_cursors.load(std::memory_order_acquire));
-    return static_cast<std::uint32_t>(free_tail - free_head) <= geo.max_messages + 1;
   }
 
   // A sender that found the queue full and now has room waits a little more, while a
@@ -202,10 +214,7 @@ struct region {
     const std::uint32_t batch = static_cast<std::uint32_t>(std::min<std::uint64_t>(room_batch, geo.max_messages / 4));
     if (batch <= 1) return;
     const header* h = hdr();
-    auto receiver_here = [&] {
-      return h->receiver_cpu.load(std::memory_order_relaxed) == sys::current_cpu() + 1;
-    };
-    if (receiver_here()) return;
+    if (last_ran_here(h->receiver_cpu)) return;
     std::uint32_t n = 0;
     auto enough = [&] {
       return entry_at(free_ring(), free_cursor(h->send_cursors.load(std::memory_order_acquire)) + batch - 1, n);
@@ -213,7 +222,7 @@ struct region {
     const std::int64_t until = sys::now_ns(CLOCK_MONOTONIC) + std::min<std::int64_t>(spin_ns, room_batch_wait_ns);
     while (!enough()) {
       for (int k = 0; k < 8; ++k) PIPC_CPU_RELAX();
-      if (sys::now_ns(CLOCK_MONOTONIC) >= until || receiver_here()) return;
+      if (sys::now_ns(CLOCK_MONOTONIC) >= until || last_ran_here(h->receiver_cpu)) return;
     }
   }
 
@@ -293,7 +302,7 @@ struct region {
   // Did `m`'s owner die holding it (so its side awaits recovery)? The kernel marks the
   // lock word with FUTEX_OWNER_DIED when it finds such a lock.
   static bool owner_died(pthread_mutex_t& m) noexcept {
-    return (std::atomic_ref<int>(m.__data.__lock).load(std::memory_order_acquire) & FUTEX_OWNER_DIED) != 0;
+    return (lock_word(m) & FUTEX_OWNER_DIED) != 0;
   }
 
   // ---- the side index. Caller holds recv_lock. ----
@@ -393,10 +402,11 @@ struct region {
     std::uint32_t free_tail = free_cursor(w);
     std::uint32_t head = ring_cursor(w);
     std::uint32_t n = 0;
+    slot_header* freed = nullptr;
     // (A receive pushes only slot numbers it checked: an entry naming no slot is garbage,
     // not a commit, and the next receive overwrites it. Taking it would put N + 1
     // entries on the free ring, and the next push would overwrite a free slot's.)
-    if (entry_at(free_ring(), free_tail, n) && slot(n) != nullptr) {
+    if (entry_at(free_ring(), free_tail, n) && (freed = slot(n)) != nullptr) {
       // A receive committed at free_tail and died before moving the cursors; it
       // recorded where the message came from. (The ready ring cannot tell: once the
       // slot is free, a ring sender may put it at ready_head again.)
@@ -406,9 +416,8 @@ struct region {
                                  ? (taking & taking_side) == 0
                                  : entry_at(ready_ring(), head, ring_slot) && ring_slot == n;
       if (!from_ring) {
-        slot_header* s = slot(n);
         std::uint32_t side = slot_side;
-        if (s != nullptr) s->state.compare_exchange_strong(side, slot_free, std::memory_order_acq_rel);
+        freed->state.compare_exchange_strong(side, slot_free, std::memory_order_acq_rel);
       }
       free_tail += 1;
       h->recv_cursors.store(cursors(free_tail, from_ring ? head + 1 : head), std::memory_order_release);
@@ -663,17 +672,15 @@ int create_region(const std::string& leaf, mode_t mode, std::uint64_t max_messag
   return 0;
 }
 
-// Checks that an existing file holds a queue this code can use, and maps it.
-int attach_region(int fd, std::shared_ptr<region>& out) noexcept {
-  struct ::stat st {};
-  int e = sys::fstat(fd, st);
-  if (e != 0) return e;
+// Checks that an existing file (`fd`, whose status is `st`) holds a queue this code can
+// use, and maps it.
+int attach_region(int fd, const struct ::stat& st, std::shared_ptr<region>& out) noexcept {
   auto file_size = static_cast<std::uint64_t>(st.st_size);
   if (file_size < header_size) return encode(errc::not_a_pipc_object);
 
   // Read the geometry from the header page once, into locals: the region is input.
   void* first = nullptr;
-  e = sys::mmap_shared(fd, header_size, 0, false, first);
+  int e = sys::mmap_shared(fd, header_size, 0, false, first);
   if (e != 0) return e;
   const auto* ph = static_cast<const header*>(first);
   const std::uint64_t magic_found = ph->magic_word;
@@ -694,13 +701,7 @@ int attach_region(int fd, std::shared_ptr<region>& out) noexcept {
     return corrupt;
   }
   geometry geo = compute_geometry(claimed.max_messages, claimed.message_size);
-  if (claimed.slot_stride != geo.slot_stride || claimed.bitmap_offset != geo.bitmap_offset ||
-      claimed.table_offset != geo.table_offset || claimed.ring_size != geo.ring_size ||
-      claimed.free_ring_offset != geo.free_ring_offset || claimed.ready_ring_offset != geo.ready_ring_offset ||
-      claimed.slots_offset != geo.slots_offset ||
-      claimed.region_size != geo.region_size || file_size != geo.region_size) {
-    return corrupt;
-  }
+  if (claimed != geo || file_size != geo.region_size) return corrupt;
   return map_region(fd, geo, out);
 }
 
@@ -733,7 +734,7 @@ int open_existing(const std::string& leaf, int flags, std::shared_ptr<region>& o
     sys::close(fd);  // the shared region keeps its own descriptor
     populate(*out);  // in a child of fork, whose page tables for it are empty
   } else if (e == 0) {
-    e = attach_region(fd, out);
+    e = attach_region(fd, st, out);
     if (e == 0) region_table::instance().add(st, out);
   }
   if (e != 0 && !out) sys::close(fd);
@@ -1087,8 +1088,7 @@ template <class Blocked>
 int wait_while(Blocked blocked, atomic_u32& word, atomic_u32& sleepers, const atomic_u32& peer_cpu,
                std::int64_t spin_ns, std::atomic<std::int64_t>& budget, const wait_limit& limit,
                bool interruptible) noexcept {
-  auto peer_here = [&] { return peer_cpu.load(std::memory_order_relaxed) == sys::current_cpu() + 1; };
-  if (spin_ns > 0 && !peer_here()) {
+  if (spin_ns > 0 && !last_ran_here(peer_cpu)) {
     const std::int64_t allowed = std::clamp(budget.load(std::memory_order_relaxed), min_spin_ns, spin_ns);
     const std::int64_t until = sys::now_ns(CLOCK_MONOTONIC) + allowed;
     unsigned backoff = 1;
@@ -1104,7 +1104,7 @@ int wait_while(Blocked blocked, atomic_u32& word, atomic_u32& sleepers, const at
           budget.store(std::max(allowed / 2, min_spin_ns), std::memory_order_relaxed);
           break;
         }
-        if (peer_here()) break;
+        if (last_ran_here(peer_cpu)) break;
         if (deadline_passed(limit)) return ETIMEDOUT;
       }
     }
@@ -1141,6 +1141,22 @@ void add_locked(Atomic& counter, T amount) noexcept {
   counter.store(counter.load(std::memory_order_relaxed) + amount, std::memory_order_relaxed);
 }
 
+// Stores `value` only if it differs: a word that others read on their hot path keeps
+// its cache line shared while it does not change.
+void store_if_changed(atomic_u32& word, std::uint32_t value) noexcept {
+  if (word.load(std::memory_order_relaxed) != value) word.store(value, std::memory_order_relaxed);
+}
+
+// Counts one operation of a side (its lock held): messages, bytes, the last process and
+// the CPU it ran on.
+void count_operation(atomic_u64& messages, atomic_u64& bytes, atomic_u32& last_pid, atomic_u32& last_cpu,
+                     std::size_t size) noexcept {
+  add_locked(messages, std::uint64_t{1});
+  add_locked(bytes, std::uint64_t{size});
+  store_if_changed(last_pid, static_cast<std::uint32_t>(sys::current_pid()));
+  store_if_changed(last_cpu, sys::current_cpu() + 1);
+}
+
 }  // namespace
 
 // How long this call may wait for the lock: a non-blocking description waits no more
@@ -1153,6 +1169,17 @@ wait_limit queue::lock_limit(const wait_limit& limit) const noexcept {
 // (O_NONBLOCK), ETIMEDOUT for a try or a deadline.
 int queue::would_block() const noexcept {
   return nonblocking_.load(std::memory_order_relaxed) ? EAGAIN : ETIMEDOUT;
+}
+
+// After a commit, outside the locks: wakes the other side's sleepers (on `word`, counted
+// in `sleepers`) and the poll helpers, and brings this descriptor's eventfd up to date.
+// Inline: it ends every send and receive, and an out-of-line call costs the
+// uncontended pair about 5 ns (7 %).
+inline void queue::after_commit(atomic_u32& word, atomic_u32& sleepers) noexcept {
+  committed();
+  wake_sleepers(word, sleepers);
+  announce_event(region_->hdr());
+  if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
 }
 
 int queue::send(const void* data, std::size_t size, unsigned priority, const wait_limit& limit,
@@ -1271,18 +1298,10 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
     }
 
     if (std::uint32_t next = 0; r.entry_at(r.free_ring(), head + 1, next)) r.prefetch_for_send(next);
-    add_locked(h->messages_sent, std::uint64_t{1});
-    add_locked(h->bytes_sent, std::uint64_t{size});
-    auto me = static_cast<std::uint32_t>(sys::current_pid());
-    if (h->last_sender.load(std::memory_order_relaxed) != me) h->last_sender.store(me, std::memory_order_relaxed);
-    std::uint32_t cpu = sys::current_cpu() + 1;
-    if (h->sender_cpu.load(std::memory_order_relaxed) != cpu) h->sender_cpu.store(cpu, std::memory_order_relaxed);
+    count_operation(h->messages_sent, h->bytes_sent, h->last_sender, h->sender_cpu, size);
     unlock();
 
-    committed();
-    wake_sleepers(h->msg_seq, h->msg_sleepers);
-    announce_event(h);
-    if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
+    after_commit(h->msg_seq, h->msg_sleepers);
     if (notify) {
       if (due.kind == notify_signal_kind) {
         sys::send_mesgq_signal(due.pid, due.signo, due.value);
@@ -1416,18 +1435,10 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
     } else {
       h->recv_cursors.store(cursors(free_tail + 1, head + 1), std::memory_order_release);
     }
-    add_locked(h->messages_received, std::uint64_t{1});
-    add_locked(h->bytes_received, std::uint64_t{size});
-    auto me = static_cast<std::uint32_t>(sys::current_pid());
-    if (h->last_receiver.load(std::memory_order_relaxed) != me) h->last_receiver.store(me, std::memory_order_relaxed);
-    std::uint32_t cpu = sys::current_cpu() + 1;
-    if (h->receiver_cpu.load(std::memory_order_relaxed) != cpu) h->receiver_cpu.store(cpu, std::memory_order_relaxed);
+    count_operation(h->messages_received, h->bytes_received, h->last_receiver, h->receiver_cpu, size);
     r.unlock_recv();
 
-    committed();
-    wake_sleepers(h->space_seq, h->space_sleepers);
-    announce_event(h);
-    if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
+    after_commit(h->space_seq, h->space_sleepers);
     return done(0);
   }
 }

@@ -94,6 +94,7 @@ class queue {
   int register_notification(std::uint32_t kind, int signo, int value) noexcept;
   detail::wait_limit lock_limit(const detail::wait_limit& limit) const noexcept;
   int would_block() const noexcept;
+  void after_commit(atomic_u32& word, atomic_u32& sleepers) noexcept;
   void stop_notify_helper() noexcept;
 
   std::shared_ptr<region> region_;

@@ -8,9 +8,11 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -84,6 +86,11 @@ std::optional<std::system_error> thrown(F&& f) {
     return e;
   }
   return std::nullopt;
+}
+
+// `n` bytes at `p` as the byte span that send takes.
+inline std::span<const std::byte> as_span(const void* p, std::size_t n) {
+  return {static_cast<const std::byte*>(p), n};
 }
 
 // Success if `haystack` contains `needle`; the failure message shows both.

@@ -75,7 +75,7 @@ using pipc::test::unique_name;
 using pipc::test::unlink_guard;
 using std::chrono::steady_clock;
 
-std::span<const std::byte> as_span(const void* p, std::size_t n) { return {static_cast<const std::byte*>(p), n}; }
+using pipc::test::as_span;
 
 using pipc::test::object_path;
 using pipc::test::raw_region;

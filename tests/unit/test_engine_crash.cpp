@@ -76,7 +76,7 @@ using pipc::test::unique_name;
 using pipc::test::unlink_guard;
 using std::chrono::steady_clock;
 
-std::span<const std::byte> as_span(const void* p, std::size_t n) { return {static_cast<const std::byte*>(p), n}; }
+using pipc::test::as_span;
 
 long elapsed_ms(steady_clock::time_point since) {
   return static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - since).count());

@@ -86,7 +86,7 @@ std::vector<std::size_t> delivery_order(const std::vector<unsigned>& priorities)
   return order;
 }
 
-std::span<const std::byte> as_span(const void* p, std::size_t n) { return {static_cast<const std::byte*>(p), n}; }
+using pipc::test::as_span;
 
 std::uint64_t shm_available_bytes() {
   struct ::statvfs st {};

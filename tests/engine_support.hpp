@@ -4,6 +4,7 @@
 #define PIPC_TESTS_ENGINE_SUPPORT_HPP
 
 #include "engine/layout.hpp"
+#include "engine/lock.hpp"
 
 #include <linux/futex.h>
 #include <pthread.h>
@@ -79,25 +80,31 @@ class raw_region {
     return value;
   }
 
-  // The queue's two robust mutexes.
+  // The queue's two lock words (src/engine/lock.hpp).
   enum class side { send, recv };
-  pthread_mutex_t* lock(side which) const {
+  std::atomic<std::uint64_t>* lock(side which) const {
     return which == side::send ? &hdr()->send_lock : &hdr()->recv_lock;
   }
-
-  // The futex word of a robust mutex (glibc: the mutex's first int). Bit
-  // FUTEX_OWNER_DIED is set when its owner died holding it and nobody has taken it since.
-  std::uint32_t lock_word(side which) const {
-    return __atomic_load_n(reinterpret_cast<const std::uint32_t*>(lock(which)), __ATOMIC_SEQ_CST);
-  }
-  bool owner_died(side which) const { return (lock_word(which) & FUTEX_OWNER_DIED) != 0; }
+  std::uint64_t lock_word(side which) const { return lock(which)->load(); }
+  // Is the lock held by a thread that is gone (so its side awaits recovery)?
+  bool owner_died(side which) const { return engine::lock_owner_dead(*lock(which)); }
   bool owner_died() const { return owner_died(side::send) || owner_died(side::recv); }
 
-  // Makes a robust mutex owner-dead, as if a process had died holding it: a thread
+  // Takes a lock as the engine does, through this mapping, without repairing anything:
+  // 0, or EOWNERDEAD when it was taken over from a dead owner (whose side then still
+  // awaits recovery, which the engine's next locker does).
+  int take_lock(side which) const {
+    bool died = false;
+    int e = engine::lock_acquire(*lock(which), detail::wait_limit::blocking(), died);
+    return e != 0 ? e : died ? EOWNERDEAD : 0;
+  }
+  void release_lock(side which) const { engine::lock_release(*lock(which)); }
+
+  // Leaves a lock held by a dead owner, as if a process had died holding it: a thread
   // takes it through this mapping and exits without unlocking. The next locker runs
   // the engine's recovery of that side.
   void kill_lock_holder(side which) const {
-    std::thread holder([this, which] { ::pthread_mutex_lock(lock(which)); });
+    std::thread holder([this, which] { (void)take_lock(which); });
     holder.join();
   }
 

@@ -1,4 +1,4 @@
-// The engine's shared memory layout, version 2. docs/engine.md has the full design;
+// The engine's shared memory layout, version 3. docs/engine.md has the full design;
 // this file is its authoritative byte layout.
 //
 //   offset         size                  what
@@ -23,8 +23,6 @@
 #ifndef PIPC_SRC_ENGINE_LAYOUT_HPP
 #define PIPC_SRC_ENGINE_LAYOUT_HPP
 
-#include <pthread.h>
-
 #include <atomic>
 #include <bit>
 #include <cstddef>
@@ -32,8 +30,8 @@
 
 namespace pipc::engine {
 
-inline constexpr std::uint64_t magic = 0x0200'514d'4350'4950ULL;  // "PIPCMQ\0\2" little-endian
-inline constexpr std::uint32_t layout_version = 2;
+inline constexpr std::uint64_t magic = 0x0300'514d'4350'4950ULL;  // "PIPCMQ\0\3" little-endian
+inline constexpr std::uint32_t layout_version = 3;
 // The magic's first seven bytes, "PIPCMQ\0", name a pipc queue of any version; the eighth
 // is the version.
 inline constexpr std::uint64_t magic_family_mask = 0x00ff'ffff'ffff'ffffULL;
@@ -128,10 +126,11 @@ struct alignas(64) header {
   std::uint64_t ready_ring_offset;  // free_ring_offset + M × 8
   std::uint8_t pad0[16];
 
-  // ---- the locks: robust, process-shared. Senders take send_lock; receivers take
-  // recv_lock; a side send or a notification decision takes both, send_lock first.
-  alignas(64) pthread_mutex_t send_lock;
-  alignas(64) pthread_mutex_t recv_lock;
+  // ---- the locks: engine lock words (lock.hpp), each on a line of its own. Senders
+  // take send_lock; receivers take recv_lock; a side send or a notification decision
+  // takes both, send_lock first.
+  alignas(64) atomic_u64 send_lock;
+  alignas(64) atomic_u64 recv_lock;
 
   // ---- sender state: written under send_lock (claim: under both) ----
   alignas(64) atomic_u64 send_cursors;  // {free_head, ready_tail}
@@ -195,7 +194,7 @@ static_assert(offsetof(header, region_size) == 16 && offsetof(header, max_messag
 static_assert(offsetof(header, slots_offset) == 64 && offsetof(header, mode) == 72);
 static_assert(offsetof(header, created_ns) == 80 && offsetof(header, ring_size) == 88);
 static_assert(offsetof(header, free_ring_offset) == 96 && offsetof(header, ready_ring_offset) == 104);
-static_assert(offsetof(header, send_lock) == 128 && sizeof(pthread_mutex_t) <= 64);
+static_assert(offsetof(header, send_lock) == 128);
 static_assert(offsetof(header, recv_lock) == 192);
 static_assert(offsetof(header, send_cursors) == 256 && offsetof(header, next_seq) == 264);
 static_assert(offsetof(header, ring_priority) == 272 && offsetof(header, claim_slot) == 280);

@@ -282,6 +282,37 @@ pid_t current_pid() noexcept {
   return pid;
 }
 
+pid_t current_tid() noexcept {
+  // Keyed by pid: after fork the child's only thread has a new id, but the same
+  // thread_local values as the thread that forked.
+  thread_local pid_t cached_for = 0;
+  thread_local pid_t tid = 0;
+  const pid_t me = current_pid();
+  if (cached_for != me) {
+    tid = static_cast<pid_t>(::syscall(SYS_gettid));
+    cached_for = me;
+  }
+  return tid;
+}
+
+thread_status thread_state(pid_t tid, std::uint64_t& start_time) noexcept {
+  start_time = 0;
+  // kill() accepts any thread's id; ESRCH means no such thread (EPERM: it exists).
+  if (tid <= 0 || (::kill(tid, 0) != 0 && errno == ESRCH)) return thread_status::gone;
+  char state = 0;
+  if (!read_stat(tid, state, start_time)) {
+    // It existed a moment ago: gone now, or hidden from us.
+    return ::kill(tid, 0) != 0 && errno == ESRCH ? thread_status::gone : thread_status::unreadable;
+  }
+  return state == 'Z' || state == 'X' ? thread_status::gone : thread_status::alive;
+}
+
+bool proc_available() noexcept {
+  char state = 0;
+  std::uint64_t start = 0;
+  return read_stat(current_pid(), state, start) && start != 0;
+}
+
 bool unblocked_handlers_restart() noexcept {
   sigset_t blocked;
   if (::pthread_sigmask(SIG_SETMASK, nullptr, &blocked) != 0) return false;

@@ -96,6 +96,15 @@ bool process_exists(pid_t pid) noexcept;
 // 0 if the process does not exist. With the pid it names one process for good.
 std::uint64_t process_start_time(pid_t pid) noexcept;
 pid_t current_pid() noexcept;
+// The calling thread's id (gettid), cached per thread and refreshed in a forked child.
+pid_t current_tid() noexcept;
+// What /proc/TID/stat says of a thread: does it exist and run (not a zombie), and when
+// did it start. A thread that exists but whose status cannot be read (/proc hidden by
+// hidepid) is `unreadable`: it may be alive.
+enum class thread_status { gone, alive, unreadable };
+thread_status thread_state(pid_t tid, std::uint64_t& start_time) noexcept;
+// Is /proc mounted and describing this process's PID namespace?
+bool proc_available() noexcept;
 // Were all signal handlers that this thread does not block installed with SA_RESTART?
 // (After an EINTR it tells whether the kernel would have restarted an mq_* call.)
 bool unblocked_handlers_restart() noexcept;

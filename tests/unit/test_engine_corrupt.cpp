@@ -8,16 +8,14 @@
 // caught.
 //
 // The tests map /dev/shm/pipc.mq.<name> themselves and write at the offsets of
-// src/engine/layout.hpp (layout version 2). Two areas are left alone by the scribble
-// and fuzz tests on purpose:
-//   * the robust mutexes (header::send_lock, header::recv_lock) beyond the few values
-//     that ScribbledMutexesAreReportedOrRecovered writes: a lock word that names a
-//     thread is indistinguishable from a holder (a stopped process looks the same), so
-//     garbage there can block — tries and timed calls still return on time, which
-//     LockWordOfAThreadThatDoesNotExistOnlyDelaysTries and
-//     EngineCrash.StoppedLockHolderDoesNotStretchDeadlines check; and the robust-list
-//     links inside a held mutex are followed by glibc and the kernel, so writing them
-//     while a process holds the lock can crash that process, which no check can prevent;
+// src/engine/layout.hpp (layout version 3). Two areas are left alone by the random
+// scribble tests on purpose:
+//   * the lock words (header::send_lock, header::recv_lock) beyond the values that
+//     ScribbledLockWordsAreRecoveredOrWaitedFor writes: a word naming a live thread is
+//     indistinguishable from a holder (a stopped process looks the same), so random
+//     garbage there can make blocking calls wait — tries and timed calls still return
+//     on time, which LockWordOfALiveThreadOnlyDelaysTries and
+//     EngineCrash.StoppedLockHolderDoesNotStretchDeadlines check;
 //   * the notification record (header::notify_pid up to the counters): a forged
 //     registrant makes a sender signal that pid, so random bytes there would send random
 //     signals to random processes.
@@ -124,7 +122,7 @@ static_assert(off_recv_cursors == 320 && off_side_count == 328 && off_summary ==
 static_assert(off_notify == 512 && off_counters == 576, "the offsets docs/engine.md names");
 // The locks lie between the geometry and the locked state; the notification record
 // between notify_pid and the counters. The fuzz leaves both alone.
-static_assert(off_ready_ring_offset < off_send_lock && off_recv_lock + sizeof(pthread_mutex_t) <= off_send_cursors);
+static_assert(off_ready_ring_offset < off_send_lock && off_recv_lock + 8 <= off_send_cursors);
 static_assert(off_msg_seq < off_notify && off_notify < off_counters);
 
 // A small queue: 8 slots of 32 bytes.
@@ -184,23 +182,25 @@ TEST(EngineCorrupt, BadMagicIsNotAPipcObject) {
 TEST(EngineCorrupt, BadVersionOrHeaderSizeIsLayoutMismatch) {
   unlink_guard guard(unique_name("bad-version"), pipc::name_kind::engine_queue);
   make_closed_queue(guard.name());
-  // 1 is the previous layout (one lock, a free list and curmsgs): its fields are not
-  // where version 2 has them, so it must not be read as one.
-  for (std::uint32_t version : {0u, 1u, 3u, 0xffffffffu}) {
+  // 1 and 2 are earlier layouts (1: one lock, a free list and curmsgs; 2: glibc robust
+  // mutexes where version 3 has its lock words): neither may be read as this one.
+  for (std::uint32_t version : {0u, 1u, 2u, 4u, 0xffffffffu}) {
     {
       raw_region r(guard.name());
       r.put<std::uint32_t>(off_version, version);
     }
     EXPECT_EQ(open_error(guard.name()), pipc::errc::layout_mismatch) << "version " << version;
   }
-  {
-    // A queue made by pipc's layout 1 (magic "PIPCMQ\0\1", version 1) is a pipc queue
-    // of another layout, not a foreign object.
-    raw_region r(guard.name());
-    r.put<std::uint64_t>(0, (eng::magic & eng::magic_family_mask) | (std::uint64_t{1} << 56));
-    r.put<std::uint32_t>(off_version, 1);
+  for (std::uint32_t old : {1u, 2u}) {
+    {
+      // A queue made by an earlier layout (magic "PIPCMQ\0" + the version byte) is a
+      // pipc queue of another layout, not a foreign object.
+      raw_region r(guard.name());
+      r.put<std::uint64_t>(0, (eng::magic & eng::magic_family_mask) | (std::uint64_t{old} << 56));
+      r.put<std::uint32_t>(off_version, old);
+    }
+    EXPECT_EQ(open_error(guard.name()), pipc::errc::layout_mismatch) << "a layout " << old << " queue";
   }
-  EXPECT_EQ(open_error(guard.name()), pipc::errc::layout_mismatch) << "a layout 1 queue";
   {
     raw_region r(guard.name());
     r.put<std::uint64_t>(0, eng::magic);
@@ -918,74 +918,86 @@ TEST(EngineCorrupt, ScribbledSlotHeadersGiveErrorsNotCrashes) {
   for (const auto& c : cases) run_scribble_case(c);
 }
 
-// The robust mutexes. A garbage type makes pthread refuse the lock (EINVAL), which the
-// engine reports; an owner-died mark on a free lock is a dead holder as far as glibc
-// knows, and the next locker recovers; an unrecoverable mark is
-// EngineCrash.UnrecoverableLockIsReportedAsCorruptState.
-TEST(EngineCorrupt, ScribbledMutexesAreReportedOrRecovered) {
+// The lock words (src/engine/lock.hpp). A word that names no live thread — a tid that
+// no thread has, a live thread's tid with another start time, tid 0 with flag bits —
+// is a dead owner: the next locker takes it over and recovers the side. Nothing in a
+// lock word is ever followed as a pointer.
+TEST(EngineCorrupt, ScribbledLockWordsAreRecoveredOrWaitedFor) {
   watchdog dog(60s);
   using side = raw_region::side;
-  auto set_kind = [](side which, int kind) {
-    return [which, kind](raw_region& r) { r.lock(which)->__data.__kind = kind; };
+  auto set_word = [](side which, std::uint64_t word) {
+    return [which, word](raw_region& r) { r.lock(which)->store(word); };
   };
-  auto set_word = [](side which, std::uint32_t word) {
-    return [which, word](raw_region& r) {
-      __atomic_store_n(reinterpret_cast<std::uint32_t*>(r.lock(which)), word, __ATOMIC_SEQ_CST);
-    };
-  };
+  // This thread's tid with a start time it does not have: its tid was reused.
+  const std::uint64_t stale = eng::lock_identity() ^ (std::uint64_t{1} << 32);
   const scribble_case cases[] = {
-      // A side send takes both locks: send_lock, then recv_lock.
-      {"send_lock type all ones", set_kind(side::send, -1), true, false},
-      {"recv_lock type all ones", set_kind(side::recv, -1), true, true},
-      {"send_lock type 0x7f", set_kind(side::send, 0x7f), true, false},
-      {"recv_lock type 0x7f", set_kind(side::recv, 0x7f), true, true},
-      {"send_lock marked owner-dead while free", set_word(side::send, FUTEX_OWNER_DIED), false, false},
-      {"recv_lock marked owner-dead while free", set_word(side::recv, FUTEX_OWNER_DIED), false, false},
-      {"both locks owner-dead, naming a thread that does not exist",
+      {"send_lock names a thread that does not exist", set_word(side::send, 0x3ffffff0u), false, false},
+      {"recv_lock names a thread that does not exist", set_word(side::recv, 0x3ffffff0u), false, false},
+      {"send_lock: tid 0 with the waiters and reserved bits", set_word(side::send, 0xc0000000u), false, false},
+      {"recv_lock: tid 0 with the waiters and reserved bits", set_word(side::recv, 0xc0000000u), false, false},
+      {"send_lock all ones", set_word(side::send, ~std::uint64_t{0}), false, false},
+      {"recv_lock all ones", set_word(side::recv, ~std::uint64_t{0}), false, false},
+      {"send_lock names a reused tid", set_word(side::send, stale), false, false},
+      {"recv_lock names a reused tid", set_word(side::recv, stale), false, false},
+      {"both locks name threads that do not exist",
        [](raw_region& r) {
-         for (side which : {side::send, side::recv}) {
-           __atomic_store_n(reinterpret_cast<std::uint32_t*>(r.lock(which)), FUTEX_OWNER_DIED | 0x3ffffff0u,
-                            __ATOMIC_SEQ_CST);
-         }
+         r.lock(side::send)->store(0x3ffffff0u | eng::lock_waiters);
+         r.lock(side::recv)->store(0x3ffffff1u);
        },
        false, false},
   };
   for (const auto& c : cases) run_scribble_case(c);
 
-  // An owner-dead mark is repaired, not just survived: a side send (both locks) clears
-  // it, and every message is still there, in order.
+  // A dead owner is repaired, not just survived: a side send (both locks) takes it
+  // over, and every message is still there, in order.
   for (side which : {side::send, side::recv}) {
     SCOPED_TRACE(which == side::send ? "send_lock" : "recv_lock");
     unlink_guard guard(unique_name("owner-died"), pipc::name_kind::engine_queue);
     auto q = message_queue::open(guard.name(), open_mode::create_only, engine_options(kDepth, kSize));
     send_scribble_messages(q);
     raw_region r(guard.name());
-    set_word(which, FUTEX_OWNER_DIED)(r);
+    set_word(which, 0x3ffffff0u)(r);
+    EXPECT_TRUE(r.owner_died());
     std::uint32_t fifth[2] = {5, 7};
     std::error_code ec;
     EXPECT_TRUE(q.try_send(as_span(fifth, sizeof fifth), 7, ec)) << describe(ec);
-    EXPECT_FALSE(r.owner_died()) << "the mark is still there after the queue was used";
+    EXPECT_FALSE(r.owner_died()) << "the dead owner is still there after the queue was used";
+    EXPECT_EQ(r.lock_word(which), 0u);
     EXPECT_EQ(drain(q, 6), (std::vector<std::uint32_t>{1, 3, 5, 0, 2, 4}));
   }
 }
 
-// A lock word that names a thread (one that does not exist here, or lives in another
-// pid namespace, or is stopped) is a holder as far as anyone can tell: nothing to
-// report, nothing to repair. Blocking calls wait for it, as for any holder; tries and
-// timed calls must still return on time, with "would block", and the queue works again
-// once the word is cleared.
-TEST(EngineCorrupt, LockWordOfAThreadThatDoesNotExistOnlyDelaysTries) {
+// A lock word that names a live thread (here: pid 1, with its real start time) is a
+// holder as far as anyone can tell, like a stopped process: nothing to report, nothing
+// to repair. Blocking calls wait for it; tries and timed calls must still return on
+// time, with "would block", and the queue works again once the word is cleared.
+TEST(EngineCorrupt, LockWordOfALiveThreadOnlyDelaysTries) {
   watchdog dog(60s);
   using side = raw_region::side;
+  std::uint64_t init_start = 0;
+  {
+    std::FILE* f = std::fopen("/proc/1/stat", "r");
+    ASSERT_NE(f, nullptr);
+    char buf[1024] = {};
+    std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[n] = '\0';
+    const char* p = std::strrchr(buf, ')');
+    ASSERT_NE(p, nullptr);
+    for (int field = 2; field < 22 && *p != '\0';) {
+      if (*p++ == ' ') ++field;
+    }
+    init_start = std::strtoull(p, nullptr, 10);
+  }
+  const std::uint64_t init_word = (init_start << 32) | 1;
   for (side which : {side::send, side::recv}) {
     SCOPED_TRACE(which == side::send ? "send_lock" : "recv_lock");
     unlink_guard guard(unique_name("lock-word"), pipc::name_kind::engine_queue);
     auto q = message_queue::open(guard.name(), open_mode::create_only, engine_options(kDepth, kSize));
     send_scribble_messages(q);
     raw_region r(guard.name());
-    auto* word = reinterpret_cast<std::uint32_t*>(r.lock(which));
-    // Above pid_max (at most 2^22), so no thread has it.
-    __atomic_store_n(word, 0x3ffffff0u, __ATOMIC_SEQ_CST);
+    r.lock(which)->store(init_word);
+    ASSERT_FALSE(r.owner_died()) << "pid 1 counts as dead: the start time was misread";
     std::vector<std::byte> buffer(kSize);
     std::uint32_t payload[2] = {99, 7};
     std::error_code ec;
@@ -1012,7 +1024,7 @@ TEST(EngineCorrupt, LockWordOfAThreadThatDoesNotExistOnlyDelaysTries) {
     }
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - t0).count();
     EXPECT_LT(ms, 3000) << "a try waits for a held lock about 500 ms, a timed call until its deadline";
-    __atomic_store_n(word, 0u, __ATOMIC_SEQ_CST);
+    r.lock(which)->store(0);
     EXPECT_TRUE(q.try_send(as_span(payload, sizeof payload), 7, ec)) << describe(ec);
     int received = 0;
     while (q.try_receive(buffer, ec)) ++received;

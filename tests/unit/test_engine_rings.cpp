@@ -332,13 +332,13 @@ TEST(EngineRings, ClosingADescriptorDropsItsFiredNotification) {
     // bumps notify_seq to wake the helper (the sender preempted or killed there).
     raw_region r(guard.name());
     eng::header* h = r.hdr();
-    ASSERT_EQ(::pthread_mutex_lock(&h->send_lock), 0);
-    ASSERT_EQ(::pthread_mutex_lock(&h->recv_lock), 0);
+    ASSERT_EQ(r.take_lock(raw_region::side::send), 0);
+    ASSERT_EQ(r.take_lock(raw_region::side::recv), 0);
     h->notify_fired_pid = h->notify_pid.load();
     h->notify_fired_token = h->notify_token;
     h->notify_pid.store(0);
-    ::pthread_mutex_unlock(&h->recv_lock);
-    ::pthread_mutex_unlock(&h->send_lock);
+    r.release_lock(raw_region::side::recv);
+    r.release_lock(raw_region::side::send);
   }
   registrant.reset();
   EXPECT_EQ(other->notify_signal(SIGUSR1, 0), 0) << "the closed descriptor's fired notification keeps the queue busy";
@@ -392,7 +392,7 @@ TEST(EngineRings, LaggingSenderCursorKeepsItsFreeEntry) {
     ASSERT_TRUE(q.try_receive(buffer));
   }
   // A sender's commit, by hand, with send_lock held and the cursors not yet stored.
-  ASSERT_EQ(::pthread_mutex_lock(&h->send_lock), 0);
+  ASSERT_EQ(r.take_lock(raw_region::side::send), 0);
   const std::uint32_t head = r.free_head();
   const std::uint32_t tail = r.ready_tail();
   const std::uint64_t e = r.free_entry(head).load();
@@ -414,7 +414,7 @@ TEST(EngineRings, LaggingSenderCursorKeepsItsFreeEntry) {
   // The sender finishes.
   h->next_seq += 1;
   h->send_cursors.store(eng::cursors(head + 1, tail + 1));
-  ::pthread_mutex_unlock(&h->send_lock);
+  r.release_lock(raw_region::side::send);
   for (std::uint64_t i = 0; i < kDepth; ++i) {
     tagged m{200 + i, 0, check_of(200 + i, 0)};
     EXPECT_TRUE(q.try_send(bytes_of(m), 0)) << "message " << i << " of " << kDepth << ": the queue looks full";

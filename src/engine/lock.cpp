@@ -1,0 +1,131 @@
+// The engine's lock word: the contended paths, and telling a live owner from a dead
+// one. The word's layout and invariants are in lock.hpp.
+#include "engine/lock.hpp"
+
+#include "sys/sys.hpp"
+
+#include <algorithm>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define PIPC_LOCK_RELAX() _mm_pause()
+#else
+#define PIPC_LOCK_RELAX() std::atomic_signal_fence(std::memory_order_seq_cst)
+#endif
+
+namespace pipc::engine {
+
+using detail::wait_limit;
+
+namespace {
+
+// A lock is held for a copy and a few stores, so a contender spins a while (looking,
+// and trying when the word is free: a compare-and-swap, no system call) before it
+// sleeps in the kernel, which costs microseconds.
+constexpr int lock_spins = 4000;
+
+const void* futex_of(const atomic_u64& word) noexcept { return &word; }  // the low half (little-endian)
+std::uint32_t futex_value(std::uint64_t word) noexcept { return static_cast<std::uint32_t>(word); }
+
+}  // namespace
+
+std::uint64_t lock_identity() noexcept {
+  // Keyed by pid: a forked child's thread has a tid and start time of its own, but the
+  // same thread_local values as the thread that forked.
+  thread_local pid_t cached_for = 0;
+  thread_local std::uint64_t identity = 0;
+  const pid_t me = sys::current_pid();
+  if (cached_for != me) {
+    const pid_t tid = sys::current_tid();
+    std::uint64_t start = 0;
+    (void)sys::thread_state(tid, start);
+    identity = (start << 32) | (static_cast<std::uint64_t>(tid) & lock_tid_mask);
+    cached_for = me;
+  }
+  return identity;
+}
+
+bool lock_owner_alive(std::uint64_t word) noexcept {
+  const auto tid = static_cast<pid_t>(word & lock_tid_mask);
+  if (tid == 0) return false;
+  std::uint64_t start = 0;
+  switch (sys::thread_state(tid, start)) {
+    case sys::thread_status::gone:
+      return false;
+    case sys::thread_status::unreadable:
+      return true;  // invariant 4: it exists, and nothing says it is another thread
+    case sys::thread_status::alive:
+      break;
+  }
+  return static_cast<std::uint32_t>(start) == static_cast<std::uint32_t>(word >> 32);
+}
+
+int lock_acquire_slow(atomic_u64& word, std::uint64_t me, const wait_limit& limit, bool& owner_died) noexcept {
+  for (int i = 0; i < lock_spins; ++i) {
+    std::uint64_t w = word.load(std::memory_order_relaxed);
+    if (w == 0 && word.compare_exchange_weak(w, me, std::memory_order_acquire, std::memory_order_relaxed)) return 0;
+    PIPC_LOCK_RELAX();
+  }
+
+  // The time limit, on CLOCK_MONOTONIC.
+  std::int64_t now = sys::now_ns(CLOCK_MONOTONIC);
+  std::int64_t end = INT64_MAX;
+  if (limit.kind == wait_limit::none) {
+    end = now + lock_try_patience_ns;
+  } else if (limit.kind == wait_limit::until) {
+    const std::int64_t left = limit.when.clock == CLOCK_MONOTONIC ? limit.when.ns - now
+                                                                   : limit.when.ns - sys::now_ns(limit.when.clock);
+    end = now + std::max<std::int64_t>(left, 0);
+  }
+
+  // From here on this thread may sleep, so it takes the lock with the waiters bit set:
+  // it cannot know whether others sleep too, and a needless wake costs little.
+  bool check_owner = true;  // on the first round, and after each sleep that timed out
+  for (;;) {
+    std::uint64_t w = word.load(std::memory_order_relaxed);
+    if (w == 0) {
+      if (word.compare_exchange_weak(w, me | lock_waiters, std::memory_order_acquire, std::memory_order_relaxed)) {
+        return 0;
+      }
+      continue;
+    }
+    if (check_owner) {
+      check_owner = false;
+      if (!lock_owner_alive(w)) {
+        // Invariant 3: take it over from the dead owner, exactly once.
+        if (word.compare_exchange_strong(w, me | lock_waiters, std::memory_order_acquire, std::memory_order_relaxed)) {
+          owner_died = true;
+          return 0;
+        }
+        check_owner = true;  // it changed meanwhile: look at the new owner
+        continue;
+      }
+    }
+    if ((w & lock_waiters) == 0) {
+      if (!word.compare_exchange_weak(w, w | lock_waiters, std::memory_order_relaxed, std::memory_order_relaxed)) {
+        continue;
+      }
+      w |= lock_waiters;
+    }
+    now = sys::now_ns(CLOCK_MONOTONIC);
+    if (now >= end) {
+      // A wake-up meant for this thread may have come with the deadline: pass it on.
+      if (word.load(std::memory_order_relaxed) == 0) sys::futex_wake(futex_of(word), 1);
+      return ETIMEDOUT;
+    }
+    const std::int64_t wake_at = std::min(end, now + lock_owner_check_ns);
+    if (sys::futex_wait(futex_of(word), futex_value(w), CLOCK_MONOTONIC, &wake_at) == ETIMEDOUT) check_owner = true;
+  }
+}
+
+void lock_release_slow(atomic_u64& word, std::uint64_t me, std::uint64_t seen) noexcept {
+  // `seen` differs from `me`: the waiters bit is set, or the word is not this thread's.
+  while ((seen & lock_tid_mask) == (me & lock_tid_mask) && (seen >> 32) == (me >> 32)) {
+    if (word.compare_exchange_weak(seen, 0, std::memory_order_release, std::memory_order_relaxed)) {
+      if ((seen & lock_waiters) != 0) sys::futex_wake(futex_of(word), 1);
+      return;
+    }
+  }
+}
+
+}  // namespace pipc::engine

@@ -1,0 +1,221 @@
+// Notification (docs/engine.md, "Notification") and the table of blocked receivers
+// that decides it ("no receiver is blocked").
+//
+// What this file keeps:
+//   1. One registration per queue, written under both locks; a registration whose
+//      process is gone (pid and start time) counts as absent.
+//   2. A notification is taken (one-shot) by the send that puts a message on an empty
+//      queue while no receiver is blocked, under both locks, and delivered after them.
+//   3. The waiter table counts blocked receivers per process, each entry one word
+//      changed by compare-and-swap.
+#include "engine/notify.hpp"
+
+#include "engine/helpers.hpp"
+#include "engine/wait.hpp"
+
+namespace pipc::engine {
+
+bool same_process_alive(pid_t pid, std::uint64_t start_time) noexcept {
+  if (start_time == 0 || !sys::process_exists(pid)) return false;
+  return sys::process_start_time(pid) == start_time;
+}
+
+std::uint64_t own_start_time() noexcept {
+  // Cached per process; a forked child has its own start time, so key it by pid.
+  static std::atomic<pid_t> cached_pid{0};
+  static std::atomic<std::uint64_t> cached{0};
+  pid_t me = sys::current_pid();
+  if (cached_pid.load(std::memory_order_acquire) != me) {
+    cached.store(sys::process_start_time(me), std::memory_order_relaxed);
+    cached_pid.store(me, std::memory_order_release);
+  }
+  return cached.load(std::memory_order_relaxed);
+}
+
+namespace {
+constexpr std::uint32_t waiter_pid(std::uint64_t word) noexcept { return static_cast<std::uint32_t>(word >> 32); }
+constexpr std::uint32_t waiter_count(std::uint64_t word) noexcept { return static_cast<std::uint32_t>(word); }
+}  // namespace
+
+waiter_entry* enter_waiters(header* h) noexcept {
+  auto me = static_cast<std::uint32_t>(sys::current_pid());
+  // Pass 0: this process's entry; 1: a free one; 2: one of a process that is gone.
+  for (int pass = 0; pass < 3; ++pass) {
+    for (waiter_entry& w : h->waiters) {
+      std::uint64_t word = w.word.load(std::memory_order_relaxed);
+      for (;;) {
+        const std::uint32_t owner = waiter_pid(word);
+        const bool mine = owner == me && waiter_count(word) != 0xffff'ffffu;
+        const bool free = owner == 0;
+        const bool gone = pass == 2 && owner != 0 && owner != me && !sys::process_exists(static_cast<pid_t>(owner));
+        if (!(pass == 0 ? mine : pass == 1 ? free : gone)) break;
+        const std::uint64_t next = pass == 0 ? word + 1 : (std::uint64_t{me} << 32) | 1;
+        if (w.word.compare_exchange_weak(word, next)) return &w;
+      }
+    }
+  }
+  return nullptr;
+}
+
+void leave_waiters(waiter_entry* w) noexcept {
+  if (w == nullptr) return;
+  // Only this process counts in its entry and nobody takes over a live process's entry,
+  // so the count is not zero here.
+  w->word.fetch_sub(1);
+}
+
+bool receivers_blocked(header* h) noexcept {
+  bool any = false;
+  for (waiter_entry& w : h->waiters) {
+    std::uint64_t word = w.word.load();
+    const std::uint32_t owner = waiter_pid(word);
+    if (owner == 0 || waiter_count(word) == 0) continue;
+    if (sys::process_exists(static_cast<pid_t>(owner))) {
+      any = true;
+    } else {
+      w.word.compare_exchange_strong(word, 0);  // unless it changed meanwhile
+    }
+  }
+  return any;
+}
+
+// Waits for this descriptor's thread notification to fire, then runs its callback.
+void* queue::notify_helper::run(void* arg) {
+  auto* self = static_cast<notify_helper*>(arg);
+  header* h = self->r->hdr();
+  auto me = static_cast<std::uint32_t>(sys::current_pid());
+  for (;;) {
+    std::uint32_t seq = h->notify_seq.load();
+    if (self->stop.load()) break;  // the descriptor clears a record left behind
+    if (self->r->lock_both() != 0) break;
+    bool fired = h->notify_fired_pid == me && h->notify_fired_token == self->token;
+    bool still_registered = h->notify_pid.load() == me && h->notify_token == self->token;
+    if (fired) {
+      h->notify_fired_pid = 0;
+      h->notify_fired_token = 0;
+    }
+    self->r->unlock_both();
+    if (fired) {
+      detail::notify_registry_fire(self->key);
+      break;
+    }
+    if (!still_registered) break;
+    // Bounded: a sender killed between recording the notification and waking this
+    // helper wakes nobody.
+    std::int64_t wake_at = sys::now_ns(CLOCK_MONOTONIC) + recheck_ns;
+    sys::futex_wait(&h->notify_seq, seq, CLOCK_MONOTONIC, &wake_at);
+  }
+  detail::notify_registry_remove(self->key);
+  return nullptr;
+}
+
+// Records this process and descriptor as the registrant. Takes and releases the lock.
+int queue::register_notification(std::uint32_t kind, int signo, int value) noexcept {
+  region& r = *region_;
+  header* h = r.hdr();
+  if (int e = r.lock_both(); e != 0) return e;
+  std::uint32_t owner = h->notify_pid.load();
+  if (owner != 0 && same_process_alive(static_cast<pid_t>(owner), h->notify_start_time)) {
+    r.unlock_both();
+    return EBUSY;
+  }
+  // A thread notification that fired but whose helper has not run yet still holds
+  // the queue, so that its helper cannot mistake a newer record for its own; unless it
+  // is this descriptor's own, whose helper this registration replaces.
+  const bool own_fired = h->notify_fired_pid == static_cast<std::uint32_t>(sys::current_pid()) &&
+                         h->notify_fired_token == token_;
+  if (h->notify_fired_token != 0 && !own_fired && sys::process_exists(static_cast<pid_t>(h->notify_fired_pid))) {
+    r.unlock_both();
+    return EBUSY;
+  }
+  h->notify_fired_pid = 0;
+  h->notify_fired_token = 0;
+  h->notify_kind = kind;
+  h->notify_signo = signo;
+  h->notify_value = value;
+  h->notify_start_time = own_start_time();
+  h->notify_token = token_;
+  h->notify_pid.store(static_cast<std::uint32_t>(sys::current_pid()));
+  r.unlock_both();
+  return 0;
+}
+
+int queue::notify_signal(int signo, int value) noexcept {
+  if (signo <= 0 || signo >= NSIG) return EINVAL;
+  stop_notify_helper();
+  return register_notification(notify_signal_kind, signo, value);
+}
+
+int queue::notify_none() noexcept {
+  stop_notify_helper();
+  return register_notification(notify_none_kind, 0, 0);
+}
+
+int queue::notify_thread(std::function<void()> callback) noexcept {
+  std::shared_ptr<notify_helper> helper;
+  try {
+    helper = std::make_shared<notify_helper>();
+    helper->key = detail::notify_registry_add(std::move(callback));
+  } catch (...) {
+    return ENOMEM;
+  }
+  helper->r = region_;
+  helper->token = token_;
+  helper->owner = sys::current_pid();
+  int e = register_notification(notify_thread_kind, 0, 0);
+  if (e != 0) {
+    detail::notify_registry_remove(helper->key);
+    return e;
+  }
+  stop_notify_helper();
+  // The helper owns a reference to itself for as long as its thread runs.
+  auto* self = new (std::nothrow) std::shared_ptr<notify_helper>(helper);
+  if (self == nullptr) {
+    cancel_notification();
+    return ENOMEM;
+  }
+  e = sys::thread_start(
+      [](void* arg) -> void* {
+        auto* owned = static_cast<std::shared_ptr<notify_helper>*>(arg);
+        notify_helper::run(owned->get());
+        delete owned;
+        return nullptr;
+      },
+      self, helper->thread);
+  if (e != 0) {
+    delete self;
+    cancel_notification();
+    return e;
+  }
+  ::pthread_detach(helper->thread);
+  std::lock_guard lock(helpers_mutex_);
+  notify_ = std::move(helper);
+  return 0;
+}
+
+int queue::cancel_notification() noexcept {
+  stop_notify_helper();
+  region& r = *region_;
+  header* h = r.hdr();
+  if (int e = r.lock_both(); e != 0) return e;
+  if (h->notify_pid.load() == static_cast<std::uint32_t>(sys::current_pid())) h->notify_pid.store(0);
+  r.unlock_both();
+  return 0;
+}
+
+// Tells this descriptor's notification helper, if any, to finish without firing.
+void queue::stop_notify_helper() noexcept {
+  std::shared_ptr<notify_helper> helper;
+  {
+    std::lock_guard lock(helpers_mutex_);
+    helper = std::move(notify_);
+  }
+  if (!helper) return;
+  helper->stop.store(true);
+  detail::notify_registry_remove(helper->key);
+  header* h = region_->hdr();
+  h->notify_seq.fetch_add(1);
+  sys::futex_wake(&h->notify_seq, INT_MAX);
+}
+
+}  // namespace pipc::engine

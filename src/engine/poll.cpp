@@ -1,0 +1,71 @@
+// Polling (docs/engine.md, "Polling"): an eventfd per open description that polls
+// readable while the queue has messages and writable while it has room, kept so by a
+// helper thread that sleeps on event_seq with the handshake of wait.hpp.
+#include "engine/helpers.hpp"
+#include "engine/wait.hpp"
+
+namespace pipc::engine {
+
+namespace {
+constexpr std::uint64_t eventfd_full = 0xffff'ffff'ffff'fffeULL;  // polls not writable
+}  // namespace
+
+void queue::poll_helper::sync(bool look_for_dead) noexcept {
+  std::lock_guard lock(mutex);
+  header* h = r->hdr();
+  // A dead recv_lock owner may hide a committed side message until the next receiver
+  // repairs the side: such a queue counts as readable. Looking costs a system call or
+  // two, so only the helper's periodic re-check does it. (A dead send_lock owner hides
+  // no room: recovering a send never frees a slot.)
+  const bool readable = r->has_message() || (look_for_dead && lock_owner_dead(h->recv_lock));
+  const bool writable = r->has_room();
+  std::uint64_t want = !readable ? 0 : writable ? 1 : eventfd_full;
+  if (want != shown) {
+    sys::eventfd_set(fd, want);
+    shown = want;
+  }
+}
+
+void* queue::poll_helper::run(void* arg) {
+  auto* self = static_cast<poll_helper*>(arg);
+  header* h = self->r->hdr();
+  bool timed_out = false;
+  while (!self->stop.load()) {
+    // Announce, then look: a change after the look bumps event_seq and wakes us.
+    std::uint32_t seen = h->event_seq.load();
+    h->event_watchers.fetch_add(1);
+    handshake_fence();
+    self->sync(timed_out);
+    if (self->stop.load()) break;
+    // Bounded, like every sleep: a process killed between its commit and its wake-up
+    // wakes nobody.
+    std::int64_t wake_at = sys::now_ns(CLOCK_MONOTONIC) + recheck_ns;
+    timed_out = sys::futex_wait(&h->event_seq, seen, CLOCK_MONOTONIC, &wake_at) == ETIMEDOUT;
+  }
+  return nullptr;
+}
+
+int queue::poll_fd(int& fd) noexcept {
+  std::lock_guard lock(helpers_mutex_);
+  if (poll_ && poll_->owner == sys::current_pid()) {
+    fd = poll_->fd;
+    return 0;
+  }
+  std::shared_ptr<poll_helper> helper;
+  try {
+    helper = std::make_shared<poll_helper>();
+  } catch (...) {
+    return ENOMEM;
+  }
+  helper->r = region_;
+  helper->owner = sys::current_pid();
+  if (int e = sys::eventfd_create(helper->fd); e != 0) return e;
+  if (int e = sys::thread_start(poll_helper::run, helper.get(), helper->thread); e != 0) return e;
+  helper->sync();
+  poll_ = std::move(helper);
+  poll_active_.store(poll_.get(), std::memory_order_release);
+  fd = poll_->fd;
+  return 0;
+}
+
+}  // namespace pipc::engine

@@ -1,0 +1,261 @@
+// Creating, opening and removing queue regions (docs/engine.md, "Creation, opening,
+// unlinking"). Only complete regions ever get a name: a region is built in an unnamed
+// file and linked into place, so no process can see a half-initialised queue; a
+// racing creator opens the winner's queue.
+#include "engine/region.hpp"
+
+#include <fcntl.h>
+
+#include <mutex>
+#include <vector>
+
+namespace pipc::engine {
+
+using detail::encode;
+
+namespace {
+
+constexpr const char* object_prefix = "pipc.mq.";
+// Regions up to this size get their page tables filled in when a process maps them.
+constexpr std::uint64_t populate_limit = std::uint64_t{256} << 20;
+
+// The file's own permissions: read-write for each class that the queue's mode gives
+// any access, because receiving writes shared state too (docs/engine.md).
+mode_t file_mode(mode_t queue_mode) noexcept {
+  mode_t m = 0;
+  if (queue_mode & 0600) m |= 0600;
+  if (queue_mode & 0060) m |= 0060;
+  if (queue_mode & 0006) m |= 0006;
+  return m;
+}
+
+int map_region(int fd, const geometry& geo, std::shared_ptr<region>& out) noexcept {
+  void* base = nullptr;
+  int e = sys::mmap_rw(fd, geo.region_size, base);
+  if (e != 0) return e;
+
+  try {
+    out = std::make_shared<region>();
+  } catch (...) {
+    sys::munmap(base, geo.region_size);
+    return ENOMEM;
+  }
+  out->fd = fd;
+  out->base = static_cast<std::byte*>(base);
+  out->geo = geo;
+  populate(*out);
+  return 0;
+}
+
+// One mapping per queue file per process: every open of the same file (device and
+// inode) shares the region. Opening again costs no mmap, and all of a process's threads
+// see the queue at one address (which is also what ThreadSanitizer needs to follow
+// their synchronisation). A region outlives its file's name, so an inode in the table
+// cannot be reused while its region lives; entries of dead regions are dropped lazily.
+class region_table {
+ public:
+  region_table() {
+    // A child of fork() inherits the mappings, and the table with them; the lock must
+    // not be inherited held.
+    ::pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+                     [] { instance().mutex_.unlock(); });
+  }
+  static region_table& instance() {
+    static region_table* table = new region_table;  // never destroyed: used until exit
+    return *table;
+  }
+  std::shared_ptr<region> find(const struct ::stat& st) {
+    std::lock_guard lock(mutex_);
+    for (const auto& e : entries_) {
+      if (e.dev == st.st_dev && e.ino == st.st_ino) return e.r.lock();
+    }
+    return nullptr;
+  }
+  void add(const struct ::stat& st, const std::shared_ptr<region>& r) noexcept {
+    std::lock_guard lock(mutex_);
+    try {
+      std::erase_if(entries_, [&](const entry& e) { return e.r.expired() || (e.dev == st.st_dev && e.ino == st.st_ino); });
+      entries_.push_back({st.st_dev, st.st_ino, r});
+    } catch (...) {
+      // Out of memory: this region stays unshared, which costs only a mapping.
+    }
+  }
+
+ private:
+  struct entry {
+    dev_t dev;
+    ino_t ino;
+    std::weak_ptr<region> r;
+  };
+  std::mutex mutex_;
+  std::vector<entry> entries_;
+};
+
+// Builds a complete queue in an unnamed file and links it as `leaf`.
+// Returns 0, EEXIST if the name is taken, or another errno.
+int create_region(const std::string& leaf, mode_t mode, std::uint64_t max_messages, std::uint64_t message_size,
+                  std::shared_ptr<region>& out) noexcept {
+  geometry geo = compute_geometry(max_messages, message_size);
+  mode_t queue_mode = mode & ~sys::current_umask() & 0777;
+  int fd = -1;
+  int e = sys::shm_create_unnamed(file_mode(queue_mode), fd);
+  if (e != 0) return e;
+  e = sys::fallocate(fd, geo.region_size);
+  if (e == 0) e = map_region(fd, geo, out);
+  if (e != 0) {
+    sys::close(fd);
+    return e;
+  }
+  region& r = *out;
+  header* h = r.hdr();  // the file is new, so everything reads as zero
+  h->version = layout_version;
+  h->header_bytes = header_size;
+  h->region_size = geo.region_size;
+  h->max_messages = geo.max_messages;
+  h->message_size = geo.message_size;
+  h->slot_stride = geo.slot_stride;
+  h->bitmap_offset = geo.bitmap_offset;
+  h->table_offset = geo.table_offset;
+  h->slots_offset = geo.slots_offset;
+  h->ring_size = geo.ring_size;
+  h->free_ring_offset = geo.free_ring_offset;
+  h->ready_ring_offset = geo.ready_ring_offset;
+  h->mode = queue_mode;
+  h->created_ns = sys::now_ns(CLOCK_REALTIME);
+  h->next_seq = 1;
+
+  // Both lock words are 0: free.
+
+  // Every slot starts on the free ring, slot n at position n − 1: free_head 0,
+  // free_tail N.
+  auto count = static_cast<std::uint32_t>(max_messages);
+  for (std::uint32_t n = 1; n <= count; ++n) {
+    r.slot(n)->position = n - 1;
+    r.entry(r.free_ring(), n - 1).store(ring_entry(n - 1, n), std::memory_order_relaxed);
+  }
+  h->send_cursors.store(cursors(0, 0), std::memory_order_relaxed);
+  h->recv_cursors.store(cursors(count, 0), std::memory_order_relaxed);
+  std::atomic_ref<std::uint64_t>(h->magic_word).store(magic, std::memory_order_release);
+
+  // The queue is complete: only now does it get its name.
+  e = sys::shm_link(fd, leaf.c_str());
+  if (e != 0) {
+    out.reset();
+    return e;
+  }
+  struct ::stat st {};
+  if (sys::fstat(fd, st) == 0) region_table::instance().add(st, out);
+  return 0;
+}
+
+// Checks that an existing file (`fd`, whose status is `st`) holds a queue this code can
+// use, and maps it.
+int attach_region(int fd, const struct ::stat& st, std::shared_ptr<region>& out) noexcept {
+  auto file_size = static_cast<std::uint64_t>(st.st_size);
+  if (file_size < header_size) return encode(errc::not_a_pipc_object);
+
+  // Read the geometry from the header page once, into locals: the region is input.
+  void* first = nullptr;
+  int e = sys::mmap_shared(fd, header_size, 0, false, first);
+  if (e != 0) return e;
+  const auto* ph = static_cast<const header*>(first);
+  const std::uint64_t magic_found = ph->magic_word;
+  const std::uint32_t version = ph->version;
+  const std::uint32_t header_bytes = ph->header_bytes;
+  const geometry claimed{ph->max_messages, ph->message_size,     ph->slot_stride,
+                         ph->bitmap_offset, ph->table_offset,    ph->ring_size,
+                         ph->free_ring_offset, ph->ready_ring_offset, ph->slots_offset,
+                         ph->region_size};
+  sys::munmap(first, header_size);
+
+  if ((magic_found & magic_family_mask) != (magic & magic_family_mask)) return encode(errc::not_a_pipc_object);
+  if (magic_found != magic || version != layout_version || header_bytes != header_size) {
+    return encode(errc::layout_mismatch);
+  }
+  if (claimed.max_messages < 1 || claimed.max_messages > max_max_messages || claimed.message_size < 1 ||
+      claimed.message_size > max_message_size) {
+    return corrupt;
+  }
+  geometry geo = compute_geometry(claimed.max_messages, claimed.message_size);
+  if (claimed != geo || file_size != geo.region_size) return corrupt;
+  return map_region(fd, geo, out);
+}
+
+// May the caller open a queue whose file is `st` and whose POSIX mode is `mode` for
+// the access in `flags`?
+bool permitted(const struct ::stat& st, std::uint32_t mode, int flags) noexcept {
+  if (sys::effective_uid() == 0) return true;
+  unsigned shift = st.st_uid == sys::effective_uid() ? 6 : sys::in_group(st.st_gid) ? 3 : 0;
+  unsigned bits = (mode >> shift) & 7;
+  int acc = flags & O_ACCMODE;
+  bool need_read = acc == O_RDONLY || acc == O_RDWR;
+  bool need_write = acc == O_WRONLY || acc == O_RDWR;
+  return (!need_read || (bits & 4)) && (!need_write || (bits & 2));
+}
+
+int open_existing(const std::string& leaf, int flags, std::shared_ptr<region>& out) noexcept {
+  int fd = -1;
+  int e = sys::shm_open_file(leaf.c_str(), fd);
+  if (e != 0) return e;
+  struct ::stat st {};
+  e = sys::fstat(fd, st);
+  if (e == 0) {
+    try {
+      out = region_table::instance().find(st);
+    } catch (...) {
+      e = ENOMEM;
+    }
+  }
+  if (e == 0 && out) {
+    sys::close(fd);  // the shared region keeps its own descriptor
+    populate(*out);  // in a child of fork, whose page tables for it are empty
+  } else if (e == 0) {
+    e = attach_region(fd, st, out);
+    if (e == 0) region_table::instance().add(st, out);
+  }
+  if (e != 0 && !out) sys::close(fd);
+  if (e == 0 && !permitted(st, out->hdr()->mode, flags)) e = EACCES;
+  if (e != 0) out.reset();
+  return e;
+}
+
+}  // namespace
+
+std::string leaf_name(const std::string& name) { return object_prefix + name.substr(1); }
+
+// Each process takes a page fault the first time it touches each page of the region,
+// and a send or receive touches its slot under a lock: a fault there (and the
+// preemption it invites) makes every other sender or receiver wait. So a process fills
+// in its page tables when it opens the queue, for regions up to populate_limit (larger
+// ones fault in as they are used); a child of fork() does it again, as fork does not
+// copy a shared mapping's page tables. Failure only means the faults come later.
+void populate(region& r) noexcept {
+  const pid_t me = sys::current_pid();
+  if (r.populated_by.load(std::memory_order_relaxed) == me || r.geo.region_size > populate_limit) return;
+  (void)sys::populate_write(r.base, r.geo.region_size);
+  r.populated_by.store(me, std::memory_order_relaxed);
+}
+
+int open_region(const std::string& leaf, int flags, mode_t mode, bool create, bool exclusive,
+                bool bad_attributes, std::uint64_t max_messages, std::uint64_t message_size,
+                std::shared_ptr<region>& out) noexcept {
+  int e = ENOENT;
+  // A queue may be unlinked between a failed create and the open that follows, or
+  // created between a failed open and the create: a few rounds settle every race.
+  for (int round = 0; round < 100; ++round) {
+    if (!exclusive) {
+      e = open_existing(leaf, flags, out);
+      if (e != ENOENT || !create) break;
+    }
+    if (bad_attributes) {
+      // With O_EXCL an existing name is EEXIST whatever the attributes.
+      e = exclusive && sys::shm_file_exists(leaf.c_str()) ? EEXIST : EINVAL;
+      break;
+    }
+    e = create_region(leaf, mode, max_messages, message_size, out);
+    if (e != EEXIST || exclusive) break;
+  }
+  return e;
+}
+
+}  // namespace pipc::engine

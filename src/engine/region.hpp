@@ -1,0 +1,316 @@
+// The region: one process's mapping of a queue's shared memory object, with private
+// copies of its geometry (the shared copy is never trusted after open), and the
+// lock-free and locked accessors that send, receive and recovery share.
+//
+// What the region keeps (docs/engine.md, "Invariants"; layout.hpp has the bytes):
+//   1. Every slot is in exactly one of: the free ring, the ready ring, the side index.
+//   2. A message changes hands at exactly one store (a ring entry or a SIDE state).
+//   3. Everything read from the region is input: each slot number, size, priority and
+//      count is read once and bounds-checked before use; ring indices are masked.
+//   4. No pointer into the region is stored in the region.
+#ifndef PIPC_SRC_ENGINE_REGION_HPP
+#define PIPC_SRC_ENGINE_REGION_HPP
+
+#include "engine/layout.hpp"
+#include "engine/lock.hpp"
+#include "error_util.hpp"
+#include "queue_backend.hpp"
+#include "sys/sys.hpp"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <climits>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define PIPC_CPU_RELAX() _mm_pause()
+#else
+#define PIPC_CPU_RELAX() std::atomic_signal_fence(std::memory_order_seq_cst)
+#endif
+
+namespace pipc::engine {
+
+inline constexpr int corrupt = detail::encode(errc::corrupt_state);
+// A sender that waited for room waits up to this long for room_batch free slots.
+inline constexpr std::uint32_t room_batch = 32;
+inline constexpr std::int64_t room_batch_wait_ns = 2'000;
+// The longest a blocked call sleeps before it looks at the queue again by itself.
+inline constexpr std::int64_t recheck_ns = 250'000'000;
+
+// Reads a field of the shared region exactly once. A plain read may be repeated by the
+// compiler (it may assume nobody else writes the field), so a value checked once could
+// be re-read, changed by a hostile process, and used unchecked.
+template <class T>
+T read_once(T& field) noexcept {
+  return std::atomic_ref<T>(field).load(std::memory_order_relaxed);
+}
+
+// Did the last operation recorded in `cpu` (1 + its CPU, as sender_cpu and receiver_cpu
+// hold it) run on this caller's CPU? Then waiting for that side by spinning would only
+// keep it from running.
+inline bool last_ran_here(const atomic_u32& cpu) noexcept {
+  return cpu.load(std::memory_order_relaxed) == sys::current_cpu() + 1;
+}
+
+struct region {
+  int fd = -1;
+  std::byte* base = nullptr;
+  geometry geo{};
+  std::atomic<pid_t> populated_by{0};  // the process whose page tables map it all
+
+  ~region() {
+    if (base != nullptr) sys::munmap(base, geo.region_size);
+    if (fd >= 0) sys::close(fd);
+  }
+
+  header* hdr() const noexcept { return reinterpret_cast<header*>(base); }
+  std::uint64_t* bitmap() const noexcept { return reinterpret_cast<std::uint64_t*>(base + geo.bitmap_offset); }
+  list_ends* table() const noexcept { return reinterpret_cast<list_ends*>(base + geo.table_offset); }
+
+  // Slot `n` (1-based); nullptr if n is out of range.
+  slot_header* slot(std::uint32_t n) const noexcept {
+    if (n == 0 || n > geo.max_messages) return nullptr;
+    return reinterpret_cast<slot_header*>(base + geo.slots_offset + (n - 1) * geo.slot_stride);
+  }
+  std::byte* payload(slot_header* s) const noexcept { return reinterpret_cast<std::byte*>(s) + sizeof(slot_header); }
+
+  // ---- the rings ----
+
+  atomic_u64* free_ring() const noexcept { return reinterpret_cast<atomic_u64*>(base + geo.free_ring_offset); }
+  atomic_u64* ready_ring() const noexcept { return reinterpret_cast<atomic_u64*>(base + geo.ready_ring_offset); }
+  atomic_u64& entry(atomic_u64* ring, std::uint32_t position) const noexcept {
+    return ring[position & (geo.ring_size - 1)];
+  }
+  // Does `ring` hold a valid entry for `position`? If so, `slot_number` is its slot
+  // (not yet bounds-checked). Acquire: the entry publishes what was written before it.
+  bool entry_at(atomic_u64* ring, std::uint32_t position, std::uint32_t& slot_number) const noexcept {
+    std::uint64_t e = entry(ring, position).load(std::memory_order_acquire);
+    slot_number = entry_slot(e);
+    return entry_tag(e) == static_cast<std::uint32_t>(position + 1);
+  }
+
+  // Messages in the queue, free_head + N − free_tail, read without a lock: free_head
+  // is read on both sides of free_tail until it stands still, so the two belong to one
+  // moment. A peer between its commit and its cursor store puts the value one off (−1
+  // or N + 1); it is clamped to 0 … N.
+  std::uint64_t depth() const noexcept {
+    const header* h = hdr();
+    std::uint32_t head = free_cursor(h->send_cursors.load(std::memory_order_acquire));
+    std::uint32_t tail = 0;
+    for (int tries = 0; tries < 16; ++tries) {
+      tail = free_cursor(h->recv_cursors.load(std::memory_order_acquire));
+      std::uint32_t again = free_cursor(h->send_cursors.load(std::memory_order_acquire));
+      if (again == head) break;
+      head = again;
+    }
+    const auto d = static_cast<std::int32_t>(head + static_cast<std::uint32_t>(geo.max_messages) - tail);
+    return static_cast<std::uint64_t>(std::clamp<std::int64_t>(d, 0, static_cast<std::int64_t>(geo.max_messages)));
+  }
+  // Can a sender take a slot now? (The free ring's entry at free_head is valid.)
+  bool has_room() const noexcept {
+    std::uint32_t n = 0;
+    return entry_at(free_ring(), free_cursor(hdr()->send_cursors.load(std::memory_order_acquire)), n);
+  }
+  // Is there a message for a receiver now? (The ready ring's entry at ready_head is
+  // valid, or the side index is not empty.)
+  bool has_message() const noexcept {
+    std::uint32_t n = 0;
+    return hdr()->side_count.load(std::memory_order_acquire) != 0 ||
+           entry_at(ready_ring(), ring_cursor(hdr()->recv_cursors.load(std::memory_order_acquire)), n);
+  }
+
+  // Do the cursors claim a depth the queue cannot have? Under send_lock free_tail −
+  // free_head lies in −1 … N (−1: a receiver between its commit and its cursor store);
+  // under recv_lock in 0 … N + 1 (N + 1: a sender likewise). Reading the other side's
+  // cursor costs a cache-line transfer, so the hot paths check every 64 positions
+  // (check_due) and whenever they find the queue full or empty: forged cursors are
+  // reported within 64 operations (docs/engine.md, "Untrusted memory").
+  static bool check_due(std::uint32_t position) noexcept { return (position & 63) == 0; }
+  bool send_cursors_sane(std::uint32_t free_head) const noexcept {
+    std::uint32_t free_tail = free_cursor(hdr()->recv_cursors.load(std::memory_order_acquire));
+    return static_cast<std::uint32_t>(free_tail - free_head + 1) <= geo.max_messages + 1;
+  }
+  bool recv_cursors_sane(std::uint32_t free_tail) const noexcept {
+    std::uint32_t free_head = free_cursor(hdr()->send_cursors.load(std::memory_order_acquire));
+    return static_cast<std::uint32_t>(free_tail - free_head) <= geo.max_messages + 1;
+  }
+
+  // The same without a lock, for a side that found the queue full or empty: exact
+  // bounds whatever the others do meanwhile. free_tail − free_head read before it is at
+  // least −1; free_tail − free_head read after it is at most N + 1 (one receiver and one
+  // sender may each be between commit and cursor store). And positions before free_tail
+  // hold valid entries until a sender takes them: a free_head behind free_tail whose
+  // entry is invalid is a lie, unless a sender holds send_lock (it may have taken the
+  // entry and not yet moved free_head, and receivers may have refilled the entry's place
+  // one lap on) or free_head moved meanwhile.
+  bool cursors_plausible() const noexcept {
+    header* h = hdr();
+    const std::uint32_t head_before = free_cursor(h->send_cursors.load(std::memory_order_acquire));
+    const std::uint32_t tail = free_cursor(h->recv_cursors.load(std::memory_order_acquire));
+    std::uint32_t n = 0;
+    const bool valid = entry_at(free_ring(), head_before, n);
+    const bool sender_inside = h->send_lock.load(std::memory_order_acquire) != 0;
+    const std::uint32_t head_after = free_cursor(h->send_cursors.load(std::memory_order_acquire));
+    const auto n_max = static_cast<std::int64_t>(geo.max_messages);
+    if (static_cast<std::int32_t>(tail - head_before) < -1) return false;
+    if (static_cast<std::int32_t>(tail - head_after) > n_max + 1) return false;
+    return valid || sender_inside || head_after != head_before || static_cast<std::int32_t>(tail - head_before) < 1;
+  }
+
+  // A sender that found the queue full and now has room waits a little more, while a
+  // receiver on another CPU is freeing slots, until room_batch slots are free. Taking
+  // each slot the moment it is freed would pull the free ring's line from the receiver
+  // on every message; the receiver is the slower side then, so the wait costs no
+  // throughput. Never when the receiver last ran on this CPU: the wait would keep it
+  // from running.
+  void await_room_batch(std::int64_t spin_ns) const noexcept {
+    if (spin_ns <= 0) return;
+    const std::uint32_t batch = static_cast<std::uint32_t>(std::min<std::uint64_t>(room_batch, geo.max_messages / 4));
+    if (batch <= 1) return;
+    const header* h = hdr();
+    if (last_ran_here(h->receiver_cpu)) return;
+    std::uint32_t n = 0;
+    auto enough = [&] {
+      return entry_at(free_ring(), free_cursor(h->send_cursors.load(std::memory_order_acquire)) + batch - 1, n);
+    };
+    const std::int64_t until = sys::now_ns(CLOCK_MONOTONIC) + std::min<std::int64_t>(spin_ns, room_batch_wait_ns);
+    while (!enough()) {
+      for (int k = 0; k < 8; ++k) PIPC_CPU_RELAX();
+      if (sys::now_ns(CLOCK_MONOTONIC) >= until || last_ran_here(h->receiver_cpu)) return;
+    }
+  }
+
+  // ---- the locks (lock.hpp; docs/engine.md, "The locks") ----
+
+  // Takes send_lock; if its previous owner died holding it, repairs the send side
+  // first. Returns 0 or ETIMEDOUT (the limit ran out: the holder may be stopped).
+  int lock_send(const detail::wait_limit& limit = detail::wait_limit::blocking()) noexcept {
+    bool died = false;
+    int e = lock_acquire(hdr()->send_lock, limit, died);
+    if (e == 0 && died) recover_send();
+    return e;
+  }
+  // The same for recv_lock and the receive side.
+  int lock_recv(const detail::wait_limit& limit = detail::wait_limit::blocking()) noexcept {
+    bool died = false;
+    int e = lock_acquire(hdr()->recv_lock, limit, died);
+    if (e == 0 && died) recover_recv();
+    return e;
+  }
+  // Both locks, send_lock first (the only order anyone takes them in).
+  int lock_both(const detail::wait_limit& limit = detail::wait_limit::blocking()) noexcept {
+    if (int e = lock_send(limit); e != 0) return e;
+    if (int e = lock_recv(limit); e != 0) {
+      unlock_send();
+      return e;
+    }
+    return 0;
+  }
+  void unlock_send() noexcept { lock_release(hdr()->send_lock); }
+  void unlock_recv() noexcept { lock_release(hdr()->recv_lock); }
+  void unlock_both() noexcept {
+    unlock_recv();
+    unlock_send();
+  }
+
+  // ---- the side index. Caller holds recv_lock. ----
+
+  void set_bit(std::uint32_t p) noexcept {
+    bitmap()[p / 64] |= std::uint64_t{1} << (p % 64);
+    hdr()->summary[p / 4096] |= std::uint64_t{1} << ((p / 64) % 64);
+  }
+  void clear_bit(std::uint32_t p) noexcept {
+    std::uint64_t& word = bitmap()[p / 64];
+    word &= ~(std::uint64_t{1} << (p % 64));
+    if (word == 0) hdr()->summary[p / 4096] &= ~(std::uint64_t{1} << ((p / 64) % 64));
+  }
+  bool has_bit(std::uint32_t p) const noexcept { return (bitmap()[p / 64] >> (p % 64)) & 1; }
+
+  // The highest priority in the side index; false if the bitmaps say none (or disagree).
+  bool top_priority(std::uint32_t& p) const noexcept {
+    for (std::size_t i = summary_words; i-- > 0;) {
+      std::uint64_t s = hdr()->summary[i];
+      if (s == 0) continue;
+      std::size_t w = i * 64 + (63 - static_cast<std::size_t>(std::countl_zero(s)));
+      std::uint64_t word = bitmap()[w];
+      if (word == 0) return false;
+      p = static_cast<std::uint32_t>(w * 64 + (63 - static_cast<std::size_t>(std::countl_zero(word))));
+      return true;
+    }
+    return false;
+  }
+
+  // Appends slot `n` (state SIDE, fields written) to the side list of priority `p`
+  // (< priorities, checked by the caller). Returns false if the list's tail is not a
+  // valid slot.
+  bool side_append(std::uint32_t n, slot_header* s, std::uint32_t p) noexcept {
+    list_ends& ends = table()[p];
+    s->next = 0;
+    if (has_bit(p)) {
+      slot_header* tail = slot(read_once(ends.tail));
+      if (tail == nullptr) return false;
+      tail->next = n;
+      ends.tail = n;
+    } else {
+      ends = {n, n};
+      set_bit(p);
+    }
+    return true;
+  }
+
+  // Puts slot `n` on the free ring at free_tail: the commit of a receive. Caller holds
+  // recv_lock and then stores the cursors. A slot leaving the side index records the
+  // position (a side sender's claim asks whether its slot has been freed since); a ring
+  // receive leaves the slot's line alone, as the sender will write it next.
+  void push_free(std::uint32_t free_tail, std::uint32_t n, slot_header* s, bool from_side) noexcept {
+    if (from_side) s->position = free_tail;
+    entry(free_ring(), free_tail).store(ring_entry(free_tail, n), std::memory_order_release);
+  }
+
+  // Starts loading slot `n` for writing: it was last read by a receiver on another CPU,
+  // and the next send will most likely fill it.
+  void prefetch_for_send(std::uint32_t n) const noexcept {
+    if (n == 0 || n > geo.max_messages) return;
+    const std::byte* p = reinterpret_cast<const std::byte*>(slot(n));
+    __builtin_prefetch(p, 1, 3);
+    if (geo.slot_stride > 64) __builtin_prefetch(p + 64, 1, 3);
+  }
+
+  // ---- recovery (recovery.cpp; docs/engine.md, "Recovery") ----
+
+  // send_lock's previous owner died. Caller holds send_lock.
+  void recover_send() noexcept;
+  // recv_lock's previous owner died. Caller holds recv_lock; ring senders may run.
+  void recover_recv() noexcept;
+  // Links SIDE slot `n` into the list of priority `p` after every slot of a lower seq.
+  void side_insert(std::uint32_t n, slot_header* s, std::uint32_t p, std::uint64_t seq) noexcept;
+  // Waiters may have missed a wake-up from a process that died: wake them all to
+  // re-check.
+  void wake_everyone() noexcept;
+};
+
+// ---- creating, opening and removing regions (region.cpp) ----
+
+// The shared memory object's file name for queue `name` ("/name"): "pipc.mq.name".
+std::string leaf_name(const std::string& name);
+
+// Opens the queue file `leaf` for the access in `flags`, or creates it when `create`
+// (with `mode` before the umask and the given attributes) and it does not exist.
+// Returns 0, EEXIST (exclusive and it exists), ENOENT, EACCES, or another errno or
+// encoded pipc::errc.
+int open_region(const std::string& leaf, int flags, mode_t mode, bool create, bool exclusive,
+                bool bad_attributes, std::uint64_t max_messages, std::uint64_t message_size,
+                std::shared_ptr<region>& out) noexcept;
+
+// Fills in this process's page tables for the region (see region.cpp).
+void populate(region& r) noexcept;
+
+}  // namespace pipc::engine
+
+#endif  // PIPC_SRC_ENGINE_REGION_HPP

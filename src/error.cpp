@@ -19,8 +19,26 @@ class pipc_category final : public std::error_category {
         return "pipc layout version mismatch";
       case errc::corrupt_state:
         return "corrupt shared state";
+      case errc::foreign_owner:
+        return "owned by another user (refused with O_CREAT in a shared directory; open it without creating)";
+      case errc::multiply_linked:
+        return "has more than one name (a hard link), refused";
+      case errc::proc_unavailable:
+        return "/proc is not mounted (the shm backend needs it to tell live processes)";
     }
     return "unknown pipc error " + std::to_string(condition);
+  }
+
+  std::error_condition default_error_condition(int condition) const noexcept override {
+    switch (static_cast<errc>(condition)) {
+      case errc::foreign_owner:
+      case errc::multiply_linked:
+        return std::errc::permission_denied;
+      case errc::proc_unavailable:
+        return std::errc::not_supported;
+      default:
+        return {condition, *this};
+    }
   }
 };
 

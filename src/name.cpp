@@ -6,7 +6,7 @@
 namespace pipc {
 namespace {
 // The reasons a name can be rejected, in the order they are checked.
-enum class name_problem { none, empty, no_slash, inner_slash, nul_byte, too_long };
+enum class name_problem { none, empty, no_slash, inner_slash, nul_byte, too_long, reserved };
 
 name_problem find_problem(std::string_view name, name_kind kind) noexcept {
   if (name.empty() || name == "/") return name_problem::empty;
@@ -15,6 +15,11 @@ name_problem find_problem(std::string_view name, name_kind kind) noexcept {
   if (rest.find('/') != std::string_view::npos) return name_problem::inner_slash;
   if (rest.find('\0') != std::string_view::npos) return name_problem::nul_byte;
   if (rest.size() > max_name_length(kind)) return name_problem::too_long;
+  // In /dev/shm, "pipc.mq.*" are the engine's queues and "sem.*" glibc's named
+  // semaphores: a shared memory object of such a name would be one of them.
+  if (kind == name_kind::shared_memory && (rest.starts_with("pipc.mq.") || rest.starts_with("sem."))) {
+    return name_problem::reserved;
+  }
   return name_problem::none;
 }
 }  // namespace
@@ -66,6 +71,9 @@ std::string_view describe_name_problem(std::string_view name, name_kind kind) no
           break;
       }
       return "a name may have at most 255 (NAME_MAX) bytes after the '/'";
+    case name_problem::reserved:
+      return "shared memory names beginning with \"pipc.mq.\" (the shm backend's queues) or \"sem.\" (named "
+             "semaphores) are reserved";
   }
   return {};
 }

@@ -5,7 +5,9 @@
 // (`mq_open "/jobs": Permission denied`), and a noexcept overload that reports through
 // a std::error_code&. errno values travel unchanged in std::system_category(); the
 // conditions that are pipc's own (a region that is not a pipc object, a layout of
-// another version, corrupt shared state) use pipc::errc in pipc::category().
+// another version, corrupt shared state, an unsafe object in /dev/shm) use pipc::errc
+// in pipc::category(). foreign_owner and multiply_linked compare equal to
+// std::errc::permission_denied, proc_unavailable to std::errc::not_supported.
 //
 // Routine outcomes are not errors: a full queue for try_send, an empty one for
 // try_receive and an expired deadline are results (bool / std::optional).
@@ -25,6 +27,9 @@ enum class errc {
   not_a_pipc_object = 1,  // the shared region has no pipc magic number
   layout_mismatch,        // a pipc region of another layout version
   corrupt_state,          // an index, offset, size or count out of bounds
+  foreign_owner,          // O_CREAT found an object of another user in the sticky /dev/shm
+  multiply_linked,        // the object has more than one name (a hard link)
+  proc_unavailable,       // /proc is not mounted: the engine cannot tell live processes
 };
 
 // The category of pipc::errc; its name() is "pipc".

@@ -2,8 +2,10 @@
 //
 // Each function looks its descriptor up in the process-wide table
 // (descriptor_table.hpp), calls the engine's queue, and turns the engine's result into
-// POSIX's: 0 or a value, else -1 with errno. pipc's own conditions (a region that is
-// foreign, of another layout, or corrupt) become EBADMSG.
+// POSIX's: 0 or a value, else -1 with errno. pipc's own conditions become the errno
+// nearest in meaning: an unsafe object in /dev/shm (another user's with O_CREAT, hard
+// linked) EACCES, a missing /proc EOPNOTSUPP, and a region that is foreign, of another
+// layout, or corrupt EBADMSG.
 #include <pipc/c/mqueue.h>
 
 #include "capi/descriptor_table.hpp"
@@ -36,7 +38,21 @@ descriptor_table& table() noexcept { return the_table; }
 
 // Sets errno from an engine result and returns -1.
 int fail(int e) noexcept {
-  errno = e >= detail::errc_base ? EBADMSG : e;
+  if (e >= detail::errc_base) {
+    switch (static_cast<errc>(e - detail::errc_base)) {
+      case errc::foreign_owner:
+      case errc::multiply_linked:
+        e = EACCES;
+        break;
+      case errc::proc_unavailable:
+        e = EOPNOTSUPP;
+        break;
+      default:
+        e = EBADMSG;
+        break;
+    }
+  }
+  errno = e;
   return -1;
 }
 

@@ -37,9 +37,15 @@ constexpr std::uint32_t waiter_pid(std::uint64_t word) noexcept { return static_
 constexpr std::uint32_t waiter_count(std::uint64_t word) noexcept { return static_cast<std::uint32_t>(word); }
 }  // namespace
 
-waiter_entry* enter_waiters(header* h) noexcept {
+sys::maps_answer mapped_by(pid_t pid, const region& r) noexcept {
+  return pid == sys::current_pid() ? sys::maps_answer::yes : sys::process_maps_file(pid, r.dev, r.ino);
+}
+
+waiter_entry* enter_waiters(const region& r) noexcept {
+  header* h = r.hdr();
   auto me = static_cast<std::uint32_t>(sys::current_pid());
-  // Pass 0: this process's entry; 1: a free one; 2: one of a process that is gone.
+  // Pass 0: this process's entry; 1: a free one; 2: one of a process that is gone or
+  // does not map the queue (a forged entry).
   for (int pass = 0; pass < 3; ++pass) {
     for (waiter_entry& w : h->waiters) {
       std::uint64_t word = w.word.load(std::memory_order_relaxed);
@@ -47,7 +53,9 @@ waiter_entry* enter_waiters(header* h) noexcept {
         const std::uint32_t owner = waiter_pid(word);
         const bool mine = owner == me && waiter_count(word) != 0xffff'ffffu;
         const bool free = owner == 0;
-        const bool gone = pass == 2 && owner != 0 && owner != me && !sys::process_exists(static_cast<pid_t>(owner));
+        const bool gone = pass == 2 && owner != 0 && owner != me &&
+                          (!sys::process_exists(static_cast<pid_t>(owner)) ||
+                           mapped_by(static_cast<pid_t>(owner), r) == sys::maps_answer::no);
         if (!(pass == 0 ? mine : pass == 1 ? free : gone)) break;
         const std::uint64_t next = pass == 0 ? word + 1 : (std::uint64_t{me} << 32) | 1;
         if (w.word.compare_exchange_weak(word, next)) return &w;
@@ -64,16 +72,24 @@ void leave_waiters(waiter_entry* w) noexcept {
   w->word.fetch_sub(1);
 }
 
-bool receivers_blocked(header* h) noexcept {
+bool receivers_blocked(const region& r) noexcept {
+  header* h = r.hdr();
   bool any = false;
   for (waiter_entry& w : h->waiters) {
     std::uint64_t word = w.word.load();
-    const std::uint32_t owner = waiter_pid(word);
+    const auto owner = static_cast<pid_t>(waiter_pid(word));
     if (owner == 0 || waiter_count(word) == 0) continue;
-    if (sys::process_exists(static_cast<pid_t>(owner))) {
+    // A process that is gone, or that does not map this queue (an entry forged by a
+    // process that can write the region), blocks no receiver here: its entry is cleared,
+    // unless it changed meanwhile. A process whose maps this one may not read (another
+    // user's, without CAP_SYS_PTRACE) is not counted either, but its entry stays: a
+    // forged entry must not suppress the notification for good, and the price is a
+    // notification while another user's receiver is blocked (docs/engine.md, "Security").
+    const sys::maps_answer maps = sys::process_exists(owner) ? mapped_by(owner, r) : sys::maps_answer::no;
+    if (maps == sys::maps_answer::no) {
+      w.word.compare_exchange_strong(word, 0);
+    } else if (maps == sys::maps_answer::yes) {
       any = true;
-    } else {
-      w.word.compare_exchange_strong(word, 0);  // unless it changed meanwhile
     }
   }
   return any;

@@ -14,6 +14,7 @@
 
 namespace pipc::engine {
 
+using detail::encode;
 using detail::wait_limit;
 
 queue::queue(std::shared_ptr<region> r, std::string name, int flags, std::int64_t spin_ns) noexcept
@@ -55,6 +56,10 @@ int queue::open(const open_request& request, std::unique_ptr<queue>& out) noexce
     }
   }
 
+  // Every lock and registration names threads and processes that only /proc can tell
+  // alive or dead.
+  if (!sys::proc_available()) return encode(errc::proc_unavailable);
+
   std::string leaf;
   try {
     leaf = leaf_name(request.name);
@@ -62,7 +67,7 @@ int queue::open(const open_request& request, std::unique_ptr<queue>& out) noexce
     return ENOMEM;
   }
   std::shared_ptr<region> r;
-  int e = open_region(leaf, request.flags, request.mode, create, exclusive, bad_attributes, max_messages, message_size, r);
+  int e = open_region(leaf, request.mode, create, exclusive, bad_attributes, max_messages, message_size, r);
   if (e != 0) return e;
   try {
     out.reset(new queue(std::move(r), request.name, request.flags, request.spin_ns));
@@ -241,9 +246,11 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
     bool notify = false;
     if (notify_check) {
       const std::uint32_t before = head + max - free_cursor(h->recv_cursors.load(std::memory_order_relaxed));
-      if (before == 0 && h->notify_pid.load() != 0 && !receivers_blocked(h)) {
+      if (before == 0 && h->notify_pid.load() != 0 && !receivers_blocked(r)) {
         due = {h->notify_kind, static_cast<pid_t>(h->notify_pid.load()), h->notify_signo, h->notify_value};
-        notify = same_process_alive(due.pid, h->notify_start_time);
+        // Believed only if it names a live process that maps this queue: a process that
+        // can write the region could otherwise have this sender signal anyone it may.
+        notify = same_process_alive(due.pid, h->notify_start_time) && mapped_by(due.pid, r) == sys::maps_answer::yes;
         if (notify && due.kind == notify_thread_kind) {
           h->notify_fired_pid = static_cast<std::uint32_t>(due.pid);
           h->notify_fired_token = h->notify_token;
@@ -321,7 +328,7 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
       if (!dead_owner) {
         if (!r.cursors_plausible()) return done(corrupt);
         if (giving_up) return done(would_block());
-        if (waiting == nullptr) waiting = enter_waiters(h);
+        if (waiting == nullptr) waiting = enter_waiters(r);
         int e = wait_while([&] { return !r.has_message(); }, h->msg_seq, h->msg_sleepers, h->sender_cpu, spin_ns_,
                            receive_spin_, limit, interruptible);
         if (e == EINTR && interruptible) return done(EINTR);

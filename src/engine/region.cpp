@@ -20,12 +20,14 @@ constexpr const char* object_prefix = "pipc.mq.";
 constexpr std::uint64_t populate_limit = std::uint64_t{256} << 20;
 
 // The file's own permissions: read-write for each class that the queue's mode gives
-// any access, because receiving writes shared state too (docs/engine.md).
+// both read and write, and nothing for the others. Receiving writes shared state and
+// sending reveals it, so the engine cannot give a class one without the other; giving
+// it the file anyway would let it do both (docs/engine.md, "Security").
 mode_t file_mode(mode_t queue_mode) noexcept {
   mode_t m = 0;
-  if (queue_mode & 0600) m |= 0600;
-  if (queue_mode & 0060) m |= 0060;
-  if (queue_mode & 0006) m |= 0006;
+  for (mode_t rw : {mode_t{0600}, mode_t{0060}, mode_t{0006}}) {
+    if ((queue_mode & rw) == rw) m |= rw;
+  }
   return m;
 }
 
@@ -144,7 +146,11 @@ int create_region(const std::string& leaf, mode_t mode, std::uint64_t max_messag
     return e;
   }
   struct ::stat st {};
-  if (sys::fstat(fd, st) == 0) region_table::instance().add(st, out);
+  if (sys::fstat(fd, st) == 0) {
+    out->dev = st.st_dev;
+    out->ino = st.st_ino;
+    region_table::instance().add(st, out);
+  }
   return 0;
 }
 
@@ -181,24 +187,32 @@ int attach_region(int fd, const struct ::stat& st, std::shared_ptr<region>& out)
   return map_region(fd, geo, out);
 }
 
-// May the caller open a queue whose file is `st` and whose POSIX mode is `mode` for
-// the access in `flags`?
-bool permitted(const struct ::stat& st, std::uint32_t mode, int flags) noexcept {
-  if (sys::effective_uid() == 0) return true;
-  unsigned shift = st.st_uid == sys::effective_uid() ? 6 : sys::in_group(st.st_gid) ? 3 : 0;
-  unsigned bits = (mode >> shift) & 7;
-  int acc = flags & O_ACCMODE;
-  bool need_read = acc == O_RDONLY || acc == O_RDWR;
-  bool need_write = acc == O_WRONLY || acc == O_RDWR;
-  return (!need_read || (bits & 4)) && (!need_write || (bits & 2));
+// Is the file `st` safe to use as a queue that the caller opens by name? /dev/shm is
+// shared and sticky, and other users may plant files in it (docs/engine.md,
+// "Security"): a file with a second name (a hard link another user made to alias a
+// queue), or, when the caller meant to create the queue (O_CREAT without O_EXCL), a
+// file of another user who may have squatted the name, as the kernel's
+// protected_regular refuses it. A file of the directory's owner (root) is trusted as
+// the kernel trusts it. Opening without O_CREAT accepts any owner: that is asking for
+// another user's queue.
+int check_file(const struct ::stat& st, bool creating) noexcept {
+  if (!S_ISREG(st.st_mode)) return encode(errc::not_a_pipc_object);
+  if (st.st_nlink != 1) return encode(errc::multiply_linked);
+  const uid_t me = sys::effective_uid();
+  if (creating && st.st_uid != me && st.st_uid != sys::shm_directory_owner()) return encode(errc::foreign_owner);
+  return 0;
 }
 
-int open_existing(const std::string& leaf, int flags, std::shared_ptr<region>& out) noexcept {
+// Opens the existing queue file `leaf`. Access is the file's: the kernel's open(2)
+// checks O_RDWR against the file mode, which gives a class read-write exactly when the
+// queue's mode gives it both (file_mode), and nothing otherwise.
+int open_existing(const std::string& leaf, bool creating, std::shared_ptr<region>& out) noexcept {
   int fd = -1;
   int e = sys::shm_open_file(leaf.c_str(), fd);
   if (e != 0) return e;
   struct ::stat st {};
   e = sys::fstat(fd, st);
+  if (e == 0) e = check_file(st, creating);
   if (e == 0) {
     try {
       out = region_table::instance().find(st);
@@ -208,13 +222,22 @@ int open_existing(const std::string& leaf, int flags, std::shared_ptr<region>& o
   }
   if (e == 0 && out) {
     sys::close(fd);  // the shared region keeps its own descriptor
-    populate(*out);  // in a child of fork, whose page tables for it are empty
+    // The file may have been truncated since this process mapped it: using the mapping
+    // would fault. (Faults after open are caught too: see fault_guard.)
+    if (static_cast<std::uint64_t>(st.st_size) != out->geo.region_size) {
+      e = corrupt;
+    } else {
+      populate(*out);  // in a child of fork, whose page tables for it are empty
+    }
   } else if (e == 0) {
     e = attach_region(fd, st, out);
-    if (e == 0) region_table::instance().add(st, out);
+    if (e == 0) {
+      out->dev = st.st_dev;
+      out->ino = st.st_ino;
+      region_table::instance().add(st, out);
+    }
   }
   if (e != 0 && !out) sys::close(fd);
-  if (e == 0 && !permitted(st, out->hdr()->mode, flags)) e = EACCES;
   if (e != 0) out.reset();
   return e;
 }
@@ -236,7 +259,7 @@ void populate(region& r) noexcept {
   r.populated_by.store(me, std::memory_order_relaxed);
 }
 
-int open_region(const std::string& leaf, int flags, mode_t mode, bool create, bool exclusive,
+int open_region(const std::string& leaf, mode_t mode, bool create, bool exclusive,
                 bool bad_attributes, std::uint64_t max_messages, std::uint64_t message_size,
                 std::shared_ptr<region>& out) noexcept {
   int e = ENOENT;
@@ -244,7 +267,7 @@ int open_region(const std::string& leaf, int flags, mode_t mode, bool create, bo
   // created between a failed open and the create: a few rounds settle every race.
   for (int round = 0; round < 100; ++round) {
     if (!exclusive) {
-      e = open_existing(leaf, flags, out);
+      e = open_existing(leaf, create, out);
       if (e != ENOENT || !create) break;
     }
     if (bad_attributes) {

@@ -63,6 +63,8 @@ struct region {
   std::byte* base = nullptr;
   geometry geo{};
   std::atomic<pid_t> populated_by{0};  // the process whose page tables map it all
+  dev_t dev = 0;  // the file's identity, to recognise it in /proc/PID/maps
+  ino_t ino = 0;
 
   ~region() {
     if (base != nullptr) sys::munmap(base, geo.region_size);
@@ -300,11 +302,12 @@ struct region {
 // The shared memory object's file name for queue `name` ("/name"): "pipc.mq.name".
 std::string leaf_name(const std::string& name);
 
-// Opens the queue file `leaf` for the access in `flags`, or creates it when `create`
-// (with `mode` before the umask and the given attributes) and it does not exist.
-// Returns 0, EEXIST (exclusive and it exists), ENOENT, EACCES, or another errno or
-// encoded pipc::errc.
-int open_region(const std::string& leaf, int flags, mode_t mode, bool create, bool exclusive,
+// Opens the queue file `leaf` read-write, or creates it when `create` (with `mode`
+// before the umask and the given attributes) and it does not exist. Returns 0, EEXIST
+// (exclusive and it exists), ENOENT, EACCES (the queue's mode does not give the
+// caller's class both read and write), or another errno or encoded pipc::errc (an
+// unsafe file: foreign_owner, multiply_linked; a foreign or corrupt region).
+int open_region(const std::string& leaf, mode_t mode, bool create, bool exclusive,
                 bool bad_attributes, std::uint64_t max_messages, std::uint64_t message_size,
                 std::shared_ptr<region>& out) noexcept;
 

@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -165,8 +166,20 @@ int shm_link(int fd, const char* leaf) noexcept {
 
 int shm_open_file(const char* leaf, int& fd) noexcept {
   std::string path = std::string(shm_directory()) + "/" + leaf;
-  fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  // O_NOFOLLOW: a symlink planted at the name is ELOOP, never followed. O_NONBLOCK: a
+  // lease another user holds on the file fails the open (EWOULDBLOCK) instead of
+  // stalling it until the lease breaks, and a FIFO planted there opens at once (and is
+  // then refused as not a queue); it does not change how a regular file is used.
+  fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   return fd == -1 ? errno : 0;
+}
+
+uid_t shm_directory_owner() noexcept {
+  static const uid_t owner = [] {
+    struct ::stat st {};
+    return ::stat(shm_directory(), &st) == 0 ? st.st_uid : uid_t{0};
+  }();
+  return owner;
 }
 
 int shm_unlink_file(const char* leaf) noexcept {
@@ -308,9 +321,69 @@ thread_status thread_state(pid_t tid, std::uint64_t& start_time) noexcept {
 }
 
 bool proc_available() noexcept {
-  char state = 0;
-  std::uint64_t start = 0;
-  return read_stat(current_pid(), state, start) && start != 0;
+  // Keyed by pid, so that a forked child (perhaps in a new mount namespace) looks again.
+  static std::atomic<pid_t> checked_for{0};
+  static std::atomic<bool> available{false};
+  const pid_t me = current_pid();
+  if (checked_for.load(std::memory_order_acquire) != me) {
+    char state = 0;
+    std::uint64_t start = 0;
+    available.store(read_stat(me, state, start) && start != 0, std::memory_order_relaxed);
+    checked_for.store(me, std::memory_order_release);
+  }
+  return available.load(std::memory_order_relaxed);
+}
+
+maps_answer process_maps_file(pid_t pid, dev_t dev, ino_t ino) noexcept {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/maps", static_cast<int>(pid));
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd == -1) return errno == ENOENT || errno == ESRCH ? maps_answer::no : maps_answer::unknown;
+  // Lines are "start-end perms offset MAJ:MIN inode [path]"; read in blocks, carrying a
+  // partial line over. Lines longer than the buffer (very long paths) are skipped.
+  char buf[8192];
+  std::size_t have = 0;
+  maps_answer answer = maps_answer::no;
+  bool readable = false;
+  for (;;) {
+    ssize_t n = ::read(fd, buf + have, sizeof buf - 1 - have);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    if (n > 0) readable = true;
+    have += static_cast<std::size_t>(n);
+    buf[have] = '\0';
+    char* line = buf;
+    char* end = nullptr;
+    while ((end = std::strchr(line, '\n')) != nullptr) {
+      *end = '\0';
+      // Skip the address range, the permissions and the offset.
+      char* p = line;
+      for (int field = 0; field < 3 && p != nullptr; ++field) {
+        p = std::strchr(p, ' ');
+        if (p != nullptr) ++p;
+      }
+      if (p != nullptr) {
+        char* after = nullptr;
+        unsigned long maj = std::strtoul(p, &after, 16);
+        if (after != nullptr && *after == ':') {
+          unsigned long min = std::strtoul(after + 1, &after, 16);
+          unsigned long long inode = std::strtoull(after, nullptr, 10);
+          if (maj == major(dev) && min == minor(dev) && inode == static_cast<unsigned long long>(ino)) {
+            answer = maps_answer::yes;
+          }
+        }
+      }
+      line = end + 1;
+    }
+    if (answer == maps_answer::yes || n == 0) break;
+    have = static_cast<std::size_t>(buf + have - line);
+    if (have == sizeof buf - 1) have = 0;  // one line fills the buffer: drop it
+    std::memmove(buf, line, have);
+  }
+  ::close(fd);
+  // Another user's maps open but read as empty (the kernel's ptrace check at read time).
+  if (answer == maps_answer::no && !readable) return maps_answer::unknown;
+  return answer;
 }
 
 bool unblocked_handlers_restart() noexcept {

@@ -67,8 +67,12 @@ const char* shm_directory() noexcept;
 int shm_create_unnamed(mode_t mode, int& fd) noexcept;
 // Links the unnamed file `fd` as shm_directory()/leaf; EEXIST if the name is taken.
 int shm_link(int fd, const char* leaf) noexcept;
-// Opens shm_directory()/leaf read-write (no O_CREAT, never follows a symlink).
+// Opens shm_directory()/leaf read-write (no O_CREAT, never follows a symlink, never
+// waits for a lease).
 int shm_open_file(const char* leaf, int& fd) noexcept;
+// The owner of shm_directory() (root): with protected_regular's rule, a file of the
+// directory's owner is as trusted as one of the caller's own.
+uid_t shm_directory_owner() noexcept;
 int shm_unlink_file(const char* leaf) noexcept;
 bool shm_file_exists(const char* leaf) noexcept;
 // Reserves `size` bytes of memory for fd now (ENOSPC now, rather than SIGBUS later).
@@ -103,8 +107,12 @@ pid_t current_tid() noexcept;
 // hidepid) is `unreadable`: it may be alive.
 enum class thread_status { gone, alive, unreadable };
 thread_status thread_state(pid_t tid, std::uint64_t& start_time) noexcept;
-// Is /proc mounted and describing this process's PID namespace?
+// Is /proc mounted and describing this process's PID namespace? (Cached per process.)
 bool proc_available() noexcept;
+// Does process `pid` map the file `dev`:`ino` (/proc/PID/maps)? `unknown` when its maps
+// cannot be read (another user's process, hidepid).
+enum class maps_answer { no, yes, unknown };
+maps_answer process_maps_file(pid_t pid, dev_t dev, ino_t ino) noexcept;
 // Were all signal handlers that this thread does not block installed with SA_RESTART?
 // (After an EINTR it tells whether the kernel would have restarted an mq_* call.)
 bool unblocked_handlers_restart() noexcept;

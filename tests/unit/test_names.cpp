@@ -59,12 +59,31 @@ TEST(Names, MaxNameLengthPerKind) {
 TEST(Names, ValidNamesAreAccepted) {
   for (name_kind kind : all_kinds) {
     SCOPED_TRACE(kind_name(kind));
-    for (std::string_view name : {"/a", "/jobs", "/with.dot", "/with-dash_and_underscore", "/123", "/sem.x",
-                                  "/spaces are fine", "/\xc3\xa9t\xc3\xa9"}) {
+    for (std::string_view name : {"/a", "/jobs", "/with.dot", "/with-dash_and_underscore", "/123",
+                                  "/spaces are fine", "/\xc3\xa9t\xc3\xa9", "/sem", "/pipc.mq", "/my.sem.x"}) {
       SCOPED_TRACE(name);
       EXPECT_FALSE(pipc::check_name(name, kind));
       EXPECT_TRUE(pipc::describe_name_problem(name, kind).empty());
     }
+  }
+  // Reserved only for shared memory, whose objects share /dev/shm with them.
+  for (name_kind kind : {name_kind::message_queue, name_kind::engine_queue, name_kind::semaphore}) {
+    EXPECT_FALSE(pipc::check_name("/sem.x", kind));
+    EXPECT_FALSE(pipc::check_name("/pipc.mq.x", kind));
+  }
+}
+
+// In /dev/shm, "sem.NAME" is glibc's named semaphore NAME and "pipc.mq.NAME" the engine's
+// queue NAME: a shared memory object of such a name would alias one of them.
+TEST(Names, SharedMemoryNamesOfSemaphoresAndEngineQueuesAreReserved) {
+  for (std::string_view name : {"/sem.x", "/pipc.mq.x", "/sem.", "/pipc.mq."}) {
+    SCOPED_TRACE(name);
+    EXPECT_EQ(pipc::check_name(name, name_kind::shared_memory), std::errc::invalid_argument);
+    EXPECT_TRUE(contains(pipc::describe_name_problem(name, name_kind::shared_memory), "reserved"));
+    auto error = thrown([&] { (void)pipc::shared_memory::open(name, pipc::open_mode::open_or_create); });
+    ASSERT_TRUE(error);
+    EXPECT_EQ(error->code(), std::errc::invalid_argument);
+    EXPECT_TRUE(contains(error->what(), "reserved")) << error->what();
   }
 }
 

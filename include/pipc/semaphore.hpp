@@ -8,6 +8,13 @@
 //
 // Thread and process safety: every operation may be called concurrently from any
 // thread of any process that has the semaphore.
+//
+// Death: a process that dies holding a unit (it waited and never posted) takes the
+// unit with it, as POSIX semaphores have no SEM_UNDO: the count stays one lower for
+// good, and with a binary semaphore used as a lock every other process then waits
+// forever. pipc cannot repair this (the sem_t does not record who holds a unit). Use a
+// semaphore as a lock only between processes that are restarted together, or keep the
+// state it guards in something that recovers from a dead owner (an engine queue does).
 #ifndef PIPC_SEMAPHORE_HPP
 #define PIPC_SEMAPHORE_HPP
 
@@ -66,6 +73,9 @@ class basic_semaphore_ops {
 
   // BasicLockable and Lockable, so std::lock_guard / std::unique_lock / std::scoped_lock
   // can hold a unit for a scope: lock() waits, unlock() posts, try_lock() try_waits.
+  // A unit held by a process that dies is lost for good (POSIX semaphores have no
+  // SEM_UNDO): the others then wait for a post that never comes. Where a peer may
+  // crash while holding a unit, use a lock that detects its owner's death instead.
   void lock() { wait(); }
   void unlock() { post(); }
   bool try_lock() { return try_wait(); }

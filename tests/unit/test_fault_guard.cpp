@@ -317,8 +317,7 @@ TEST(FaultGuard, ManyThreadsFaultAtOnce) {
               for (int t = 0; t < threads; ++t) {
                 workers.emplace_back([&, t] {
                   ready.fetch_add(1);
-                  while (ready.load() < threads) {
-                  }
+                  while (ready.load() < threads) std::this_thread::yield();
                   // Each thread walks the pages from a different start, reading before
                   // it writes, so that faults on different pages race.
                   for (std::size_t k = 0; k < pages; ++k) {

@@ -33,7 +33,8 @@
 // pipc does, or guarded regions lose their protection.
 //
 // Async-signal-safety: the handler makes only the system calls mmap, rt_sigprocmask,
-// rt_sigaction and tgkill, keeps errno, takes no lock and allocates nothing. It reads a
+// rt_sigaction, getpid, gettid and tgkill (mmap as a raw system call, past the
+// sanitizers' interceptors), keeps errno, takes no lock and allocates nothing. It reads a
 // registry of slots that it can walk without locks: a static chunk of slots and a list
 // of heap chunks that grows and never shrinks; a slot is claimed by a CAS and its range
 // is published under a sequence counter (odd while written), so that the handler never
@@ -49,6 +50,13 @@
 //     up to whole pages, which is what the mapping covers.
 //  3. The faulted flag of an id is read only between guard_region and unguard_region:
 //     afterwards the slot belongs to somebody else.
+//
+// Any kernel-raised SIGBUS at an address in a guarded region counts as a fault of the
+// region: truncation and tmpfs holes (BUS_ADRERR), and also a hardware memory error in
+// one of its pages (BUS_MCEERR_AR), which is as much lost data.
+//
+// The handler is code of pipc: a process that loads pipc as a plugin must not dlclose it
+// after the first guard_region (the disposition would point into unmapped code).
 //
 // Thread-safety: guard_region, unguard_region and region_faulted may be called from
 // any thread at any time, concurrently with faults on other threads.

@@ -462,9 +462,15 @@ void eventfd_set(int fd, std::uint64_t value) noexcept {
 
 int thread_start(void* (*body)(void*), void* arg, pthread_t& thread) noexcept {
   // Block every signal in the new thread: an application's handlers expect to run on
-  // its own threads, not on pipc's helpers.
+  // its own threads, not on pipc's helpers. Except the signals of synchronous faults: the
+  // kernel delivers them to the faulting thread only, and one that is blocked kills the
+  // process at once (it resets the handler to the default action). SIGBUS must reach
+  // pipc's fault guard (sys/fault_guard.hpp) when a helper touches a truncated queue
+  // file; SIGSEGV, SIGILL and SIGFPE must reach the application's crash handler or a
+  // sanitizer's report rather than kill silently.
   sigset_t all, old;
   sigfillset(&all);
+  for (int signo : {SIGBUS, SIGSEGV, SIGILL, SIGFPE}) sigdelset(&all, signo);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   int e = ::pthread_create(&thread, nullptr, body, arg);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);

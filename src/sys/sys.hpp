@@ -132,6 +132,8 @@ int eventfd_create(int& fd) noexcept;
 void eventfd_set(int fd, std::uint64_t value) noexcept;
 
 // Threads.
+// Starts a helper thread with every signal blocked except SIGBUS, SIGSEGV, SIGILL and
+// SIGFPE (the faults a thread raises itself; see sys/fault_guard.hpp).
 int thread_start(void* (*body)(void*), void* arg, pthread_t& thread) noexcept;
 void thread_join(pthread_t thread) noexcept;
 

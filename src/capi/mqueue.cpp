@@ -128,10 +128,11 @@ bool valid_attributes(const pipc_mq_attr& attr) noexcept {
          static_cast<unsigned long>(attr.mq_msgsize) <= engine::max_message_size;
 }
 
-void fill_attributes(const engine::queue& q, pipc_mq_attr& out) noexcept {
+int fill_attributes(const engine::queue& q, pipc_mq_attr& out) noexcept {
   bool nonblocking = false;
-  q.attributes(out.mq_maxmsg, out.mq_msgsize, out.mq_curmsgs, nonblocking);
+  int e = q.attributes(out.mq_maxmsg, out.mq_msgsize, out.mq_curmsgs, nonblocking);
   out.mq_flags = nonblocking ? O_NONBLOCK : 0;
+  return e;
 }
 
 }  // namespace
@@ -233,7 +234,7 @@ int pipc_mq_getattr(pipc_mqd_t mqdes, struct pipc_mq_attr* mqstat) {
   descriptor_table::ref q = table().acquire(mqdes);
   if (!q) return fail(EBADF);
   if (mqstat == nullptr) return fail(EINVAL);
-  pipc::capi::fill_attributes(*q, *mqstat);
+  if (int e = pipc::capi::fill_attributes(*q, *mqstat); e != 0) return fail(e);
   return 0;
 }
 
@@ -243,7 +244,9 @@ int pipc_mq_setattr(pipc_mqd_t mqdes, const struct pipc_mq_attr* PIPC_RESTRICT m
   if (!q) return fail(EBADF);
   // Only O_NONBLOCK may be set or cleared; other flags are an error, as on Linux.
   if (mqstat != nullptr && (mqstat->mq_flags & ~static_cast<long>(O_NONBLOCK)) != 0) return fail(EINVAL);
-  if (omqstat != nullptr) pipc::capi::fill_attributes(*q, *omqstat);
+  if (omqstat != nullptr) {
+    if (int e = pipc::capi::fill_attributes(*q, *omqstat); e != 0) return fail(e);
+  }
   if (mqstat != nullptr) q->set_nonblocking((mqstat->mq_flags & O_NONBLOCK) != 0);
   return 0;
 }

@@ -21,8 +21,7 @@ class engine_backend final : public detail::queue_backend {
   }
 
   int get_attributes(mq_attributes& out) noexcept override {
-    q_->attributes(out.max_messages, out.message_size, out.current_messages, out.nonblocking);
-    return 0;
+    return q_->attributes(out.max_messages, out.message_size, out.current_messages, out.nonblocking);
   }
 
   int set_nonblocking(bool on) noexcept override {

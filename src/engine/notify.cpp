@@ -103,6 +103,7 @@ void* queue::notify_helper::run(void* arg) {
   for (;;) {
     std::uint32_t seq = h->notify_seq.load();
     if (self->stop.load()) break;  // the descriptor clears a record left behind
+    if (self->r->faulted()) break;  // the file was truncated: nothing will fire
     if (self->r->lock_both() != 0) break;
     bool fired = h->notify_fired_pid == me && h->notify_fired_token == self->token;
     bool still_registered = h->notify_pid.load() == me && h->notify_token == self->token;
@@ -119,7 +120,7 @@ void* queue::notify_helper::run(void* arg) {
     // Bounded: a sender killed between recording the notification and waking this
     // helper wakes nobody.
     std::int64_t wake_at = sys::now_ns(CLOCK_MONOTONIC) + recheck_ns;
-    sys::futex_wait(&h->notify_seq, seq, CLOCK_MONOTONIC, &wake_at);
+    if (sys::futex_wait(&h->notify_seq, seq, CLOCK_MONOTONIC, &wake_at) == ETIMEDOUT) self->r->check_size();
   }
   detail::notify_registry_remove(self->key);
   return nullptr;

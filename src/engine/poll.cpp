@@ -20,6 +20,8 @@ void queue::poll_helper::sync(bool look_for_dead) noexcept {
   const bool readable = r->has_message() || (look_for_dead && lock_owner_dead(h->recv_lock));
   const bool writable = r->has_room();
   std::uint64_t want = !readable ? 0 : writable ? 1 : eventfd_full;
+  // A truncated file: ready both ways, so that a poller calls in and learns of it.
+  if (r->faulted()) want = 1;
   if (want != shown) {
     sys::eventfd_set(fd, want);
     shown = want;
@@ -36,11 +38,12 @@ void* queue::poll_helper::run(void* arg) {
     h->event_watchers.fetch_add(1);
     handshake_fence();
     self->sync(timed_out);
-    if (self->stop.load()) break;
+    if (self->stop.load() || self->r->faulted()) break;
     // Bounded, like every sleep: a process killed between its commit and its wake-up
     // wakes nobody.
     std::int64_t wake_at = sys::now_ns(CLOCK_MONOTONIC) + recheck_ns;
     timed_out = sys::futex_wait(&h->event_seq, seen, CLOCK_MONOTONIC, &wake_at) == ETIMEDOUT;
+    if (timed_out) self->r->check_size();
   }
   return nullptr;
 }

@@ -175,17 +175,19 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
   const auto max = static_cast<std::uint32_t>(r.geo.max_messages);
 
   for (;;) {
+    if (r.faulted()) return corrupt;  // the file was truncated (region.hpp)
     // Full? Then there is nothing to lock for: wait for room, or report. (Recovering a
     // dead owner's send never frees a slot, so a dead send_lock owner hides no room; the
     // next sender that finds room takes the lock over and repairs the side.)
     if (!r.has_room()) {
-      if (!r.cursors_plausible()) return corrupt;
+      if (r.faulted() || !r.cursors_plausible()) return corrupt;
       if (nonblocking_.load(std::memory_order_relaxed) || limit.kind == wait_limit::none || deadline_passed(limit)) {
         return would_block();
       }
       int e = wait_while([&] { return !r.has_room(); }, h->space_seq, h->space_sleepers, h->receiver_cpu, spin_ns_,
                          send_spin_, limit, interruptible);
       if (e == EINTR && interruptible) return EINTR;
+      if (e == recheck_due) r.check_size();
       if (e == 0) r.await_room_batch(spin_ns_);
       continue;  // on ETIMEDOUT the check above reports it, unless room appeared
     }
@@ -296,7 +298,9 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
         sys::futex_wake(&h->notify_seq, INT_MAX);
       }
     }
-    return 0;
+    // A fault during this send (the file truncated under it) means the message went
+    // nowhere: report it, as every later call will.
+    return r.faulted() ? corrupt : 0;
   }
 }
 
@@ -314,6 +318,7 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
 
   std::uint64_t held_before = 0;  // recv_lock's word at the previous look
   for (;;) {
+    if (r.faulted()) return done(corrupt);  // the file was truncated (region.hpp)
     // Empty? Then there is nothing to lock for: wait for a message, or report. But a
     // side sender that died after its commit, holding recv_lock, hides its message
     // until the side is repaired: so a held recv_lock's owner is checked (a system call
@@ -326,12 +331,13 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
       const bool dead_owner = held != 0 && (giving_up || held == held_before) && !lock_owner_alive(held);
       held_before = held;
       if (!dead_owner) {
-        if (!r.cursors_plausible()) return done(corrupt);
+        if (r.faulted() || !r.cursors_plausible()) return done(corrupt);
         if (giving_up) return done(would_block());
         if (waiting == nullptr) waiting = enter_waiters(r);
         int e = wait_while([&] { return !r.has_message(); }, h->msg_seq, h->msg_sleepers, h->sender_cpu, spin_ns_,
                            receive_spin_, limit, interruptible);
         if (e == EINTR && interruptible) return done(EINTR);
+        if (e == recheck_due) r.check_size();
         continue;  // on ETIMEDOUT the check above reports it, unless a message came
       }
     }
@@ -434,17 +440,20 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
     r.unlock_recv();
 
     after_commit(h->space_seq, h->space_sleepers);
-    return done(0);
+    // A fault during this receive means the message read may be zeros: report it.
+    return done(r.faulted() ? corrupt : 0);
   }
 }
 
-void queue::attributes(long& max_messages, long& message_size, long& current_messages,
-                       bool& nonblocking) const noexcept {
+int queue::attributes(long& max_messages, long& message_size, long& current_messages,
+                      bool& nonblocking) const noexcept {
   max_messages = static_cast<long>(region_->geo.max_messages);
   message_size = static_cast<long>(region_->geo.message_size);
   std::uint64_t depth = region_->depth();
   current_messages = static_cast<long>(std::min<std::uint64_t>(depth, region_->geo.max_messages));
   nonblocking = nonblocking_.load(std::memory_order_relaxed);
+  region_->check_size();
+  return region_->faulted() ? corrupt : 0;
 }
 
 queue_stats queue::stats() const noexcept {

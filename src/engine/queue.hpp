@@ -69,7 +69,8 @@ class queue {
   int receive(void* buffer, std::size_t capacity, std::size_t& size, unsigned& priority,
               const detail::wait_limit& limit, bool interruptible) noexcept;
 
-  void attributes(long& max_messages, long& message_size, long& current_messages, bool& nonblocking) const noexcept;
+  // 0, or corrupt_state (encoded) if the region's file was truncated.
+  int attributes(long& max_messages, long& message_size, long& current_messages, bool& nonblocking) const noexcept;
   void set_nonblocking(bool on) noexcept { nonblocking_.store(on, std::memory_order_relaxed); }
   bool nonblocking() const noexcept { return nonblocking_.load(std::memory_order_relaxed); }
 

@@ -45,6 +45,13 @@ int map_region(int fd, const geometry& geo, std::shared_ptr<region>& out) noexce
   out->fd = fd;
   out->base = static_cast<std::byte*>(base);
   out->geo = geo;
+  // Guarded before anything touches it. A process that cannot guard it (no memory for
+  // the registry, or sigaction failing) does not use it: a truncation would kill it.
+  if (e = sys::guard_region(base, geo.region_size, true, out->guard); e != 0) {
+    out->fd = -1;  // the caller closes it
+    out.reset();
+    return e;
+  }
   populate(*out);
   return 0;
 }
@@ -160,11 +167,12 @@ int attach_region(int fd, const struct ::stat& st, std::shared_ptr<region>& out)
   auto file_size = static_cast<std::uint64_t>(st.st_size);
   if (file_size < header_size) return encode(errc::not_a_pipc_object);
 
-  // Read the geometry from the header page once, into locals: the region is input.
-  void* first = nullptr;
-  int e = sys::mmap_shared(fd, header_size, 0, false, first);
-  if (e != 0) return e;
-  const auto* ph = static_cast<const header*>(first);
+  // Read the geometry from the header once, into locals: the region is input. pread,
+  // not a mapping: the file may be truncated meanwhile, which a read reports as a short
+  // count and a mapping as SIGBUS.
+  alignas(header) std::byte raw[sizeof(header)];
+  if (int e = sys::pread_exact(fd, raw, sizeof raw, 0); e != 0) return e == ENODATA ? encode(errc::not_a_pipc_object) : e;
+  const auto* ph = reinterpret_cast<const header*>(raw);
   const std::uint64_t magic_found = ph->magic_word;
   const std::uint32_t version = ph->version;
   const std::uint32_t header_bytes = ph->header_bytes;
@@ -172,7 +180,6 @@ int attach_region(int fd, const struct ::stat& st, std::shared_ptr<region>& out)
                          ph->bitmap_offset, ph->table_offset,    ph->ring_size,
                          ph->free_ring_offset, ph->ready_ring_offset, ph->slots_offset,
                          ph->region_size};
-  sys::munmap(first, header_size);
 
   if ((magic_found & magic_family_mask) != (magic & magic_family_mask)) return encode(errc::not_a_pipc_object);
   if (magic_found != magic || version != layout_version || header_bytes != header_size) {
@@ -219,6 +226,9 @@ int open_existing(const std::string& leaf, bool creating, std::shared_ptr<region
     } catch (...) {
       e = ENOMEM;
     }
+    // A mapping that faulted has private zero pages over part of the file for good: a
+    // new open maps the file anew (the descriptors open on the old one keep failing).
+    if (out && out->faulted()) out.reset();
   }
   if (e == 0 && out) {
     sys::close(fd);  // the shared region keeps its own descriptor

@@ -15,6 +15,7 @@
 #include "engine/lock.hpp"
 #include "error_util.hpp"
 #include "queue_backend.hpp"
+#include "sys/fault_guard.hpp"
 #include "sys/sys.hpp"
 
 #include <sys/stat.h>
@@ -65,10 +66,30 @@ struct region {
   std::atomic<pid_t> populated_by{0};  // the process whose page tables map it all
   dev_t dev = 0;  // the file's identity, to recognise it in /proc/PID/maps
   ino_t ino = 0;
+  // The mapping is guarded (sys/fault_guard.hpp): if another process truncates the file
+  // (or /dev/shm leaves a hole), an access past its end reads zeros instead of killing
+  // this process, and sets the flag that faulted() reads.
+  sys::guard_id guard;
 
   ~region() {
+    sys::unguard_region(guard);
     if (base != nullptr) sys::munmap(base, geo.region_size);
     if (fd >= 0) sys::close(fd);
+  }
+
+  std::atomic<bool> short_file{false};  // check_size() found the file truncated
+
+  // Did any access of this process to the region fault, or did check_size() find the
+  // file shorter than the mapping (it was truncated)? Then everything read from the
+  // region since may be zeros, and every operation fails with corrupt_state. Two
+  // relaxed loads of process-local memory.
+  bool faulted() const noexcept {
+    return sys::region_faulted(guard) || short_file.load(std::memory_order_relaxed);
+  }
+  // Looks at the file's size (a system call), for the cold paths and periodic checks: a
+  // process that has not touched the lost pages yet learns of a truncation here.
+  void check_size() noexcept {
+    if (!sys::fd_size_at_least(fd, geo.region_size)) short_file.store(true, std::memory_order_relaxed);
   }
 
   header* hdr() const noexcept { return reinterpret_cast<header*>(base); }

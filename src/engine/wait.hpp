@@ -79,9 +79,15 @@ inline bool deadline_passed(const detail::wait_limit& limit) noexcept {
   return limit.kind == detail::wait_limit::until && sys::now_ns(limit.when.clock) >= limit.when.ns;
 }
 
+// What wait_while returns when it slept a whole recheck_ns: time for the caller's
+// periodic checks (a dead lock owner, a truncated file) before it looks again.
+inline constexpr int recheck_due = -1;
+
 // Spins for up to spin_ns, then sleeps on `word`, while blocked() holds. Returns 0 when
-// the state may have changed, ETIMEDOUT when the limit passed, EINTR when a signal
-// handler interrupted the sleep.
+// the state may have changed, recheck_due after a sleep of recheck_ns, ETIMEDOUT when
+// the limit passed, EINTR when a signal handler interrupted the sleep. A futex word in
+// a truncated page makes the wait fail with EFAULT: that is 0 too, and the caller's
+// next look at the region faults and sets its flag (region::faulted).
 //
 // `interruptible` (the C API): EINTR is returned to the caller, except that an untimed
 // call is restarted when every handler that could have run was installed with
@@ -142,7 +148,7 @@ int wait_while(Blocked blocked, atomic_u32& word, atomic_u32& sleepers, const at
     }
   }
   int e = sys::futex_wait(&word, seen, CLOCK_MONOTONIC, &wake_at);
-  if (e == ETIMEDOUT && !limited) return 0;
+  if (e == ETIMEDOUT && !limited) return recheck_due;
   if (e == EINTR && interruptible && limit.kind == detail::wait_limit::forever && sys::unblocked_handlers_restart()) return 0;
   return e == ETIMEDOUT || e == EINTR ? e : 0;
 }

@@ -65,6 +65,20 @@ int memfd_create(const char* label, int& fd) noexcept {
   return fd == -1 ? errno : 0;
 }
 
+int pread_exact(int fd, void* buffer, std::size_t size, std::size_t offset) noexcept {
+  auto* p = static_cast<char*>(buffer);
+  while (size > 0) {
+    ssize_t n = ::pread(fd, p, size, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) return ENODATA;
+    p += n;
+    size -= static_cast<std::size_t>(n);
+    offset += static_cast<std::size_t>(n);
+  }
+  return 0;
+}
+
 int mmap_shared(int fd, std::size_t length, std::size_t offset, bool writable, void*& addr) noexcept {
   int prot = PROT_READ | (writable ? PROT_WRITE : 0);
   addr = ::mmap(nullptr, length, prot, MAP_SHARED, fd, static_cast<off_t>(offset));

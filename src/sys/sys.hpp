@@ -25,6 +25,9 @@ namespace pipc::sys {
 int close(int fd) noexcept;
 int fstat(int fd, struct ::stat& st) noexcept;
 int ftruncate(int fd, std::size_t size) noexcept;
+// Reads exactly `size` bytes at `offset` (retrying short reads and EINTR); ENODATA if
+// the file ends first.
+int pread_exact(int fd, void* buffer, std::size_t size, std::size_t offset) noexcept;
 // Reads one integer from a text file such as /proc/sys/fs/mqueue/msg_max.
 int read_long(const char* path, long& value) noexcept;
 int get_rlimit(int resource, struct ::rlimit& limit) noexcept;

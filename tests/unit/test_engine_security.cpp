@@ -18,6 +18,8 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -29,7 +31,9 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -224,11 +228,12 @@ TEST(EngineSecurity, LeaseOnAQueueFileDoesNotStallOpen) {
   ASSERT_EQ(::read(ready[0], &c, 1), 1) << "the lease holder did not get its lease";
   ::close(ready[0]);
   auto t0 = std::chrono::steady_clock::now();
-  for (auto mode : {open_mode::open_only, open_mode::open_or_create}) {
-    std::error_code ec;
-    (void)message_queue::open(guard.name(), mode, with_mode(0600), ec);
-    EXPECT_EQ(ec, std::errc::resource_unavailable_try_again) << "a leased file: " << ec.message();
-  }
+  std::error_code ec;
+  (void)message_queue::open(guard.name(), open_mode::open_only, with_mode(0600), ec);
+  EXPECT_EQ(ec, std::errc::resource_unavailable_try_again) << "a leased file: " << ec.message();
+  // Creating: the lease (being broken now) or the foreign owner refuses it, at once.
+  (void)message_queue::open(guard.name(), open_mode::open_or_create, with_mode(0600), ec);
+  EXPECT_TRUE(ec == std::errc::resource_unavailable_try_again || ec == pipc::errc::foreign_owner) << ec.message();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s) << "open waited for the lease to break";
 }
 
@@ -323,6 +328,114 @@ TEST(EngineSecurity, ForgedWaiterEntriesDoNotSuppressNotification) {
   int left = 0;
   for (std::size_t i = 1; i < eng::waiter_entries; i += 2) left += r.hdr()->waiters[i].word.load() != 0;
   EXPECT_EQ(left, 0) << "entries of a live process that does not map the queue were not cleared";
+}
+
+// Finding 3: ftruncate of the queue file (which anyone who may use the queue can do)
+// killed every process that had it mapped with SIGBUS. Now every kind of user — a
+// sender, a blocked receiver, a process polling native_handle(), a notification
+// holder, an idle holder at close, a process that opens the name again, and this one —
+// survives and gets corrupt_state, for a file cut to 0 bytes, to its header page only,
+// and to half.
+TEST(EngineSecurity, TruncationIsAnErrorForEveryUser) {
+  SKIP_UNLESS_ROOT();
+  watchdog dog(120s);
+  for (const char* cut : {"zero", "header", "half"}) {
+    SCOPED_TRACE(cut);
+    unlink_guard guard(unique_name("sec-trunc"), pipc::name_kind::engine_queue);
+    create_with_mode(guard.name(), 0666);
+    struct ::stat st {};
+    ASSERT_EQ(::stat(object_path(guard.name()).c_str(), &st), 0);
+    const off_t size = std::string_view(cut) == "zero" ? 0 : std::string_view(cut) == "header" ? 4096 : st.st_size / 2;
+    auto* truncated = static_cast<std::atomic<int>*>(
+        ::mmap(nullptr, sizeof(std::atomic<int>), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    ASSERT_NE(truncated, MAP_FAILED);
+    truncated->store(0);
+    const auto opts = with_mode(0600);
+    auto corrupt = [](const std::error_code& ec) { return ec == pipc::errc::corrupt_state ? 0 : 1; };
+    auto open_it = [&] { return message_queue::open(guard.name(), open_mode::open_only, opts); };
+    std::vector<std::pair<const char*, std::function<int()>>> roles = {
+        {"sender",
+         [&] {
+           auto q = open_it();
+           for (std::uint32_t i = 0;; ++i) {
+             std::error_code ec;
+             q.send_for(pipc::test::as_span(&i, sizeof i), i % 3, 20ms, ec);
+             if (ec) return corrupt(ec);
+             std::this_thread::sleep_for(20ms);
+           }
+         }},
+        {"blocked receiver",
+         [&] {
+           auto q = open_it();
+           std::vector<std::byte> buffer(64);
+           for (;;) {
+             std::error_code ec;
+             q.receive(buffer, ec);
+             if (ec) return corrupt(ec);
+           }
+         }},
+        {"poller",
+         [&] {
+           auto q = open_it();
+           pollfd p{q.native_handle(), POLLIN, 0};
+           std::vector<std::byte> buffer(64);
+           for (;;) {
+             ::poll(&p, 1, 100);
+             std::error_code ec;
+             q.try_receive(buffer, ec);
+             if (ec) return corrupt(ec);
+           }
+         }},
+        {"notification holder",
+         [&] {
+           auto q = open_it();
+           q.notify_thread([] {});
+           for (;;) {
+             std::this_thread::sleep_for(20ms);
+             std::error_code ec;
+             (void)q.attributes(ec);
+             if (ec) return corrupt(ec);
+           }
+         }},
+        {"idle holder",
+         [&] {
+           auto q = open_it();
+           while (truncated->load() == 0) std::this_thread::sleep_for(5ms);
+           std::this_thread::sleep_for(100ms);
+           return 0;  // closes the queue
+         }},
+        {"re-opener",
+         [&] {
+           auto q = open_it();
+           while (truncated->load() == 0) std::this_thread::sleep_for(5ms);
+           std::error_code ec;
+           auto again = message_queue::open(guard.name(), open_mode::open_only, opts, ec);
+           return ec ? 0 : 1;
+         }},
+    };
+    std::vector<pid_t> pids;
+    for (auto& [what, body] : roles) pids.push_back(pipc::test::spawn(body));
+    auto q = open_it();
+    std::this_thread::sleep_for(300ms);
+    ASSERT_EQ(run_child(
+                  [&] {
+                    if (!become_nobody()) return 10;
+                    int fd = ::open(object_path(guard.name()).c_str(), O_RDWR);
+                    return fd >= 0 && ::ftruncate(fd, size) == 0 ? 0 : 1;
+                  },
+                  kChildLimit),
+              0);
+    truncated->store(1);
+    for (std::size_t i = 0; i < roles.size(); ++i) {
+      EXPECT_EQ(pipc::test::wait_exit(pids[i], 10s), 0)
+          << roles[i].first << ": 1 = an error other than corrupt_state, 128+n = killed by signal n, -1 = hung";
+    }
+    std::vector<std::byte> buffer(64);
+    std::error_code ec;
+    q.try_receive(buffer, ec);
+    EXPECT_EQ(ec, pipc::errc::corrupt_state) << "this process: " << ec.message();
+    ::munmap(truncated, sizeof(std::atomic<int>));
+  }
 }
 
 // Without /proc the engine cannot tell a live lock owner or registrant from a dead one:

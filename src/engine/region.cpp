@@ -280,9 +280,16 @@ int open_region(const std::string& leaf, mode_t mode, bool create, bool exclusiv
       e = open_existing(leaf, create, out);
       if (e != ENOENT || !create) break;
     }
+    // With O_EXCL an existing name is EEXIST whatever the attributes, and before any
+    // work: building a region first would cost time and memory, and could fail with
+    // ENOSPC for a queue that is never made. (A name that appears after this look is
+    // still caught by the link.)
+    if (exclusive && sys::shm_file_exists(leaf.c_str())) {
+      e = EEXIST;
+      break;
+    }
     if (bad_attributes) {
-      // With O_EXCL an existing name is EEXIST whatever the attributes.
-      e = exclusive && sys::shm_file_exists(leaf.c_str()) ? EEXIST : EINVAL;
+      e = EINVAL;
       break;
     }
     e = create_region(leaf, mode, max_messages, message_size, out);

@@ -438,6 +438,19 @@ TEST(EngineSecurity, TruncationIsAnErrorForEveryUser) {
   }
 }
 
+// O_EXCL on a name that exists is EEXIST before anything is built: attributes far
+// beyond what /dev/shm can hold (16 TiB here) used to fail with ENOSPC from building the
+// region, and any create paid for a whole region before linkat said EEXIST (found by
+// fuzz_names).
+TEST(EngineSecurity, ExclusiveCreateOfAnExistingNameIsEexistBeforeAnyWork) {
+  unlink_guard guard(unique_name("sec-excl"), pipc::name_kind::engine_queue);
+  auto q = message_queue::open(guard.name(), open_mode::create_only, engine_options(4, 64));
+  pipc::mq_options huge = engine_options(1 << 20, 16 << 20);
+  std::error_code ec;
+  (void)message_queue::open(guard.name(), open_mode::create_only, huge, ec);
+  EXPECT_EQ(ec, std::errc::file_exists) << ec.message();
+}
+
 // Without /proc the engine cannot tell a live lock owner or registrant from a dead one:
 // it refuses to open queues, saying why, rather than guess.
 TEST(EngineSecurity, MissingProcIsAClearError) {

@@ -171,7 +171,7 @@ struct alignas(64) header {
   std::uint64_t notify_start_time;    // registrant's process start time
   std::uint64_t notify_token;         // the descriptor it registered with
   atomic_u32 notify_seq;              // bumped when a thread notification fires
-  std::uint32_t notify_fired_pid;     // process whose thread notification fired and
+  atomic_u32 notify_fired_pid;        // process whose thread notification fired and
   std::uint64_t notify_fired_token;   // ... the descriptor it was for; 0 once taken
 
   // ---- counters: written under the side's lock, read by anyone without it. Senders

@@ -92,7 +92,9 @@ queue::~queue() {
   // Closing the registering descriptor ends the registration, and drops a thread
   // notification that fired for it but whose helper had not run (left in the header,
   // it would make every later registration EBUSY while this process lives).
-  if ((h->notify_pid.load() == me || h->notify_fired_pid == me) && region_->lock_both() == 0) {
+  // (notify_fired_pid is atomic: this descriptor's notification helper may be clearing it
+  // under the locks right now.)
+  if ((h->notify_pid.load() == me || h->notify_fired_pid.load() == me) && region_->lock_both() == 0) {
     if (h->notify_pid.load() == me && h->notify_token == token_) h->notify_pid.store(0);
     if (h->notify_fired_pid == me && h->notify_fired_token == token_) {
       h->notify_fired_pid = 0;

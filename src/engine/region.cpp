@@ -204,7 +204,10 @@ int attach_region(int fd, const struct ::stat& st, std::shared_ptr<region>& out)
 // another user's queue.
 int check_file(const struct ::stat& st, bool creating) noexcept {
   if (!S_ISREG(st.st_mode)) return encode(errc::not_a_pipc_object);
-  if (st.st_nlink != 1) return encode(errc::multiply_linked);
+  // No name any more: it was unlinked between the open and the fstat (as if the open
+  // had come a moment later).
+  if (st.st_nlink == 0) return ENOENT;
+  if (st.st_nlink > 1) return encode(errc::multiply_linked);
   const uid_t me = sys::effective_uid();
   if (creating && st.st_uid != me && st.st_uid != sys::shm_directory_owner()) return encode(errc::foreign_owner);
   return 0;

@@ -82,4 +82,54 @@ TEST(EngineLock, OwnerThatCouldNotReadItsStartTimeIsNotTakenOver) {
   ::close(ready[1]);
 }
 
+// A forked child whose pid an ancestor had (pids are reused) must compute its own lock
+// identity, not use the one its thread inherited from the ancestor's thread: that one
+// names a dead thread, so every lock the child takes looks dead to everyone, and is
+// taken over while the child is inside. A (computes its identity) forks B and exits; B
+// forks until a child C gets A's pid (through ns_last_pid, root only).
+TEST(EngineLock, ForkedChildWithAnAncestorsPidHasAnIdentityOfItsOwn) {
+  if (::access("/proc/sys/kernel/ns_last_pid", W_OK) != 0) GTEST_SKIP() << "needs a writable ns_last_pid (root)";
+  watchdog dog(60s);
+  int report[2];
+  ASSERT_EQ(::pipe(report), 0);
+  const pid_t a = pipc::test::spawn([&]() -> int {
+    (void)eng::lock_identity();  // cached in this thread, for this pid
+    const pid_t mine = ::getpid();
+    const pid_t b = ::fork();
+    if (b != 0) return b > 0 ? 0 : 2;
+    // B: wait until A is gone (reaped by the test), then fork until a child gets its pid.
+    for (int i = 0; i < 1000 && ::kill(mine, 0) == 0; ++i) ::usleep(10'000);
+    ::usleep(50'000);  // so that C starts at a later clock tick than A did
+    char verdict = 's';
+    for (int attempt = 0; attempt < 50 && verdict == 's'; ++attempt) {
+      if (FILE* f = std::fopen("/proc/sys/kernel/ns_last_pid", "w")) {
+        std::fprintf(f, "%d", static_cast<int>(mine) - 1);
+        std::fclose(f);
+      }
+      const pid_t c = ::fork();
+      if (c == 0) {
+        if (::getpid() != mine) ::_exit(3);
+        // C: its own identity must name a live thread: itself.
+        ::_exit(eng::lock_owner_alive(eng::lock_identity()) ? 0 : 1);
+      }
+      int status = 0;
+      if (c < 0 || ::waitpid(c, &status, 0) != c || !WIFEXITED(status)) {
+        verdict = 'e';
+      } else if (WEXITSTATUS(status) != 3) {
+        verdict = WEXITSTATUS(status) == 0 ? 'y' : 'n';
+      }
+    }
+    (void)!::write(report[1], &verdict, 1);
+    ::_exit(0);
+  });
+  ASSERT_GT(a, 0);
+  ASSERT_EQ(pipc::test::wait_exit(a), 0);
+  char verdict = 0;
+  ASSERT_TRUE(read_byte(report[0], verdict, 30000)) << "no verdict";
+  ::close(report[0]);
+  ::close(report[1]);
+  if (verdict == 's') GTEST_SKIP() << "no child got the ancestor's pid again";
+  EXPECT_EQ(verdict, 'y') << "n: the child's lock identity names its dead ancestor's thread; e: fork failed";
+}
+
 }  // namespace

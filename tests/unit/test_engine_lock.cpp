@@ -132,4 +132,71 @@ TEST(EngineLock, ForkedChildWithAnAncestorsPidHasAnIdentityOfItsOwn) {
   EXPECT_EQ(verdict, 'y') << "n: the child's lock identity names its dead ancestor's thread; e: fork failed";
 }
 
+// In a child: takes both locks and does a side send of `value` (priority `priority`,
+// which must not be the ring's) up to its commit store, state = SIDE; then dies by
+// SIGKILL holding both locks. Its message is committed but hidden (side_count is still
+// 0) until a receiver repairs the receive side.
+int die_after_side_commit(const std::string& name, std::uint32_t priority, std::uint32_t value) {
+  raw_region r(name);
+  if (r.take_lock(side::send) != 0 || r.take_lock(side::recv) != 0) return 20;
+  eng::header* h = r.hdr();
+  const std::uint32_t head = r.free_head();
+  const std::uint64_t e = r.free_entry(head).load();
+  if (eng::entry_tag(e) != head + 1 || priority == h->ring_priority) return 22;
+  const std::uint32_t n = eng::entry_slot(e);
+  eng::slot_header* s = r.slot(n);
+  s->position = head;
+  h->claim_position = head;
+  h->claim_slot.store(n);
+  s->size = sizeof value;
+  s->priority = priority;
+  s->seq = h->next_seq;
+  s->next = 0;
+  std::memcpy(r.payload(n), &value, sizeof value);
+  s->state.store(eng::slot_side);
+  ::raise(SIGKILL);
+  return 21;
+}
+
+// A poll helper reports a queue whose receive side has a dead owner as readable at its
+// periodic re-check (docs/engine.md, "Polling"), so that an epoll-driven receiver
+// receives, and so repairs, a message the owner committed but did not publish. The
+// re-check must come even while other descriptors with poll helpers are opened and
+// closed now and then: each close wakes every helper of the queue. Before the fix the
+// re-check ran only after a sleep that timed out, which such wakes prevent.
+TEST(EnginePoll, DeadReceiveSideIsReadableWhileOtherDescriptorsComeAndGo) {
+  watchdog dog(60s);
+  unlink_guard guard(unique_name("poll-dead"), pipc::name_kind::engine_queue);
+  auto q = message_queue::open(guard.name(), open_mode::create_only, engine_options(4, 16));
+  std::uint32_t first = 1;
+  q.send(pipc::test::as_span(&first, sizeof first), 1);  // the ring's priority becomes 1
+  std::vector<std::byte> buffer(16);
+  ASSERT_TRUE(q.try_receive(buffer));
+  const int fd = q.native_handle();
+  ASSERT_GE(fd, 0);
+
+  std::atomic<bool> stop{false};
+  std::thread churn([&] {
+    while (!stop.load()) {
+      auto other = message_queue::open(guard.name(), open_mode::open_only, engine_options(4, 16));
+      (void)other.native_handle();
+      std::this_thread::sleep_for(50ms);
+    }
+  });
+  std::this_thread::sleep_for(100ms);
+  const int code = pipc::test::run_child([&] { return die_after_side_commit(guard.name(), 3, 42); });
+  pollfd p{fd, POLLIN, 0};
+  const int ready = code == 128 + SIGKILL ? ::poll(&p, 1, 2000) : -1;
+  stop.store(true);
+  churn.join();
+  ASSERT_EQ(code, 128 + SIGKILL) << "the child could not set up the dead sender";
+  EXPECT_EQ(ready, 1) << "the queue holds a committed message behind a dead owner, but did not poll readable in 2 s";
+  auto got = q.try_receive(buffer);
+  ASSERT_TRUE(got);
+  std::uint32_t value = 0;
+  std::memcpy(&value, buffer.data(), sizeof value);
+  EXPECT_EQ(value, 42u);
+  EXPECT_EQ(got->priority, 3u);
+}
+
 }  // namespace

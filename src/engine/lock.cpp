@@ -30,17 +30,21 @@ std::uint32_t futex_value(std::uint64_t word) noexcept { return static_cast<std:
 }  // namespace
 
 std::uint64_t lock_identity() noexcept {
-  // Keyed by pid: a forked child's thread has a tid and start time of its own, but the
-  // same thread_local values as the thread that forked.
-  thread_local pid_t cached_for = 0;
+  // Keyed by fork generation: a forked child's thread has a tid and start time of its
+  // own, but the same thread_local values as the thread that forked. (Not by pid: a
+  // child may have the pid of an ancestor whose thread filled the cache, and would
+  // then name that dead thread.)
+  thread_local std::uint64_t cached_for = 0;
   thread_local std::uint64_t identity = 0;
-  const pid_t me = sys::current_pid();
-  if (cached_for != me) {
+  const std::uint64_t generation = sys::fork_generation();
+  if (cached_for != generation) {
     const pid_t tid = sys::current_tid();
+    // 0 when this thread cannot read its own /proc entry now (no file descriptor left,
+    // say): the word then says "start time unknown" (see lock_owner_alive).
     std::uint64_t start = 0;
-    (void)sys::thread_state(tid, start);
+    if (sys::thread_state(tid, start) != sys::thread_status::alive) start = 0;
     identity = (start << 32) | (static_cast<std::uint64_t>(tid) & lock_tid_mask);
-    cached_for = me;
+    cached_for = generation;
   }
   return identity;
 }
@@ -57,7 +61,11 @@ bool lock_owner_alive(std::uint64_t word) noexcept {
     case sys::thread_status::alive:
       break;
   }
-  return static_cast<std::uint32_t>(start) == static_cast<std::uint32_t>(word >> 32);
+  // A start time of 0 in the word is unknown (lock_identity could not read it): nothing
+  // tells that owner from another thread with its tid, so it counts as alive while the
+  // tid exists (invariant 4: a stall is possible, a wrong takeover is not).
+  const auto started = static_cast<std::uint32_t>(word >> 32);
+  return started == 0 || started == static_cast<std::uint32_t>(start);
 }
 
 int lock_acquire_slow(atomic_u64& word, std::uint64_t me, const wait_limit& limit, bool& owner_died) noexcept {

@@ -21,7 +21,8 @@
 //      dead owner). A stopped owner (SIGSTOP) is alive: its side waits for SIGCONT.
 //   4. All processes using a queue see one PID namespace and /proc describes it (tids are
 //      compared as numbers). An owner whose /proc entry cannot be read (hidepid) but that
-//      exists counts as alive: a stall is possible, a wrong takeover is not.
+//      exists counts as alive: a stall is possible, a wrong takeover is not. So does an
+//      owner whose word has start time 0: it could not read its own start time.
 //
 // Nothing here trusts the word: any value a foreign process writes leads to a takeover
 // (and a recovery, which checks what it reads), a wait (a forged live owner: the side
@@ -43,8 +44,8 @@ static_assert(std::endian::native == std::endian::little, "the futex is the lock
 inline constexpr std::uint64_t lock_tid_mask = (std::uint64_t{1} << 30) - 1;
 inline constexpr std::uint64_t lock_waiters = std::uint64_t{1} << 30;
 
-// The calling thread's lock word value: {start time low 32 bits, tid}. Cached per
-// thread; a forked child computes its own.
+// The calling thread's lock word value: {start time low 32 bits, tid}; start time 0
+// if the thread could not read it. Cached per thread; a forked child computes its own.
 std::uint64_t lock_identity() noexcept;
 
 // Is the thread that `word` names as owner alive? (false for a free word.)

@@ -31,19 +31,27 @@ void queue::poll_helper::sync(bool look_for_dead) noexcept {
 void* queue::poll_helper::run(void* arg) {
   auto* self = static_cast<poll_helper*>(arg);
   header* h = self->r->hdr();
-  bool timed_out = false;
+  // The periodic look for a dead owner is due by the clock, not after a sleep that
+  // timed out: wakes that change nothing (another descriptor's helper stopping, a
+  // recovery's wake_everyone) may come more often than recheck_ns.
+  std::int64_t look_due = sys::now_ns(CLOCK_MONOTONIC) + recheck_ns;
   while (!self->stop.load()) {
     // Announce, then look: a change after the look bumps event_seq and wakes us.
     std::uint32_t seen = h->event_seq.load();
     h->event_watchers.fetch_add(1);
     handshake_fence();
-    self->sync(timed_out);
+    std::int64_t now = sys::now_ns(CLOCK_MONOTONIC);
+    const bool look_for_dead = now >= look_due;
+    if (look_for_dead) {
+      look_due = now + recheck_ns;
+      self->r->check_size();  // a truncation this process has not touched yet
+    }
+    self->sync(look_for_dead);
     if (self->stop.load() || self->r->faulted()) break;
     // Bounded, like every sleep: a process killed between its commit and its wake-up
     // wakes nobody.
-    std::int64_t wake_at = sys::now_ns(CLOCK_MONOTONIC) + recheck_ns;
-    timed_out = sys::futex_wait(&h->event_seq, seen, CLOCK_MONOTONIC, &wake_at) == ETIMEDOUT;
-    if (timed_out) self->r->check_size();
+    std::int64_t wake_at = look_due;
+    sys::futex_wait(&h->event_seq, seen, CLOCK_MONOTONIC, &wake_at);
   }
   return nullptr;
 }

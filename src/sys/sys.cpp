@@ -295,13 +295,18 @@ namespace {
 // getpid is a real system call in glibc (and a slow one on some VMs), and the engine
 // needs the pid on every send and receive: cache it, and refresh it in a forked child.
 std::atomic<pid_t> cached_pid{0};
+std::atomic<std::uint64_t> forks{1};  // fork_generation(); thread caches start at 0
 void refresh_pid() noexcept { cached_pid.store(::getpid(), std::memory_order_relaxed); }
+void in_forked_child() noexcept {
+  refresh_pid();
+  forks.fetch_add(1, std::memory_order_relaxed);
+}
 }  // namespace
 
 pid_t current_pid() noexcept {
   pid_t pid = cached_pid.load(std::memory_order_relaxed);
   if (pid == 0) {
-    static const int registered = ::pthread_atfork(nullptr, nullptr, refresh_pid);
+    static const int registered = ::pthread_atfork(nullptr, nullptr, in_forked_child);
     (void)registered;
     refresh_pid();
     pid = cached_pid.load(std::memory_order_relaxed);
@@ -309,15 +314,21 @@ pid_t current_pid() noexcept {
   return pid;
 }
 
+std::uint64_t fork_generation() noexcept {
+  (void)current_pid();  // registers the fork handler that counts
+  return forks.load(std::memory_order_relaxed);
+}
+
 pid_t current_tid() noexcept {
-  // Keyed by pid: after fork the child's only thread has a new id, but the same
-  // thread_local values as the thread that forked.
-  thread_local pid_t cached_for = 0;
+  // Keyed by fork generation: after fork the child's only thread has a new id, but the
+  // same thread_local values as the thread that forked. (Not by pid: a child may get
+  // the pid of an ancestor whose thread filled the cache.)
+  thread_local std::uint64_t cached_for = 0;
   thread_local pid_t tid = 0;
-  const pid_t me = current_pid();
-  if (cached_for != me) {
+  const std::uint64_t generation = fork_generation();
+  if (cached_for != generation) {
     tid = static_cast<pid_t>(::syscall(SYS_gettid));
-    cached_for = me;
+    cached_for = generation;
   }
   return tid;
 }

@@ -103,6 +103,10 @@ bool process_exists(pid_t pid) noexcept;
 // 0 if the process does not exist. With the pid it names one process for good.
 std::uint64_t process_start_time(pid_t pid) noexcept;
 pid_t current_pid() noexcept;
+// How many fork()s made this process from the first that called current_pid(): it
+// changes in every forked child. A per-thread cache keyed by it is refreshed in a
+// child; one keyed by the pid is not when the child has an ancestor's pid again.
+std::uint64_t fork_generation() noexcept;
 // The calling thread's id (gettid), cached per thread and refreshed in a forked child.
 pid_t current_tid() noexcept;
 // What /proc/TID/stat says of a thread: does it exist and run (not a zombie), and when

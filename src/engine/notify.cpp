@@ -104,14 +104,21 @@ void* queue::notify_helper::run(void* arg) {
     std::uint32_t seq = h->notify_seq.load();
     if (self->stop.load()) break;  // the descriptor clears a record left behind
     if (self->r->faulted()) break;  // the file was truncated: nothing will fire
-    if (self->r->lock_both() != 0) break;
-    bool fired = h->notify_fired_pid == me && h->notify_fired_token == self->token;
-    bool still_registered = h->notify_pid.load() == me && h->notify_token == self->token;
-    if (fired) {
-      h->notify_fired_pid = 0;
-      h->notify_fired_token = 0;
+    // Bounded, so that the helper still sees `stop` if a lock's holder is stopped (or a
+    // forged live owner holds it): it looks again after its sleep.
+    const int locked = self->r->lock_both(detail::wait_limit::immediate());
+    if (locked != 0 && locked != ETIMEDOUT) break;
+    bool fired = false;
+    bool still_registered = true;
+    if (locked == 0) {
+      fired = h->notify_fired_pid == me && h->notify_fired_token == self->token;
+      still_registered = h->notify_pid.load() == me && h->notify_token == self->token;
+      if (fired) {
+        h->notify_fired_pid = 0;
+        h->notify_fired_token = 0;
+      }
+      self->r->unlock_both();
     }
-    self->r->unlock_both();
     if (fired) {
       detail::notify_registry_fire(self->key);
       break;
@@ -130,7 +137,9 @@ void* queue::notify_helper::run(void* arg) {
 int queue::register_notification(std::uint32_t kind, int signo, int value) noexcept {
   region& r = *region_;
   header* h = r.hdr();
-  if (int e = r.lock_both(); e != 0) return e;
+  // mq_notify does not block: a lock held by a stopped process (or a forged live owner)
+  // makes the registration EBUSY after the patience of a try, never a hang.
+  if (int e = r.lock_both(detail::wait_limit::immediate()); e != 0) return e == ETIMEDOUT ? EBUSY : e;
   std::uint32_t owner = h->notify_pid.load();
   if (owner != 0 && same_process_alive(static_cast<pid_t>(owner), h->notify_start_time)) {
     r.unlock_both();
@@ -214,7 +223,7 @@ int queue::cancel_notification() noexcept {
   stop_notify_helper();
   region& r = *region_;
   header* h = r.hdr();
-  if (int e = r.lock_both(); e != 0) return e;
+  if (int e = r.lock_both(detail::wait_limit::immediate()); e != 0) return e == ETIMEDOUT ? EBUSY : e;
   if (h->notify_pid.load() == static_cast<std::uint32_t>(sys::current_pid())) h->notify_pid.store(0);
   r.unlock_both();
   return 0;

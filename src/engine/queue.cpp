@@ -94,7 +94,10 @@ queue::~queue() {
   // it would make every later registration EBUSY while this process lives).
   // (notify_fired_pid is atomic: this descriptor's notification helper may be clearing it
   // under the locks right now.)
-  if ((h->notify_pid.load() == me || h->notify_fired_pid.load() == me) && region_->lock_both() == 0) {
+  // Bounded: close never hangs on a lock whose holder is stopped (or forged); the
+  // record is then left, and counts as absent once this process is gone.
+  if ((h->notify_pid.load() == me || h->notify_fired_pid.load() == me) &&
+      region_->lock_both(wait_limit::immediate()) == 0) {
     if (h->notify_pid.load() == me && h->notify_token == token_) h->notify_pid.store(0);
     if (h->notify_fired_pid == me && h->notify_fired_token == token_) {
       h->notify_fired_pid = 0;

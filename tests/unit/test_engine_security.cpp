@@ -451,6 +451,43 @@ TEST(EngineSecurity, ExclusiveCreateOfAnExistingNameIsEexistBeforeAnyWork) {
   EXPECT_EQ(ec, std::errc::file_exists) << ec.message();
 }
 
+// A lock word forged to name a live thread (pid 1 with its start time) holds that side
+// as a stopped holder would. Notification registration, its cancellation and close
+// took both locks without a limit and hung for good (found by fuzz_region, F2); now they
+// give up after a try's patience: registration is EBUSY, close leaves the record.
+TEST(EngineSecurity, ForgedLiveLockOwnerNeverHangsNotificationOrClose) {
+  watchdog dog(60s);
+  unlink_guard guard(unique_name("sec-livelock"), pipc::name_kind::engine_queue);
+  std::uint64_t init_start = 0;
+  {
+    std::FILE* f = std::fopen("/proc/1/stat", "r");
+    ASSERT_NE(f, nullptr);
+    char buf[1024] = {};
+    std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[n] = '\0';
+    const char* p = std::strrchr(buf, ')');
+    ASSERT_NE(p, nullptr);
+    for (int field = 2; field < 22 && *p != '\0';) {
+      if (*p++ == ' ') ++field;
+    }
+    init_start = std::strtoull(p, nullptr, 10);
+  }
+  auto q = message_queue::open(guard.name(), open_mode::create_only, engine_options(4, 64));
+  q.notify_none();
+  raw_region r(guard.name());
+  r.lock(raw_region::side::recv)->store((init_start << 32) | 1);
+  auto t0 = std::chrono::steady_clock::now();
+  std::error_code ec;
+  q.notify_none(ec);
+  EXPECT_EQ(ec, std::errc::device_or_resource_busy) << ec.message();
+  q.cancel_notification(ec);
+  EXPECT_EQ(ec, std::errc::device_or_resource_busy) << ec.message();
+  q.close();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  r.lock(raw_region::side::recv)->store(0);
+}
+
 // Without /proc the engine cannot tell a live lock owner or registrant from a dead one:
 // it refuses to open queues, saying why, rather than guess.
 TEST(EngineSecurity, MissingProcIsAClearError) {

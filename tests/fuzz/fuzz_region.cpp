@@ -88,6 +88,7 @@ struct session {
   long max_messages = 0;
   long message_size = 0;
   std::array<message_queue, 2> q;
+  std::array<pipc::access, 2> how{pipc::access::read_write, pipc::access::read_write};
   model m;
 };
 
@@ -149,11 +150,15 @@ void do_send(session& s, FuzzedDataProvider& in, message_queue& q, bool model_ap
       sent = q.send_until(bytes, priority, std::chrono::system_clock::now() + 100us, ec);
       break;
   }
+  PIPC_FUZZ_TRACE("send q%d size %zu prio %u how %d: sent %d %s\n", int(&q - &s.q[0]), size, priority, how, sent,
+                  describe(ec).c_str());
   check_error("send", ec, {EMSGSIZE, EINVAL, EBADF});
   PIPC_FUZZ_CHECK(!(sent && ec));
   if (!model_applies) return;
   model& m = s.m;
-  if (size > std::size_t(s.message_size)) {
+  if (!q.is_open() || s.how[std::size_t(&q - &s.q[0])] == pipc::access::read_only) {
+    PIPC_FUZZ_CHECK(ec == std::errc::bad_file_descriptor, describe(ec));
+  } else if (size > std::size_t(s.message_size)) {
     PIPC_FUZZ_CHECK(ec == std::errc::message_size, describe(ec));
   } else if (priority > max_priority) {
     PIPC_FUZZ_CHECK(ec == std::errc::invalid_argument, describe(ec));
@@ -183,6 +188,8 @@ void do_receive(session& s, FuzzedDataProvider& in, message_queue& q, bool model
       r = q.receive_until(buffer, std::chrono::steady_clock::now() + 100us, ec);
       break;
   }
+  PIPC_FUZZ_TRACE("receive q%d capacity %zu how %d: %s size %zu prio %u %s\n", int(&q - &s.q[0]), capacity, how,
+                  r ? "got" : "none", r ? r->size : 0, r ? r->priority : 0, describe(ec).c_str());
   check_error("receive", ec, {EMSGSIZE, EBADF});
   PIPC_FUZZ_CHECK(!(r && ec));
   if (r) {
@@ -191,7 +198,9 @@ void do_receive(session& s, FuzzedDataProvider& in, message_queue& q, bool model
   }
   if (!model_applies) return;
   model& m = s.m;
-  if (capacity < std::size_t(s.message_size)) {
+  if (!q.is_open() || s.how[std::size_t(&q - &s.q[0])] == pipc::access::write_only) {
+    PIPC_FUZZ_CHECK(ec == std::errc::bad_file_descriptor, describe(ec));
+  } else if (capacity < std::size_t(s.message_size)) {
     PIPC_FUZZ_CHECK(ec == std::errc::message_size, describe(ec));
   } else if (m.messages.empty()) {
     PIPC_FUZZ_CHECK(!r && !ec, "a receive from an empty queue: " + describe(ec));
@@ -209,6 +218,8 @@ void do_receive(session& s, FuzzedDataProvider& in, message_queue& q, bool model
 void do_attributes(session& s, message_queue& q, bool model_applies) {
   std::error_code ec;
   mq_attributes a = q.attributes(ec);
+  PIPC_FUZZ_TRACE("attributes q%d: %ld %ld %ld %d %s (model %zu)\n", int(&q - &s.q[0]), a.max_messages,
+                  a.message_size, a.current_messages, a.nonblocking, describe(ec).c_str(), s.m.messages.size());
   check_error("attributes", ec, {EBADF});
   if (!ec) {
     // The geometry is the engine's own copy, taken at open.
@@ -217,7 +228,11 @@ void do_attributes(session& s, message_queue& q, bool model_applies) {
                     "current_messages " + std::to_string(a.current_messages));
   }
   if (model_applies) {
-    PIPC_FUZZ_CHECK(!ec && a.current_messages == long(s.m.messages.size()));
+    if (!q.is_open()) {
+      PIPC_FUZZ_CHECK(ec == std::errc::bad_file_descriptor, describe(ec));
+    } else {
+      PIPC_FUZZ_CHECK(!ec && a.current_messages == long(s.m.messages.size()));
+    }
   }
 }
 
@@ -237,6 +252,7 @@ void do_notify(FuzzedDataProvider& in, message_queue& q) {
       q.cancel_notification(ec);
       break;
   }
+  PIPC_FUZZ_TRACE("notify: %s\n", describe(ec).c_str());
   check_error("notify", ec, {EBADF, EBUSY, EINVAL, ENOMEM, EAGAIN});
 }
 
@@ -249,6 +265,7 @@ void do_stats(session& s) {
   int e = engine::queue::open(request, raw);
   PIPC_FUZZ_CHECK(e == 0 || (e > detail::errc_base && e <= detail::encode(errc::corrupt_state)) || pipc::fuzz::one_of(e, {ENOENT, EACCES, ENOMEM, EMFILE, ENFILE}),
                   "engine open: " + std::to_string(e));
+  PIPC_FUZZ_CHECK(!s.m.valid || e == 0, "opening an intact queue: " + std::to_string(e));
   if (e != 0) return;
   engine::queue_stats st = raw->stats();
   PIPC_FUZZ_CHECK(st.max_messages == std::uint64_t(s.max_messages) &&
@@ -268,8 +285,11 @@ void do_reopen(session& s, FuzzedDataProvider& in, int k) {
   auto how = static_cast<pipc::access>(in.ConsumeIntegralInRange<int>(0, 2));
   std::error_code ec;
   s.q[k] = message_queue::open(s.name, open_mode::open_only, options(s, how, in.ConsumeBool()), ec);
+  s.how[std::size_t(k)] = how;
+  PIPC_FUZZ_TRACE("reopen q%d: %s\n", k, describe(ec).c_str());
   check_error("open", ec, {ENOENT, EACCES, EINVAL, ENOMEM, EMFILE, ENFILE});
   PIPC_FUZZ_CHECK(bool(s.q[k]) == !ec);
+  PIPC_FUZZ_CHECK(!s.m.valid || !ec, "reopening an intact queue: " + describe(ec));
 }
 
 // PIPC_FUZZ_SPARE_KNOWN keeps the fuzzer away from what is known to break the engine
@@ -341,6 +361,7 @@ void do_patch(session& s, FuzzedDataProvider& in) {
     // Resize: grow (harmless to the engine, which keeps its own geometry) or shrink.
     auto to = in.ConsumeIntegralInRange<std::uint64_t>(0, 2 * std::max<std::uint64_t>(size, 4096));
     if (spare_known("shrink")) to = std::max(to, size);
+    PIPC_FUZZ_TRACE("patch: size %llu -> %llu\n", (unsigned long long)size, (unsigned long long)to);
     PIPC_FUZZ_CHECK(::ftruncate(fd, off_t(to)) == 0, std::strerror(errno));
     ::close(fd);
     return;
@@ -369,6 +390,7 @@ void do_patch(session& s, FuzzedDataProvider& in) {
   }
   if (bytes.empty()) bytes = in.ConsumeBytes<std::uint8_t>(in.ConsumeIntegralInRange<std::size_t>(1, 16));
   std::size_t n = std::min<std::uint64_t>(bytes.size(), size - offset);
+  PIPC_FUZZ_TRACE("patch: %zu bytes at %llu\n", n, (unsigned long long)offset);
   if (n > 0 && !(spare_known("locks") && touches_a_mutex(offset, n))) {
     PIPC_FUZZ_CHECK(::pwrite(fd, bytes.data(), n, off_t(offset)) == ssize_t(n), std::strerror(errno));
   }
@@ -390,9 +412,10 @@ void run(FuzzedDataProvider& in) {
 
   for (int n = 0; n < max_operations && in.remaining_bytes() > 0; ++n) {
     int k = in.ConsumeIntegralInRange<int>(0, 1);
+    PIPC_FUZZ_TRACE("[%d] q%d%s: ", n, k, s.q[k].is_open() ? "" : " (closed)");
     message_queue& q = s.q[k];
-    // The model knows a descriptor's access and blocking mode only for q[0] as created.
-    bool model_applies = s.m.valid && k == 0 && q.is_open();
+    // The model holds until the first patch, for both descriptors, open or closed.
+    bool model_applies = s.m.valid;
     switch (in.ConsumeIntegralInRange<int>(0, 11)) {
       case 0:
       case 1:
@@ -408,7 +431,7 @@ void run(FuzzedDataProvider& in) {
       case 5:
         q.set_nonblocking(in.ConsumeBool(), ec);
         check_error("set_nonblocking", ec, {EBADF});
-        if (k == 0) s.m.valid = false;  // O_NONBLOCK changes nothing the model checks, but keep it simple
+        PIPC_FUZZ_TRACE("set_nonblocking: %s\n", describe(ec).c_str());
         break;
       case 6:
         do_notify(in, q);
@@ -422,10 +445,9 @@ void run(FuzzedDataProvider& in) {
       case 9:
         if (in.ConsumeBool()) {
           q.close();
-          if (k == 0) s.m.valid = false;
+          PIPC_FUZZ_TRACE("close\n");
         } else {
           do_reopen(s, in, k);
-          if (k == 0) s.m.valid = false;
         }
         break;
       default:

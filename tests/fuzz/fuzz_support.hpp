@@ -30,6 +30,18 @@ namespace pipc::fuzz {
 #define PIPC_FUZZ_CHECK(cond, ...) \
   ((cond) ? void(0) : ::pipc::fuzz::fail(__FILE__, __LINE__, #cond __VA_OPT__(, ) __VA_ARGS__))
 
+// PIPC_FUZZ_TRACE=1 makes a target print each step, to follow an input by hand.
+inline bool tracing() {
+  static const bool on = [] {
+    const char* v = std::getenv("PIPC_FUZZ_TRACE");
+    return v != nullptr && *v != '\0' && *v != '0';
+  }();
+  return on;
+}
+
+#define PIPC_FUZZ_TRACE(...) \
+  (::pipc::fuzz::tracing() ? void(std::fprintf(stderr, __VA_ARGS__)) : void(0))
+
 inline std::string describe(const std::error_code& ec) {
   return std::string(ec.category().name()) + ":" + std::to_string(ec.value()) + " (" + ec.message() + ")";
 }

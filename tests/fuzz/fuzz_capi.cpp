@@ -526,6 +526,7 @@ void run(FuzzedDataProvider& in) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  pipc::fuzz::remove_stale_leftovers("capi");
   static const std::string& p = prefix();  // first, so that it outlives the exit handler
   std::atexit([] { pipc::fuzz::remove_leftovers(p); });
   return 0;

@@ -206,6 +206,11 @@ void check_queue_open(FuzzedDataProvider& in, std::string_view fuzzed_name) {
 
 }  // namespace
 
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  pipc::fuzz::remove_stale_leftovers("names");
+  return 0;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   FuzzedDataProvider in(data, size);
   std::string name = in.ConsumeRandomLengthString(300);

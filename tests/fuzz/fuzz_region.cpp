@@ -463,6 +463,7 @@ void run(FuzzedDataProvider& in) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  pipc::fuzz::remove_stale_leftovers("region");
   ::signal(notify_signo(), SIG_IGN);
   // queue_name() first, so that its string outlives the exit handler.
   static const std::string& name = queue_name();

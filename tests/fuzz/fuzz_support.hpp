@@ -7,6 +7,7 @@
 #include <pipc/error.hpp>
 
 #include <dirent.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -17,6 +18,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 namespace pipc::fuzz {
 
@@ -83,6 +85,26 @@ inline int remove_leftovers(std::string_view prefix) {
     ::closedir(d);
   }
   return removed;
+}
+
+// Removes what earlier processes of this target left when they died without running
+// their exit handlers (a crash, a timeout, a kill): the queues of "/pipcfuzz.<target>.<pid>"
+// whose pid is no longer a process. Called once, when a target starts.
+inline void remove_stale_leftovers(std::string_view target) {
+  const std::string start = "pipc.mq.pipcfuzz." + std::string(target) + ".";
+  std::vector<std::string> stale;
+  if (DIR* d = ::opendir("/dev/shm")) {
+    while (dirent* e = ::readdir(d)) {
+      std::string_view entry = e->d_name;
+      if (!entry.starts_with(start)) continue;
+      std::string_view rest = entry.substr(start.size());
+      std::string pid(rest.substr(0, rest.find('.')));
+      if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+      if (::kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH) stale.emplace_back(entry);
+    }
+    ::closedir(d);
+  }
+  for (const std::string& file : stale) ::unlink(("/dev/shm/" + file).c_str());
 }
 
 }  // namespace pipc::fuzz

@@ -2,7 +2,9 @@
 //
 // 1. check_name, describe_name_problem and max_name_length against a model of the
 //    rules (README, "Opening"): one leading '/', no other '/', no NUL, 1 to
-//    max_name_length(kind) bytes after the slash; EINVAL or ENAMETOOLONG otherwise.
+//    max_name_length(kind) bytes after the slash, and for shared memory not a name of
+//    the engine's or glibc's files in /dev/shm ("pipc.mq.*", "sem.*"; docs/engine.md);
+//    EINVAL or ENAMETOOLONG otherwise.
 // 2. The public open path of every object kind with the same name: an invalid name
 //    fails with check_name's error before anything reaches the system.
 // 3. message_queue::open on the engine with fuzzed mode, access, capacity, message
@@ -54,6 +56,12 @@ std::error_code expected_name_error(std::string_view name, name_kind kind) {
   }
   if (!shape_ok) return {EINVAL, std::system_category()};
   if (name.size() - 1 > documented_limit(kind)) return {ENAMETOOLONG, std::system_category()};
+  // A shared memory object may not take the name of an engine queue's or a named
+  // semaphore's file in /dev/shm.
+  std::string_view rest = name.substr(1);
+  if (kind == name_kind::shared_memory && (rest.starts_with("pipc.mq.") || rest.starts_with("sem."))) {
+    return {EINVAL, std::system_category()};
+  }
   return {};
 }
 

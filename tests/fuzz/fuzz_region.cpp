@@ -31,7 +31,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -295,8 +294,9 @@ void do_reopen(session& s, FuzzedDataProvider& in, int k) {
 // PIPC_FUZZ_SPARE_KNOWN keeps the fuzzer away from what is known to break the engine
 // and is not fixed yet (tests/fuzz/crashes/README.md), so that a short run in CI tests
 // everything else. "1" spares all of these, or name them, comma-separated:
-//   locks   do not write the glibc mutexes in the header (F2: a forged owner makes
-//           notification registration, its cancellation and close block for ever);
+//   locks   do not write the header's two lock words (F2: a forged owner that is a
+//           live thread makes notification registration, its cancellation and close
+//           wait for ever; a forged dead owner is taken over, as it should be);
 //   shrink  do not shrink the file (F3: SIGBUS in every process that has it open).
 bool spare_known(std::string_view what) {
   static const std::string spared = [] {
@@ -313,15 +313,16 @@ bool spare_known(std::string_view what) {
   return false;
 }
 
-bool touches_a_mutex(std::uint64_t offset, std::uint64_t n) {
+bool touches_a_lock(std::uint64_t offset, std::uint64_t n) {
   for (std::size_t at : {offsetof(engine::header, send_lock), offsetof(engine::header, recv_lock)}) {
-    if (offset < at + sizeof(pthread_mutex_t) && at < offset + n) return true;
+    if (offset < at + sizeof(engine::header::send_lock) && at < offset + n) return true;
   }
   return false;
 }
 
 // Values worth writing into a word of the header: bounds, our own pid (the header
-// records registrants and waiters by pid), owner-died and waiter bits of a futex word.
+// records registrants and waiters by pid, and a lock word its owner's tid), and bits
+// 30 and 31 (a lock word's waiters bit and reserved bit).
 std::uint32_t telling_value(FuzzedDataProvider& in) {
   switch (in.ConsumeIntegralInRange<int>(0, 9)) {
     case 0:
@@ -337,7 +338,7 @@ std::uint32_t telling_value(FuzzedDataProvider& in) {
     case 5:
       return static_cast<std::uint32_t>(::getpid());
     case 6:
-      return 0x40000000u | static_cast<std::uint32_t>(::getpid());  // FUTEX_OWNER_DIED | tid
+      return 0x40000000u | static_cast<std::uint32_t>(::getpid());  // waiters | tid
     case 7:
       return in.ConsumeIntegralInRange<std::uint32_t>(0, 64);
     default:
@@ -391,7 +392,7 @@ void do_patch(session& s, FuzzedDataProvider& in) {
   if (bytes.empty()) bytes = in.ConsumeBytes<std::uint8_t>(in.ConsumeIntegralInRange<std::size_t>(1, 16));
   std::size_t n = std::min<std::uint64_t>(bytes.size(), size - offset);
   PIPC_FUZZ_TRACE("patch: %zu bytes at %llu\n", n, (unsigned long long)offset);
-  if (n > 0 && !(spare_known("locks") && touches_a_mutex(offset, n))) {
+  if (n > 0 && !(spare_known("locks") && touches_a_lock(offset, n))) {
     PIPC_FUZZ_CHECK(::pwrite(fd, bytes.data(), n, off_t(offset)) == ssize_t(n), std::strerror(errno));
   }
   ::close(fd);

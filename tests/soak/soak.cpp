@@ -922,7 +922,17 @@ int main(int argc, char** argv) {
         if (secs(stall[q]) > cfg.hang_limit && !hung) {
           hung = true;
           hang_note = "queue " + std::to_string(q) + " held " + std::to_string(a.current_messages) +
-                      " messages for " + std::to_string(secs(stall[q])) + " s with a running consumer and no receive";
+                      " messages for " + std::to_string(secs(stall[q])) + " s with a running consumer and no receive;";
+          // What everyone was doing then, for the diagnosis.
+          for (auto& x : workers) {
+            std::uint32_t act = ctl->doing[static_cast<int>(x.kind)][x.slot].load();
+            hang_note += std::string("\n    ") + role_name(x.kind) + " " + std::to_string(x.slot) + " pid " +
+                         std::to_string(x.pid) + (x.stopped ? " (stopped)" : "") + ": " +
+                         kActivityNames[act < kActivities ? act : act_other];
+            if (x.kind == role::consumer) {
+              hang_note += ", receive state " + std::to_string(ctl->consumers[x.slot].state.load());
+            }
+          }
         }
       } else {
         stall[q] = 0;

@@ -73,7 +73,7 @@ struct config {
   int stop_percent = 25;         // share of actions that are SIGSTOP/SIGCONT rather than SIGKILL
   double hang_limit = 10;        // seconds of stall that count as a hang
   bool quiet = false;
-  // Test of the audit itself: consumer 0 fakes a fault every 20 000th receive.
+  // Test of the audit itself: consumer 0 fakes a fault every 1000th receive.
   enum class fault { none, lose, duplicate, tear } inject = fault::none;
 };
 config cfg;
@@ -449,7 +449,7 @@ int consumer_main(int slot) {
       note_error("consumer", slot, "receive", ec.message());
       return 3;
     }
-    if (got && cfg.inject != config::fault::none && slot == 0 && receipt % 20000 == 0) {
+    if (got && cfg.inject != config::fault::none && slot == 0 && receipt % 1000 == 0) {
       if (cfg.inject == config::fault::lose) got.reset();  // dropped as if the queue had lost it
       if (cfg.inject == config::fault::tear) me.buffer[got->size - 1] ^= std::byte{0x20};
       if (cfg.inject == config::fault::duplicate) {

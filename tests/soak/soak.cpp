@@ -886,7 +886,8 @@ int main(int argc, char** argv) {
   std::uint64_t action_at = next_action();
   std::vector<std::uint64_t> seen(cfg.queues, 0), stall(cfg.queues, 0), max_stall(cfg.queues, 0);
   bool hung = false;
-  std::string hang_note;
+  std::string hang_note, stall_note;
+  std::uint64_t longest_stall = 0;
   std::uint64_t last_tick = now_ns(), next_progress = t0 + 10'000'000'000ULL;
 
   auto handle_exit = [&](worker& w, int status, bool killed_by_us) {
@@ -919,20 +920,27 @@ int main(int argc, char** argv) {
       if (!ec && a.current_messages > 0 && running) {
         stall[q] += dt;
         max_stall[q] = std::max(max_stall[q], stall[q]);
-        if (secs(stall[q]) > cfg.hang_limit && !hung) {
-          hung = true;
-          hang_note = "queue " + std::to_string(q) + " held " + std::to_string(a.current_messages) +
-                      " messages for " + std::to_string(secs(stall[q])) + " s with a running consumer and no receive;";
-          // What everyone was doing then, for the diagnosis.
+        // What everyone was doing, for the diagnosis of the longest stall and of a hang.
+        auto snapshot = [&] {
+          std::string out = "queue " + std::to_string(q) + " held " + std::to_string(a.current_messages) +
+                            " messages for " + std::to_string(secs(stall[q])) +
+                            " s with a running consumer and no receive, at " + std::to_string(secs(t - t0)) + " s;";
           for (auto& x : workers) {
             std::uint32_t act = ctl->doing[static_cast<int>(x.kind)][x.slot].load();
-            hang_note += std::string("\n    ") + role_name(x.kind) + " " + std::to_string(x.slot) + " pid " +
-                         std::to_string(x.pid) + (x.stopped ? " (stopped)" : "") + ": " +
-                         kActivityNames[act < kActivities ? act : act_other];
-            if (x.kind == role::consumer) {
-              hang_note += ", receive state " + std::to_string(ctl->consumers[x.slot].state.load());
-            }
+            out += std::string("\n    ") + role_name(x.kind) + " " + std::to_string(x.slot) + " pid " +
+                   std::to_string(x.pid) + (x.stopped ? " (stopped)" : "") + ": " +
+                   kActivityNames[act < kActivities ? act : act_other];
+            if (x.kind == role::consumer) out += ", receive state " + std::to_string(ctl->consumers[x.slot].state.load());
           }
+          return out;
+        };
+        if (stall[q] > longest_stall && stall[q] > 200'000'000ULL) {
+          longest_stall = stall[q];
+          stall_note = snapshot();
+        }
+        if (secs(stall[q]) > cfg.hang_limit && !hung) {
+          hung = true;
+          hang_note = snapshot();
         }
       } else {
         stall[q] = 0;
@@ -1188,6 +1196,7 @@ int main(int argc, char** argv) {
     auto& d = ctl->ooos[i];
     std::printf("  out of order: producer %u seq %" PRIu64 " after seq %u (tag %#x)\n", d.producer, d.seq, d.cell, d.tag);
   }
+  if (!stall_note.empty()) std::printf("  longest stall over 0.2 s, its last tick: %s\n", stall_note.c_str());
   if (hung) std::printf("  hang: %s\n", hang_note.c_str());
   if (!progress) std::printf("  no progress: nothing received or nobody killed\n");
   std::printf("  result              %s\n", pass ? "PASS" : "FAIL");

@@ -82,10 +82,11 @@ bool repair(std::uintptr_t addr) noexcept {
     for (guard_slot& s : c->slots) {
       std::uint64_t before = s.seq.load(std::memory_order_acquire);
       if ((before & 1) != 0) continue;  // being registered or unregistered
-      std::uintptr_t begin = s.begin.load(std::memory_order_relaxed);
-      std::uintptr_t end = s.end.load(std::memory_order_relaxed);
-      bool writable = s.writable.load(std::memory_order_relaxed) != 0;
-      std::atomic_thread_fence(std::memory_order_acquire);
+      // Acquire loads rather than a fence (which ThreadSanitizer does not model): the
+      // second look at seq below cannot move before them.
+      std::uintptr_t begin = s.begin.load(std::memory_order_acquire);
+      std::uintptr_t end = s.end.load(std::memory_order_acquire);
+      bool writable = s.writable.load(std::memory_order_acquire) != 0;
       if (s.seq.load(std::memory_order_relaxed) != before) continue;
       if (addr < begin || addr >= end) continue;
       // The flag first: a thread that later reads the zero pages without faulting (they
@@ -190,10 +191,10 @@ int guard_region(void* base, std::size_t length, bool writable, guard_id& id) no
   s->faulted.store(0, std::memory_order_relaxed);
   std::uint64_t seq = s->seq.load(std::memory_order_relaxed);
   s->seq.store(seq + 1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_release);
-  s->begin.store(begin, std::memory_order_relaxed);
-  s->end.store(end, std::memory_order_relaxed);
-  s->writable.store(writable ? 1 : 0, std::memory_order_relaxed);
+  // Release stores rather than a fence: the odd seq above cannot move after them.
+  s->begin.store(begin, std::memory_order_release);
+  s->end.store(end, std::memory_order_release);
+  s->writable.store(writable ? 1 : 0, std::memory_order_release);
   s->seq.store(seq + 2, std::memory_order_release);
   id.slot = s;
   return 0;
@@ -204,10 +205,9 @@ void unguard_region(guard_id& id) noexcept {
   if (s == nullptr) return;
   std::uint64_t seq = s->seq.load(std::memory_order_relaxed);
   s->seq.store(seq + 1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_release);
-  s->begin.store(0, std::memory_order_relaxed);
-  s->end.store(0, std::memory_order_relaxed);
-  s->writable.store(0, std::memory_order_relaxed);
+  s->begin.store(0, std::memory_order_release);
+  s->end.store(0, std::memory_order_release);
+  s->writable.store(0, std::memory_order_release);
   s->seq.store(seq + 2, std::memory_order_release);
   s->used.store(0, std::memory_order_release);
   id.slot = nullptr;

@@ -50,8 +50,10 @@ enum class name_kind {
 PIPC_EXPORT std::size_t max_name_length(name_kind kind) noexcept;
 
 // Checks a POSIX IPC object name: exactly one leading '/', no other '/', not empty,
-// at most max_name_length(kind) bytes after the slash, no NUL byte. Returns EINVAL or
-// ENAMETOOLONG (std::errc), or an empty error_code for a valid name.
+// at most max_name_length(kind) bytes after the slash, no NUL byte; shared memory names
+// may not begin with "pipc.mq." or "sem." after the slash (the files of engine queues
+// and named semaphores in /dev/shm). Returns EINVAL or ENAMETOOLONG (std::errc), or an
+// empty error_code for a valid name.
 PIPC_EXPORT std::error_code check_name(std::string_view name, name_kind kind) noexcept;
 
 // Why check_name rejected `name`, in words ("must begin with '/'"); empty when valid.

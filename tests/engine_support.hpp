@@ -80,6 +80,13 @@ class raw_region {
     return value;
   }
 
+  // The queue's file, as the engine identifies it to check a lock owner.
+  engine::lock_file file() const {
+    struct ::stat st {};
+    ::fstat(fd_, &st);
+    return {st.st_dev, st.st_ino};
+  }
+
   // The queue's two lock words (src/engine/lock.hpp).
   enum class side { send, recv };
   std::atomic<std::uint64_t>* lock(side which) const {
@@ -87,7 +94,7 @@ class raw_region {
   }
   std::uint64_t lock_word(side which) const { return lock(which)->load(); }
   // Is the lock held by a thread that is gone (so its side awaits recovery)?
-  bool owner_died(side which) const { return engine::lock_owner_dead(*lock(which)); }
+  bool owner_died(side which) const { return engine::lock_owner_dead(*lock(which), file()); }
   bool owner_died() const { return owner_died(side::send) || owner_died(side::recv); }
 
   // Takes a lock as the engine does, through this mapping, without repairing anything:
@@ -95,7 +102,7 @@ class raw_region {
   // awaits recovery, which the engine's next locker does).
   int take_lock(side which) const {
     bool died = false;
-    int e = engine::lock_acquire(*lock(which), detail::wait_limit::blocking(), died);
+    int e = engine::lock_acquire(*lock(which), detail::wait_limit::blocking(), died, file());
     return e != 0 ? e : died ? EOWNERDEAD : 0;
   }
   void release_lock(side which) const { engine::lock_release(*lock(which)); }

@@ -49,7 +49,7 @@ std::uint64_t lock_identity() noexcept {
   return identity;
 }
 
-bool lock_owner_alive(std::uint64_t word) noexcept {
+bool lock_owner_alive(std::uint64_t word, const lock_file& file) noexcept {
   const auto tid = static_cast<pid_t>(word & lock_tid_mask);
   if (tid == 0) return false;
   std::uint64_t start = 0;
@@ -65,10 +65,15 @@ bool lock_owner_alive(std::uint64_t word) noexcept {
   // tells that owner from another thread with its tid, so it counts as alive while the
   // tid exists (invariant 4: a stall is possible, a wrong takeover is not).
   const auto started = static_cast<std::uint32_t>(word >> 32);
-  return started == 0 || started == static_cast<std::uint32_t>(start);
+  if (started != 0 && started != static_cast<std::uint32_t>(start)) return false;
+  // The owner's process must map the file (lock.hpp, lock_file): one that does not is a
+  // new program that an execve put in the dead owner's place. Maps this process may not
+  // read count as mapping it (invariant 4).
+  return file.ino == 0 || sys::process_maps_file(tid, file.dev, file.ino) != sys::maps_answer::no;
 }
 
-int lock_acquire_slow(atomic_u64& word, std::uint64_t me, const wait_limit& limit, bool& owner_died) noexcept {
+int lock_acquire_slow(atomic_u64& word, std::uint64_t me, const wait_limit& limit, bool& owner_died,
+                      const lock_file& file) noexcept {
   for (int i = 0; i < lock_spins; ++i) {
     std::uint64_t w = word.load(std::memory_order_relaxed);
     if (w == 0 && word.compare_exchange_weak(w, me, std::memory_order_acquire, std::memory_order_relaxed)) return 0;
@@ -99,7 +104,7 @@ int lock_acquire_slow(atomic_u64& word, std::uint64_t me, const wait_limit& limi
     }
     if (check_owner) {
       check_owner = false;
-      if (!lock_owner_alive(w)) {
+      if (!lock_owner_alive(w, file)) {
         // Invariant 3: take it over from the dead owner, exactly once.
         if (word.compare_exchange_strong(w, me | lock_waiters, std::memory_order_acquire, std::memory_order_relaxed)) {
           owner_died = true;

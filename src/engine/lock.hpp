@@ -34,6 +34,8 @@
 #include "engine/layout.hpp"
 #include "queue_backend.hpp"
 
+#include <sys/types.h>
+
 #include <bit>
 #include <cstdint>
 
@@ -48,29 +50,42 @@ inline constexpr std::uint64_t lock_waiters = std::uint64_t{1} << 30;
 // if the thread could not read it. Cached per thread; a forked child computes its own.
 std::uint64_t lock_identity() noexcept;
 
-// Is the thread that `word` names as owner alive? (false for a free word.)
-bool lock_owner_alive(std::uint64_t word) noexcept;
+// The file whose mapping holds a lock word. An owner must map it (it holds the lock
+// only inside an operation on the region): a live thread with the owner's tid and start
+// time whose process does not map the file is the new program of an execve that ended
+// the owner (the exec'ing thread inherits the tid and the start time of the thread
+// group's leader). {0, 0}: not known, not checked.
+struct lock_file {
+  dev_t dev = 0;
+  ino_t ino = 0;
+};
+
+// Is the thread that `word` names as owner alive (and, with `file`, does its process
+// map that file, as far as /proc lets this process see)? false for a free word.
+bool lock_owner_alive(std::uint64_t word, const lock_file& file = {}) noexcept;
 
 // Is the lock held by a thread that died? Then its side needs recovery, which the next
 // locker does. Reads /proc when the lock is held: not for hot paths.
-inline bool lock_owner_dead(const atomic_u64& word) noexcept {
+inline bool lock_owner_dead(const atomic_u64& word, const lock_file& file = {}) noexcept {
   const std::uint64_t w = word.load(std::memory_order_acquire);
-  return w != 0 && !lock_owner_alive(w);
+  return w != 0 && !lock_owner_alive(w, file);
 }
 
 // The contended path of lock_acquire.
-int lock_acquire_slow(atomic_u64& word, std::uint64_t me, const detail::wait_limit& limit, bool& owner_died) noexcept;
+int lock_acquire_slow(atomic_u64& word, std::uint64_t me, const detail::wait_limit& limit, bool& owner_died,
+                      const lock_file& file) noexcept;
 
 // Takes the lock. Returns 0, with `owner_died` set when the previous owner died
 // holding it (the caller must repair the lock's side before going on), or ETIMEDOUT
 // when `limit` ran out first: a try waits up to lock_try_patience_ns for a holder that
 // may just have been preempted, never longer (it may be stopped).
-inline int lock_acquire(atomic_u64& word, const detail::wait_limit& limit, bool& owner_died) noexcept {
+inline int lock_acquire(atomic_u64& word, const detail::wait_limit& limit, bool& owner_died,
+                        const lock_file& file = {}) noexcept {
   owner_died = false;
   const std::uint64_t me = lock_identity();
   std::uint64_t expected = 0;
   if (word.compare_exchange_strong(expected, me, std::memory_order_acquire, std::memory_order_relaxed)) return 0;
-  return lock_acquire_slow(word, me, limit, owner_died);
+  return lock_acquire_slow(word, me, limit, owner_died, file);
 }
 
 // The contended path of lock_release.

@@ -17,7 +17,7 @@ void queue::poll_helper::sync(bool look_for_dead) noexcept {
   // repairs the side: such a queue counts as readable. Looking costs a system call or
   // two, so only the helper's periodic re-check does it. (A dead send_lock owner hides
   // no room: recovering a send never frees a slot.)
-  const bool readable = r->has_message() || (look_for_dead && lock_owner_dead(h->recv_lock));
+  const bool readable = r->has_message() || (look_for_dead && lock_owner_dead(h->recv_lock, r->file()));
   const bool writable = r->has_room();
   std::uint64_t want = !readable ? 0 : writable ? 1 : eventfd_full;
   // A truncated file: ready both ways, so that a poller calls in and learns of it.

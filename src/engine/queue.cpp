@@ -333,7 +333,7 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
       const std::uint64_t held = h->recv_lock.load(std::memory_order_relaxed);
       const bool giving_up =
           nonblocking_.load(std::memory_order_relaxed) || limit.kind == wait_limit::none || deadline_passed(limit);
-      const bool dead_owner = held != 0 && (giving_up || held == held_before) && !lock_owner_alive(held);
+      const bool dead_owner = held != 0 && (giving_up || held == held_before) && !lock_owner_alive(held, r.file());
       held_before = held;
       if (!dead_owner) {
         if (r.faulted() || !r.cursors_plausible()) return done(corrupt);

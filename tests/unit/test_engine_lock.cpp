@@ -135,9 +135,10 @@ TEST(EngineLock, ForkedChildWithAnAncestorsPidHasAnIdentityOfItsOwn) {
 // The thread group leader holds a lock and another thread calls execve: the kernel
 // kills the leader, and the exec'ing thread takes over its tid and its start time
 // (fs/exec.c, de_thread). The word then names the new program's thread, which is alive,
-// so the lock is never recovered (glibc's robust mutexes were: the kernel walks the
-// killed thread's robust list). Not fixed on lock-review: see the review report.
-TEST(EngineLock, DISABLED_LeaderKilledByAnotherThreadsExecIsADeadOwner) {
+// so the lock was never recovered (glibc's robust mutexes were: the kernel walks the
+// killed thread's robust list). The new program does not map the queue, and an owner
+// must: it is a dead owner now.
+TEST(EngineLock, LeaderKilledByAnotherThreadsExecIsADeadOwner) {
   watchdog dog(60s);
   unlink_guard guard(unique_name("lock-exec"), pipc::name_kind::engine_queue);
   auto q = message_queue::open(guard.name(), open_mode::create_only, engine_options(4, 16));

@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <thread>
 
@@ -140,6 +142,22 @@ bool become_nobody() {
   if (::setgid(65534) != 0) return false;
   if (::setuid(65534) != 0) return false;
   return ::geteuid() == 65534;
+}
+
+std::uint64_t start_time_of(pid_t pid) {
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (f == nullptr) return 0;
+  char buf[1024] = {};
+  std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  // The command (field 2) may hold spaces and parentheses: count from the last ')'.
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr) return 0;
+  for (int field = 2; field < 22 && *p != '\0';) {
+    if (*p++ == ' ') ++field;
+  }
+  return std::strtoull(p, nullptr, 10);
 }
 
 }  // namespace pipc::test

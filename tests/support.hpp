@@ -77,6 +77,14 @@ bool become_nobody();
 // True when the tests run as root (needed to switch users for permission tests).
 bool running_as_root();
 
+// The start time of process (or thread) `pid`, field 22 of /proc/PID/stat, in clock
+// ticks since boot; 0 if it cannot be read.
+std::uint64_t start_time_of(pid_t pid);
+// The lock word (src/engine/lock.hpp) that names process `pid`'s main thread as owner.
+inline std::uint64_t lock_word_of(pid_t pid) {
+  return (start_time_of(pid) << 32) | static_cast<std::uint32_t>(pid);
+}
+
 // The std::system_error that f() threw, or nullopt if it returned.
 template <class F>
 std::optional<std::system_error> thrown(F&& f) {

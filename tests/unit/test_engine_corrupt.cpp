@@ -974,22 +974,7 @@ TEST(EngineCorrupt, ScribbledLockWordsAreRecoveredOrWaitedFor) {
 TEST(EngineCorrupt, LockWordOfALiveThreadOnlyDelaysTries) {
   watchdog dog(60s);
   using side = raw_region::side;
-  std::uint64_t init_start = 0;
-  {
-    std::FILE* f = std::fopen("/proc/1/stat", "r");
-    ASSERT_NE(f, nullptr);
-    char buf[1024] = {};
-    std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-    std::fclose(f);
-    buf[n] = '\0';
-    const char* p = std::strrchr(buf, ')');
-    ASSERT_NE(p, nullptr);
-    for (int field = 2; field < 22 && *p != '\0';) {
-      if (*p++ == ' ') ++field;
-    }
-    init_start = std::strtoull(p, nullptr, 10);
-  }
-  const std::uint64_t init_word = (init_start << 32) | 1;
+  const std::uint64_t init_word = pipc::test::lock_word_of(1);
   for (side which : {side::send, side::recv}) {
     SCOPED_TRACE(which == side::send ? "send_lock" : "recv_lock");
     unlink_guard guard(unique_name("lock-word"), pipc::name_kind::engine_queue);

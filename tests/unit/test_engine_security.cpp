@@ -252,21 +252,8 @@ TEST(EngineSecurity, ForgedNotificationSignalsNobody) {
     return 0;
   });
   auto q = message_queue::open(guard.name(), open_mode::open_only, with_mode(0600));
-  std::uint64_t start = 0;
-  {
-    std::FILE* f = std::fopen(("/proc/" + std::to_string(victim.pid()) + "/stat").c_str(), "r");
-    ASSERT_NE(f, nullptr);
-    char buf[1024] = {};
-    std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-    std::fclose(f);
-    buf[n] = '\0';
-    const char* p = std::strrchr(buf, ')');
-    ASSERT_NE(p, nullptr);
-    for (int field = 2; field < 22 && *p != '\0';) {
-      if (*p++ == ' ') ++field;
-    }
-    start = std::strtoull(p, nullptr, 10);
-  }
+  const std::uint64_t start = pipc::test::start_time_of(victim.pid());
+  ASSERT_NE(start, 0u);
   // nobody forges the record through its own mapping.
   ASSERT_EQ(run_child(
                 [&] {
@@ -458,25 +445,10 @@ TEST(EngineSecurity, ExclusiveCreateOfAnExistingNameIsEexistBeforeAnyWork) {
 TEST(EngineSecurity, ForgedLiveLockOwnerNeverHangsNotificationOrClose) {
   watchdog dog(60s);
   unlink_guard guard(unique_name("sec-livelock"), pipc::name_kind::engine_queue);
-  std::uint64_t init_start = 0;
-  {
-    std::FILE* f = std::fopen("/proc/1/stat", "r");
-    ASSERT_NE(f, nullptr);
-    char buf[1024] = {};
-    std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-    std::fclose(f);
-    buf[n] = '\0';
-    const char* p = std::strrchr(buf, ')');
-    ASSERT_NE(p, nullptr);
-    for (int field = 2; field < 22 && *p != '\0';) {
-      if (*p++ == ' ') ++field;
-    }
-    init_start = std::strtoull(p, nullptr, 10);
-  }
   auto q = message_queue::open(guard.name(), open_mode::create_only, engine_options(4, 64));
   q.notify_none();
   raw_region r(guard.name());
-  r.lock(raw_region::side::recv)->store((init_start << 32) | 1);
+  r.lock(raw_region::side::recv)->store(pipc::test::lock_word_of(1));
   auto t0 = std::chrono::steady_clock::now();
   std::error_code ec;
   q.notify_none(ec);

@@ -137,6 +137,36 @@ TEST(EngineSecurity, SendOnlyModeLocksOthersOutOfTheEngineQueue) {
       },
       kChildLimit);
   EXPECT_EQ(code, 0);
+
+  // What the docs offer instead: the kernel backend, whose descriptors the kernel
+  // checks, lets "others" send to a 0622 queue and nothing more.
+  pipc::mq_options kernel = with_mode(0622);
+  kernel.backend = pipc::backend::kernel;
+  const std::string kname = unique_name("sec-0622k");
+  unlink_guard kguard(kname, pipc::name_kind::message_queue);
+  ASSERT_EQ(run_child([&] {
+              ::umask(0);
+              (void)message_queue::open(kname, open_mode::create_only, kernel);
+              return 0;
+            }),
+            0);
+  code = run_child(
+      [&] {
+        if (!become_nobody()) return 10;
+        std::error_code ec;
+        kernel.access = pipc::access::write_only;
+        auto sender = message_queue::open(kname, open_mode::open_only, kernel, ec);
+        if (ec) return 1;
+        sender.send(pipc::test::as_span("mail", 4), 0);
+        kernel.access = pipc::access::read_only;
+        (void)message_queue::open(kname, open_mode::open_only, kernel, ec);
+        return ec == std::errc::permission_denied ? 0 : 2;
+      },
+      kChildLimit);
+  EXPECT_EQ(code, 0) << "1: nobody could not open the kernel queue to send; 2: nobody could read it";
+  kernel.access = pipc::access::read_only;
+  auto owner = message_queue::open(kname, open_mode::open_only, kernel);
+  EXPECT_EQ(owner.attributes().current_messages, 1);
 }
 
 // Finding 6, squatting: nobody made a valid queue file at a name root was about to

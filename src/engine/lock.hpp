@@ -15,7 +15,8 @@
 //   2. A thread holds at most the two locks of a queue, and releases each before it
 //      returns to the caller: a lock is never held across a blocking wait for the queue.
 //   3. An owner is dead when no thread has its tid, or the thread with that tid is a
-//      zombie, or started at another time. A contender that finds the owner dead takes
+//      zombie, or started at another time, or its process does not map the queue's
+//      file (an execve by another thread put a new program in the owner's place). A contender that finds the owner dead takes
 //      the lock over with one compare-and-swap from the dead owner's word, and must then
 //      repair that lock's side (recovery is idempotent: a recoverer that dies is itself a
 //      dead owner). A stopped owner (SIGSTOP) is alive: its side waits for SIGCONT.

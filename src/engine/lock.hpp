@@ -25,6 +25,12 @@
 //      exists counts as alive: a stall is possible, a wrong takeover is not. So does an
 //      owner whose word has start time 0: it could not read its own start time.
 //
+// ThreadSanitizer: the word is a std::atomic, taken with acquire and released with
+// release ordering, which TSan models like a mutex's synchronisation; a takeover from a
+// dead owner (always in another process, which TSan cannot see) is an acquire CAS like
+// any other. No annotation is needed, and none of glibc's interceptors is involved (the
+// source of layout 2's "unlock of an unlocked mutex" reports).
+//
 // Nothing here trusts the word: any value a foreign process writes leads to a takeover
 // (and a recovery, which checks what it reads), a wait (a forged live owner: the side
 // stalls, as with a stopped owner), or a lock that is free; never to a write outside

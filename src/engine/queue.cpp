@@ -79,7 +79,10 @@ int queue::open(const open_request& request, std::unique_ptr<queue>& out) noexce
 
 int queue::unlink(const std::string& name) noexcept {
   try {
-    return sys::shm_unlink_file(leaf_name(name).c_str());
+    // /dev/shm is sticky, so unlinking another user's file is EPERM; mq_unlink says
+    // EACCES for a queue the caller may not remove, as the kernel's does.
+    const int e = sys::shm_unlink_file(leaf_name(name).c_str());
+    return e == EPERM ? EACCES : e;
   } catch (...) {
     return ENOMEM;
   }

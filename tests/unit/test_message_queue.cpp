@@ -2147,6 +2147,32 @@ TYPED_TEST(MessageQueueMultiProcess, PermissionBitsAreCheckedPerAccessMode) {
   EXPECT_EQ(q.attributes().current_messages, B == pipc::backend::shm ? 1 : 0);
 }
 
+// mq_unlink of another user's queue is EACCES, for the kernel's queues and the
+// engine's alike (the engine's file is in the sticky /dev/shm, where unlink(2) says
+// EPERM); the queue is still there afterwards.
+TYPED_TEST(MessageQueueMultiProcess, UnlinkOfAnotherUsersQueueIsEacces) {
+  if (!pipc::test::running_as_root()) GTEST_SKIP() << "needs root to switch to nobody";
+  constexpr auto B = TypeParam::value;
+  queue_name name(B, "unlinkeacces");
+  auto q = message_queue::open(name.str(), open_mode::create_only, options(B, 2, 64, pipc::access::read_write, 0600));
+  int code = pipc::test::run_child(
+      [&]() -> int {
+        if (!pipc::test::become_nobody()) return 10;
+        std::error_code ec;
+        message_queue::unlink(name.str(), B, ec);
+        if (ec != errno_code(EACCES)) {
+          std::fprintf(stderr, "unlink as nobody: %s\n", ec.message().c_str());
+          return 1;
+        }
+        return 0;
+      },
+      kChildLimit);
+  EXPECT_EQ(code, 0);
+  std::error_code ec;
+  (void)message_queue::open(name.str(), open_mode::open_only, options(B, 2, 64), ec);
+  EXPECT_FALSE(ec) << "the queue is gone: " << ec.message();
+}
+
 TYPED_TEST(MessageQueueMultiProcess, CreationModeIsMaskedByTheUmask) {
   if (!pipc::test::running_as_root()) GTEST_SKIP() << "needs root to switch to nobody";
   constexpr auto B = TypeParam::value;

@@ -167,7 +167,9 @@ int queue::register_notification(std::uint32_t kind, int signo, int value) noexc
 }
 
 int queue::notify_signal(int signo, int value) noexcept {
-  if (signo <= 0 || signo >= NSIG) return EINVAL;
+  // Signal 0 registers and, when the notification fires, sends nothing: Linux's
+  // choice, which POSIX leaves open (valid_signal(0) in the kernel's mq_notify).
+  if (signo < 0 || signo >= NSIG) return EINVAL;
   stop_notify_helper();
   return register_notification(notify_signal_kind, signo, value);
 }

@@ -300,7 +300,7 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
     after_commit(h->msg_seq, h->msg_sleepers);
     if (notify) {
       if (due.kind == notify_signal_kind) {
-        sys::send_mesgq_signal(due.pid, due.signo, due.value);
+        if (due.signo != 0) sys::send_mesgq_signal(due.pid, due.signo, due.value);
       } else if (due.kind == notify_thread_kind) {
         h->notify_seq.fetch_add(1);
         sys::futex_wake(&h->notify_seq, INT_MAX);

@@ -6,12 +6,6 @@
 
 #include <algorithm>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define PIPC_LOCK_RELAX() _mm_pause()
-#else
-#define PIPC_LOCK_RELAX() std::atomic_signal_fence(std::memory_order_seq_cst)
-#endif
 
 namespace pipc::engine {
 
@@ -77,7 +71,7 @@ int lock_acquire_slow(atomic_u64& word, std::uint64_t me, const wait_limit& limi
   for (int i = 0; i < lock_spins; ++i) {
     std::uint64_t w = word.load(std::memory_order_relaxed);
     if (w == 0 && word.compare_exchange_weak(w, me, std::memory_order_acquire, std::memory_order_relaxed)) return 0;
-    PIPC_LOCK_RELAX();
+    sys::cpu_relax();
   }
 
   // The time limit, on CLOCK_MONOTONIC.

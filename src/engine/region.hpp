@@ -28,12 +28,6 @@
 #include <memory>
 #include <string>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define PIPC_CPU_RELAX() _mm_pause()
-#else
-#define PIPC_CPU_RELAX() std::atomic_signal_fence(std::memory_order_seq_cst)
-#endif
 
 namespace pipc::engine {
 
@@ -204,7 +198,7 @@ struct region {
     };
     const std::int64_t until = sys::now_ns(CLOCK_MONOTONIC) + std::min<std::int64_t>(spin_ns, room_batch_wait_ns);
     while (!enough()) {
-      for (int k = 0; k < 8; ++k) PIPC_CPU_RELAX();
+      for (int k = 0; k < 8; ++k) sys::cpu_relax();
       if (sys::now_ns(CLOCK_MONOTONIC) >= until || last_ran_here(h->receiver_cpu)) return;
     }
   }

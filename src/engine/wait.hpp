@@ -118,7 +118,7 @@ int wait_while(Blocked blocked, atomic_u32& word, atomic_u32& sleepers, const at
         if (allowed < spin_ns) budget.store(std::min(allowed * 2, spin_ns), std::memory_order_relaxed);
         return 0;
       }
-      for (unsigned k = 0; k < backoff; ++k) PIPC_CPU_RELAX();
+      for (unsigned k = 0; k < backoff; ++k) sys::cpu_relax();
       if (backoff < spin_backoff_max) backoff *= 2;
       if ((i & 15) == 0) {
         if (sys::now_ns(CLOCK_MONOTONIC) >= until) {

@@ -16,10 +16,25 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 namespace pipc::sys {
+
+// A spin-wait hint to the CPU (PAUSE on x86): no system call, but the one place that
+// knows the instruction.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#else
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+#endif
+}
 
 // Descriptors and files.
 int close(int fd) noexcept;

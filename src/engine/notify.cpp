@@ -16,8 +16,10 @@
 namespace pipc::engine {
 
 bool same_process_alive(pid_t pid, std::uint64_t start_time) noexcept {
-  if (start_time == 0 || !sys::process_exists(pid)) return false;
-  return sys::process_start_time(pid) == start_time;
+  // One look at /proc/PID/stat for both (a process whose entry cannot be read is not
+  // known to be the same one).
+  std::uint64_t start = 0;
+  return start_time != 0 && sys::thread_state(pid, start) == sys::thread_status::alive && start == start_time;
 }
 
 std::uint64_t own_start_time() noexcept {

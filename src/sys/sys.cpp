@@ -278,11 +278,9 @@ bool read_stat(pid_t pid, char& state, std::uint64_t& start_time) noexcept {
 }  // namespace
 
 bool process_exists(pid_t pid) noexcept {
-  if (pid <= 0 || (::kill(pid, 0) != 0 && errno != EPERM)) return false;
   // A zombie has closed everything it had: it no longer holds anything.
-  char state = 0;
   std::uint64_t start = 0;
-  return !read_stat(pid, state, start) || (state != 'Z' && state != 'X');
+  return thread_state(pid, start) != thread_status::gone;
 }
 
 std::uint64_t process_start_time(pid_t pid) noexcept {
@@ -346,15 +344,16 @@ thread_status thread_state(pid_t tid, std::uint64_t& start_time) noexcept {
 }
 
 bool proc_available() noexcept {
-  // Keyed by pid, so that a forked child (perhaps in a new mount namespace) looks again.
-  static std::atomic<pid_t> checked_for{0};
+  // Keyed by fork generation, like the thread caches, so that a forked child (perhaps
+  // in a new mount namespace) looks again.
+  static std::atomic<std::uint64_t> checked_for{0};
   static std::atomic<bool> available{false};
-  const pid_t me = current_pid();
-  if (checked_for.load(std::memory_order_acquire) != me) {
+  const std::uint64_t generation = fork_generation();
+  if (checked_for.load(std::memory_order_acquire) != generation) {
     char state = 0;
     std::uint64_t start = 0;
-    available.store(read_stat(me, state, start) && start != 0, std::memory_order_relaxed);
-    checked_for.store(me, std::memory_order_release);
+    available.store(read_stat(current_pid(), state, start) && start != 0, std::memory_order_relaxed);
+    checked_for.store(generation, std::memory_order_release);
   }
   return available.load(std::memory_order_relaxed);
 }

@@ -49,8 +49,20 @@ using pipc::test::child;
 
 // Installs a SIGUSR1 handler without SA_RESTART for the scope, so that a signal makes
 // blocking calls fail with EINTR; counts deliveries.
-volatile sig_atomic_t g_signals = 0;
-extern "C" void count_signal(int) { g_signals = g_signals + 1; }
+// A lock-free atomic (async-signal-safe): the test's thread reads it while the
+// waiter's handler writes it.
+std::atomic<int> g_signals{0};
+static_assert(std::atomic<int>::is_always_lock_free);
+extern "C" void count_signal(int) { g_signals.fetch_add(1, std::memory_order_relaxed); }
+
+// Sends SIGUSR1 to `thread` and waits (up to 5 s) until its handler has run, so that
+// the next signal is not sent while this one is still pending: SIGUSR1 is not queued,
+// and on a loaded machine two pending ones merge into one delivery.
+void signal_and_await_handler(std::thread& thread) {
+  const int before = g_signals;
+  ::pthread_kill(thread.native_handle(), SIGUSR1);
+  for (int i = 0; i < 5000 && g_signals == before; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
 
 class sigusr1_handler {
  public:
@@ -677,7 +689,7 @@ TEST(NamedSemaphore, SignalDoesNotEndAWaitInAThread) {
     while (!started) std::this_thread::yield();
     for (int i = 0; i < 4; ++i) {
       std::this_thread::sleep_for(20ms);
-      ::pthread_kill(waiter.native_handle(), SIGUSR1);
+      signal_and_await_handler(waiter);
     }
     std::this_thread::sleep_for(30ms);
     EXPECT_FALSE(done.load()) << "the wait ended without a post";
@@ -914,7 +926,7 @@ TEST(Semaphore, SignalDoesNotEndAWait) {
   while (!started) std::this_thread::yield();
   for (int i = 0; i < 3; ++i) {
     std::this_thread::sleep_for(20ms);
-    ::pthread_kill(waiter.native_handle(), SIGUSR1);
+    signal_and_await_handler(waiter);
   }
   std::this_thread::sleep_for(30ms);
   EXPECT_FALSE(done.load());

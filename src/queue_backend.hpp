@@ -13,16 +13,23 @@
 #include <functional>
 #include <span>
 
+namespace pipc::sys {
+class interruption;
+}
+
 namespace pipc::detail {
 
 // How long an operation may wait for room or for a message.
 struct wait_limit {
   enum kind_t { forever, none, until } kind = forever;
   deadline when{CLOCK_MONOTONIC, 0};  // used when kind == until
+  // The C API's calls: signals interrupt the wait and cancellation acts in it
+  // (sys/interrupt.hpp). Null for the C++ API, whose waits go on through handlers.
+  sys::interruption* interrupt = nullptr;
 
   static wait_limit blocking() noexcept { return {}; }
-  static wait_limit immediate() noexcept { return {none, {CLOCK_MONOTONIC, 0}}; }
-  static wait_limit at(const deadline& d) noexcept { return {until, d}; }
+  static wait_limit immediate() noexcept { return {none, {CLOCK_MONOTONIC, 0}, nullptr}; }
+  static wait_limit at(const deadline& d) noexcept { return {until, d, nullptr}; }
 };
 
 // A notification request (mq_notify's sigevent, in C++ terms).

@@ -12,6 +12,7 @@
 #include "engine/queue.hpp"
 #include "error_util.hpp"
 #include "queue_backend.hpp"
+#include "sys/interrupt.hpp"
 
 #include <pipc/common.hpp>
 
@@ -87,7 +88,7 @@ std::int64_t to_ns(const timespec& ts) noexcept {
 // block: an invalid one gets a non-blocking attempt, and EINVAL if that would block.
 // NULL waits without limit, as glibc's mq_timed* do.
 template <class Op>
-int timed(const timespec* abs_timeout, Op op) noexcept {
+int timed(const timespec* abs_timeout, Op op) {
   if (abs_timeout == nullptr) return op(detail::wait_limit::blocking());
   if (valid_timespec(*abs_timeout)) {
     return op(detail::wait_limit::at({CLOCK_REALTIME, to_ns(*abs_timeout)}));
@@ -96,8 +97,12 @@ int timed(const timespec* abs_timeout, Op op) noexcept {
   return e == ETIMEDOUT ? EINVAL : e;
 }
 
+// send and receive are cancellation points (POSIX): a request pending at the call acts
+// before it does anything, and one made while it waits acts in the wait
+// (sys/interrupt.hpp). So neither is noexcept: cancellation unwinds through them.
 int send(pipc_mqd_t mqdes, const char* msg_ptr, size_t msg_len, unsigned msg_prio,
-         const timespec* abs_timeout, bool timed_call) noexcept {
+         const timespec* abs_timeout, bool timed_call) {
+  pipc::sys::test_cancel();
   if (msg_prio >= PIPC_MQ_PRIO_MAX) return fail(EINVAL);  // checked first, as Linux does
   descriptor_table::ref q = table().acquire(mqdes);
   if (!q) return fail(EBADF);
@@ -107,7 +112,8 @@ int send(pipc_mqd_t mqdes, const char* msg_ptr, size_t msg_len, unsigned msg_pri
 }
 
 ssize_t receive(pipc_mqd_t mqdes, char* msg_ptr, size_t msg_len, unsigned* msg_prio, const timespec* abs_timeout,
-                bool timed_call) noexcept {
+                bool timed_call) {
+  pipc::sys::test_cancel();
   descriptor_table::ref q = table().acquire(mqdes);
   if (!q) return fail(EBADF);
   std::size_t size = 0;

@@ -2,6 +2,8 @@
 // one. The word's layout and invariants are in lock.hpp.
 #include "engine/lock.hpp"
 
+#include "sys/interrupt.hpp"
+
 #include "sys/sys.hpp"
 
 #include <algorithm>
@@ -67,7 +69,7 @@ bool lock_owner_alive(std::uint64_t word, const lock_file& file) noexcept {
 }
 
 int lock_acquire_slow(atomic_u64& word, std::uint64_t me, const wait_limit& limit, bool& owner_died,
-                      const lock_file& file) noexcept {
+                      const lock_file& file) {
   for (int i = 0; i < lock_spins; ++i) {
     std::uint64_t w = word.load(std::memory_order_relaxed);
     if (w == 0 && word.compare_exchange_weak(w, me, std::memory_order_acquire, std::memory_order_relaxed)) return 0;
@@ -121,7 +123,14 @@ int lock_acquire_slow(atomic_u64& word, std::uint64_t me, const wait_limit& limi
       return ETIMEDOUT;
     }
     const std::int64_t wake_at = std::min(end, now + lock_owner_check_ns);
-    if (sys::futex_wait(futex_of(word), futex_value(w), CLOCK_MONOTONIC, &wake_at) == ETIMEDOUT) check_owner = true;
+    if (sys::interruption* interrupt = limit.interrupt; interrupt != nullptr) {
+      // The C API: a holder may be stopped for good, so signals and cancellation must
+      // reach this sleep too (sys/interrupt.hpp). The waiters bit stays: a needless wake.
+      if (interrupt->before_sleep() == EINTR) return EINTR;
+      if (interrupt->sleep(futex_of(word), futex_value(w), wake_at) == ETIMEDOUT) check_owner = true;
+    } else if (sys::futex_wait(futex_of(word), futex_value(w), CLOCK_MONOTONIC, &wake_at) == ETIMEDOUT) {
+      check_owner = true;
+    }
   }
 }
 

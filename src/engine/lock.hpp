@@ -79,15 +79,17 @@ inline bool lock_owner_dead(const atomic_u64& word, const lock_file& file = {}) 
 }
 
 // The contended path of lock_acquire.
+// Not noexcept: a cancellation request may unwind out of its sleep (sys/interrupt.hpp).
 int lock_acquire_slow(atomic_u64& word, std::uint64_t me, const detail::wait_limit& limit, bool& owner_died,
-                      const lock_file& file) noexcept;
+                      const lock_file& file);
 
 // Takes the lock. Returns 0, with `owner_died` set when the previous owner died
 // holding it (the caller must repair the lock's side before going on), or ETIMEDOUT
 // when `limit` ran out first: a try waits up to lock_try_patience_ns for a holder that
-// may just have been preempted, never longer (it may be stopped).
+// may just have been preempted, never longer (it may be stopped). An interruptible
+// limit also gives EINTR.
 inline int lock_acquire(atomic_u64& word, const detail::wait_limit& limit, bool& owner_died,
-                        const lock_file& file = {}) noexcept {
+                        const lock_file& file = {}) {
   owner_died = false;
   const std::uint64_t me = lock_identity();
   std::uint64_t expected = 0;

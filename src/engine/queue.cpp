@@ -173,9 +173,12 @@ inline void queue::after_commit(atomic_u32& word, atomic_u32& sleepers) noexcept
   if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
 }
 
-int queue::send(const void* data, std::size_t size, unsigned priority, const wait_limit& limit,
-                bool interruptible) noexcept {
+int queue::send(const void* data, std::size_t size, unsigned priority, const wait_limit& caller_limit,
+                bool interruptible) {
   if (!can_send_) return EBADF;
+  sys::interruption interrupt;  // the caller's signal mask comes back with it
+  wait_limit limit = caller_limit;
+  if (interruptible) limit.interrupt = &interrupt;
   region& r = *region_;
   if (size > r.geo.message_size) return EMSGSIZE;
   if (priority >= priorities) return EINVAL;
@@ -193,7 +196,7 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
         return would_block();
       }
       int e = wait_while([&] { return !r.has_room(); }, h->space_seq, h->space_sleepers, h->receiver_cpu, spin_ns_,
-                         send_spin_, limit, interruptible);
+                         send_spin_, limit);
       if (e == EINTR && interruptible) return EINTR;
       if (e == recheck_due) r.check_size();
       if (e == 0) r.await_room_batch(spin_ns_);
@@ -312,21 +315,33 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
   }
 }
 
+namespace {
+// A blocked receiver's count in the waiter table (notify.hpp), taken back however the
+// receive ends: a cancellation unwinds through it.
+struct waiter_count {
+  waiter_entry* entry = nullptr;
+  waiter_count() noexcept = default;
+  waiter_count(const waiter_count&) = delete;
+  waiter_count& operator=(const waiter_count&) = delete;
+  ~waiter_count() { leave_waiters(entry); }
+};
+}  // namespace
+
 int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsigned& priority,
-                   const wait_limit& limit, bool interruptible) noexcept {
+                   const wait_limit& caller_limit, bool interruptible) {
   if (!can_receive_) return EBADF;
   region& r = *region_;
   if (capacity < r.geo.message_size) return EMSGSIZE;
   header* h = r.hdr();
-  waiter_entry* waiting = nullptr;  // this receiver's count in the waiter table
-  auto done = [&](int e) {
-    leave_waiters(waiting);
-    return e;
-  };
+  // Declared before `waiting`, so destroyed after it: the mask comes back last.
+  sys::interruption interrupt;
+  wait_limit limit = caller_limit;
+  if (interruptible) limit.interrupt = &interrupt;
+  waiter_count waiting;
 
   std::uint64_t held_before = 0;  // recv_lock's word at the previous look
   for (;;) {
-    if (r.faulted()) return done(corrupt);  // the file was truncated (region.hpp)
+    if (r.faulted()) return corrupt;  // the file was truncated (region.hpp)
     // Empty? Then there is nothing to lock for: wait for a message, or report. But a
     // side sender that died after its commit, holding recv_lock, hides its message
     // until the side is repaired: so a held recv_lock's owner is checked (a system call
@@ -339,22 +354,22 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
       const bool dead_owner = held != 0 && (giving_up || held == held_before) && !lock_owner_alive(held, r.file());
       held_before = held;
       if (!dead_owner) {
-        if (r.faulted() || !r.cursors_plausible()) return done(corrupt);
-        if (giving_up) return done(would_block());
-        if (waiting == nullptr) waiting = enter_waiters(r);
+        if (r.faulted() || !r.cursors_plausible()) return corrupt;
+        if (giving_up) return would_block();
+        if (waiting.entry == nullptr) waiting.entry = enter_waiters(r);
         int e = wait_while([&] { return !r.has_message(); }, h->msg_seq, h->msg_sleepers, h->sender_cpu, spin_ns_,
-                           receive_spin_, limit, interruptible);
-        if (e == EINTR && interruptible) return done(EINTR);
+                           receive_spin_, limit);
+        if (e == EINTR && interruptible) return EINTR;
         if (e == recheck_due) r.check_size();
         continue;  // on ETIMEDOUT the check above reports it, unless a message came
       }
     }
 
-    if (int e = r.lock_recv(lock_limit(limit)); e != 0) return done(e == ETIMEDOUT ? would_block() : e);
+    if (int e = r.lock_recv(lock_limit(limit)); e != 0) return e == ETIMEDOUT ? would_block() : e;
     // Caller holds recv_lock from here to unlock_recv().
     auto fail = [&] {
       r.unlock_recv();
-      return done(corrupt);
+      return corrupt;
     };
     const std::uint64_t w = h->recv_cursors.load(std::memory_order_relaxed);
     const std::uint32_t free_tail = free_cursor(w);
@@ -449,7 +464,7 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
 
     after_commit(h->space_seq, h->space_sleepers);
     // A fault during this receive means the message read may be zeros: report it.
-    return done(r.faulted() ? corrupt : 0);
+    return r.faulted() ? corrupt : 0;
   }
 }
 

@@ -62,12 +62,14 @@ class queue {
   queue& operator=(const queue&) = delete;
   ~queue();  // closes: drops this descriptor's notification and its poll helper
 
-  // `interruptible`: return EINTR when a signal handler interrupts a wait (the C API)
-  // rather than waiting on (the C++ API).
+  // `interruptible` (the C API): a caught signal interrupts a wait with EINTR (or
+  // restarts it, SA_RESTART) and the wait is a cancellation point (sys/interrupt.hpp);
+  // otherwise (the C++ API) waits go on through signal handlers. Not noexcept: a
+  // cancellation unwinds out of an interruptible wait. Nothing else throws.
   int send(const void* data, std::size_t size, unsigned priority, const detail::wait_limit& limit,
-           bool interruptible) noexcept;
+           bool interruptible);
   int receive(void* buffer, std::size_t capacity, std::size_t& size, unsigned& priority,
-              const detail::wait_limit& limit, bool interruptible) noexcept;
+              const detail::wait_limit& limit, bool interruptible);
 
   // 0, or corrupt_state (encoded) if the region's file was truncated.
   int attributes(long& max_messages, long& message_size, long& current_messages, bool& nonblocking) const noexcept;

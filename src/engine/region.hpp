@@ -209,15 +209,16 @@ struct region {
   lock_file file() const noexcept { return {dev, ino}; }
 
   // Takes send_lock; if its previous owner died holding it, repairs the send side
-  // first. Returns 0 or ETIMEDOUT (the limit ran out: the holder may be stopped).
-  int lock_send(const detail::wait_limit& limit = detail::wait_limit::blocking()) noexcept {
+  // first. Returns 0 or ETIMEDOUT (the limit ran out: the holder may be stopped), or
+  // EINTR for an interruptible limit.
+  int lock_send(const detail::wait_limit& limit = detail::wait_limit::blocking()) {
     bool died = false;
     int e = lock_acquire(hdr()->send_lock, limit, died, file());
     if (e == 0 && died) recover_send();
     return e;
   }
   // The same for recv_lock and the receive side.
-  int lock_recv(const detail::wait_limit& limit = detail::wait_limit::blocking()) noexcept {
+  int lock_recv(const detail::wait_limit& limit = detail::wait_limit::blocking()) {
     bool died = false;
     int e = lock_acquire(hdr()->recv_lock, limit, died, file());
     if (e == 0 && died) recover_recv();

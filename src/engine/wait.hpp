@@ -12,6 +12,7 @@
 #define PIPC_SRC_ENGINE_WAIT_HPP
 
 #include "engine/region.hpp"
+#include "sys/interrupt.hpp"
 
 namespace pipc::engine {
 
@@ -89,10 +90,11 @@ inline constexpr int recheck_due = -1;
 // a truncated page makes the wait fail with EFAULT: that is 0 too, and the caller's
 // next look at the region faults and sets its flag (region::faulted).
 //
-// `interruptible` (the C API): EINTR is returned to the caller, except that an untimed
-// call is restarted when every handler that could have run was installed with
-// SA_RESTART, as the kernel restarts mq_receive (the kernel itself never restarts a
-// futex wait that has a time limit, and every sleep here has one).
+// An interruptible wait (`limit.interrupt`, the C API) returns EINTR only when a
+// caught signal arrived since the call first slept and its handler lacks SA_RESTART
+// (sys/interrupt.hpp: the signals stay blocked between sleeps, so none goes unseen);
+// a cancellation request acts while it sleeps. Other waits (the C++ API) go on through
+// handlers: EINTR from them means only "look again".
 //
 // Spinning only helps when the other side runs on another CPU; when the last
 // operation of the other side (`peer_cpu`, 1 + its CPU) ran on this CPU, spinning
@@ -107,8 +109,7 @@ inline constexpr int recheck_due = -1;
 // like a blocking one.
 template <class Blocked>
 int wait_while(Blocked blocked, atomic_u32& word, atomic_u32& sleepers, const atomic_u32& peer_cpu,
-               std::int64_t spin_ns, std::atomic<std::int64_t>& budget, const detail::wait_limit& limit,
-               bool interruptible) noexcept {
+               std::int64_t spin_ns, std::atomic<std::int64_t>& budget, const detail::wait_limit& limit) {
   if (spin_ns > 0 && !last_ran_here(peer_cpu)) {
     const std::int64_t allowed = std::clamp(budget.load(std::memory_order_relaxed), min_spin_ns, spin_ns);
     const std::int64_t until = sys::now_ns(CLOCK_MONOTONIC) + allowed;
@@ -130,6 +131,8 @@ int wait_while(Blocked blocked, atomic_u32& word, atomic_u32& sleepers, const at
       }
     }
   }
+  sys::interruption* interrupt = limit.interrupt;
+  if (interrupt != nullptr && interrupt->before_sleep() == EINTR) return EINTR;
   std::uint32_t seen = word.load(std::memory_order_seq_cst);
   sleepers.fetch_add(1, std::memory_order_seq_cst);
   handshake_fence();
@@ -147,10 +150,20 @@ int wait_while(Blocked blocked, atomic_u32& word, atomic_u32& sleepers, const at
       limited = true;
     }
   }
-  int e = sys::futex_wait(&word, seen, CLOCK_MONOTONIC, &wake_at);
-  if (e == ETIMEDOUT && !limited) return recheck_due;
-  if (e == EINTR && interruptible && limit.kind == detail::wait_limit::forever && sys::unblocked_handlers_restart()) return 0;
-  return e == ETIMEDOUT || e == EINTR ? e : 0;
+  if (interrupt == nullptr) {
+    int e = sys::futex_wait(&word, seen, CLOCK_MONOTONIC, &wake_at);
+    if (e == ETIMEDOUT && !limited) return recheck_due;
+    return e == ETIMEDOUT || e == EINTR ? e : 0;
+  }
+  // Interruptible: sleep a tick at a time, acting on pending signals in between. The
+  // announcement above stays good across ticks: a wake-up since `seen` changed the
+  // word, and the next sleep returns at once.
+  for (;;) {
+    int e = interrupt->sleep(&word, seen, wake_at);
+    if (e == ETIMEDOUT && sys::now_ns(CLOCK_MONOTONIC) >= wake_at) return limited ? ETIMEDOUT : recheck_due;
+    if (e != ETIMEDOUT && e != EINTR) return 0;  // woken, or the word moved on
+    if (interrupt->before_sleep() == EINTR) return EINTR;
+  }
 }
 
 // Records a committed change of the queue for poll helpers. Called after committed().

@@ -23,9 +23,24 @@ namespace pipc::sys {
 namespace {
 // The errno of a call that reported failure with -1.
 inline int result(int rc) noexcept { return rc == -1 ? errno : 0; }
+
+// Held around the C library calls that are cancellation points (open, read, close,
+// fopen...): pipc's functions are noexcept, and a cancellation must act only where the
+// C API makes one (sys/interrupt.hpp), never by unwinding out of a /proc read.
+class no_cancel {
+ public:
+  no_cancel() noexcept { ::pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &previous_); }
+  no_cancel(const no_cancel&) = delete;
+  no_cancel& operator=(const no_cancel&) = delete;
+  ~no_cancel() { ::pthread_setcancelstate(previous_, nullptr); }
+
+ private:
+  int previous_ = PTHREAD_CANCEL_ENABLE;
+};
 }  // namespace
 
 int close(int fd) noexcept {
+  no_cancel guard;
   // Linux releases the descriptor even when close reports EINTR, so never retry.
   return result(::close(fd));
 }
@@ -42,6 +57,7 @@ int ftruncate(int fd, std::size_t size) noexcept {
 }
 
 int read_long(const char* path, long& value) noexcept {
+  no_cancel guard;
   std::FILE* f = std::fopen(path, "re");
   if (f == nullptr) return errno;
   int e = std::fscanf(f, "%ld", &value) == 1 ? 0 : EIO;
@@ -54,6 +70,7 @@ int get_rlimit(int resource, struct ::rlimit& limit) noexcept {
 }
 
 int shm_open(const char* name, int oflag, mode_t mode, int& fd) noexcept {
+  no_cancel guard;
   fd = ::shm_open(name, oflag | O_CLOEXEC, mode);
   return fd == -1 ? errno : 0;
 }
@@ -66,6 +83,7 @@ int memfd_create(const char* label, int& fd) noexcept {
 }
 
 int pread_exact(int fd, void* buffer, std::size_t size, std::size_t offset) noexcept {
+  no_cancel guard;
   auto* p = static_cast<char*>(buffer);
   while (size > 0) {
     ssize_t n = ::pread(fd, p, size, static_cast<off_t>(offset));
@@ -159,6 +177,7 @@ std::int64_t now_ns(clockid_t clock) noexcept {
 const char* shm_directory() noexcept { return "/dev/shm"; }
 
 int shm_create_unnamed(mode_t mode, int& fd) noexcept {
+  no_cancel guard;
   fd = ::open(shm_directory(), O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
   if (fd == -1) return errno;
   // O_TMPFILE applied the umask; the caller's mode is what was asked for.
@@ -179,6 +198,7 @@ int shm_link(int fd, const char* leaf) noexcept {
 }
 
 int shm_open_file(const char* leaf, int& fd) noexcept {
+  no_cancel guard;
   std::string path = std::string(shm_directory()) + "/" + leaf;
   // O_NOFOLLOW: a symlink planted at the name is ELOOP, never followed. O_NONBLOCK: a
   // lease another user holds on the file fails the open (EWOULDBLOCK) instead of
@@ -254,6 +274,7 @@ int send_mesgq_signal(pid_t pid, int signo, int value) noexcept {
 namespace {
 // Reads /proc/PID/stat: the state letter (field 3) and the start time (field 22).
 bool read_stat(pid_t pid, char& state, std::uint64_t& start_time) noexcept {
+  no_cancel guard;
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);
@@ -359,6 +380,7 @@ bool proc_available() noexcept {
 }
 
 maps_answer process_maps_file(pid_t pid, dev_t dev, ino_t ino) noexcept {
+  no_cancel guard;
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/maps", static_cast<int>(pid));
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);
@@ -424,6 +446,7 @@ bool unblocked_handlers_restart() noexcept {
 }
 
 mode_t current_umask() noexcept {
+  no_cancel guard;
   long value = -1;
   std::FILE* f = std::fopen("/proc/self/status", "re");
   if (f != nullptr) {
@@ -475,6 +498,7 @@ int eventfd_create(int& fd) noexcept {
 }
 
 void eventfd_set(int fd, std::uint64_t value) noexcept {
+  no_cancel guard;
   std::uint64_t drained;
   while (::read(fd, &drained, sizeof drained) == static_cast<ssize_t>(sizeof drained)) {
   }

@@ -2,6 +2,7 @@
 // threads, closing a descriptor that another thread is blocked on, and corrupt
 // regions. The C API's behaviour, one function at a time, is tested from C in
 // tests/c/test_capi.c.
+#include "engine_support.hpp"
 #include "support.hpp"
 
 #include "engine/layout.hpp"
@@ -17,11 +18,14 @@
 #include <cstring>
 #include <functional>
 #include <random>
+#include <csignal>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -332,3 +336,164 @@ TEST(CApi, CompatHeaderWorksFromCxx) {
 }
 
 }  // namespace
+
+// ---- Signals and cancellation where the C API waits for a lock (sys/interrupt.hpp).
+// tests/c/interrupt_program.c covers the waits for a message or for room; here a lock
+// holder that never lets go (as a stopped process would) keeps the call waiting.
+
+namespace interrupt {
+
+// GCC 12's AddressSanitizer runtime aborts when a thread unwinds out of a signal
+// handler through instrumented frames with cleanups, as an asynchronous cancellation
+// of a blocked thread does (tests/c/interrupt_program.c, CAN_UNWIND_FROM_SIGNALS).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool can_unwind_from_signals = false;
+#else
+constexpr bool can_unwind_from_signals = true;
+#endif
+
+std::atomic<int> usr1_count{0};
+void on_usr1(int) { usr1_count.fetch_add(1); }
+
+// Holds queue `name`'s send_lock on a thread of its own until destroyed: a live
+// holder, as a stopped process is.
+class lock_holder {
+ public:
+  explicit lock_holder(const std::string& name) : region_(name) {
+    thread_ = std::thread([this] {
+      (void)region_.take_lock(pipc::test::raw_region::side::send);
+      taken_.store(true);
+      while (!release_.load()) std::this_thread::sleep_for(1ms);
+      region_.release_lock(pipc::test::raw_region::side::send);
+    });
+    while (!taken_.load()) std::this_thread::sleep_for(1ms);
+  }
+  ~lock_holder() {
+    release_.store(true);
+    thread_.join();
+  }
+
+ private:
+  pipc::test::raw_region region_;
+  std::atomic<bool> taken_{false};
+  std::atomic<bool> release_{false};
+  std::thread thread_;
+};
+
+}  // namespace interrupt
+
+TEST(CApiInterrupt, SignalInterruptsAWaitForALockThatIsNeverReleased) {
+  unlink_guard guard(unique_name("capi-lock-eintr"), name_kind::engine_queue);
+  pipc_mqd_t q = create(guard.name(), 4, 16);
+  ASSERT_NE(q, kBad);
+  struct sigaction sa {};
+  sa.sa_handler = interrupt::on_usr1;  // no SA_RESTART
+  struct sigaction old {};
+  ASSERT_EQ(::sigaction(SIGUSR1, &sa, &old), 0);
+  interrupt::usr1_count.store(0);
+  {
+    interrupt::lock_holder holder(guard.name());
+    const pthread_t me = ::pthread_self();
+    std::thread signaller([me] {
+      std::this_thread::sleep_for(200ms);
+      ::pthread_kill(me, SIGUSR1);
+    });
+    sigset_t before, after;
+    ::pthread_sigmask(SIG_SETMASK, nullptr, &before);
+    auto start = std::chrono::steady_clock::now();
+    errno = 0;
+    EXPECT_EQ(pipc_mq_send(q, "x", 1, 0), -1);
+    EXPECT_EQ(errno, EINTR);
+    auto waited = std::chrono::steady_clock::now() - start;
+    signaller.join();
+    ::pthread_sigmask(SIG_SETMASK, nullptr, &after);
+    EXPECT_EQ(interrupt::usr1_count.load(), 1);
+    EXPECT_GE(waited, 190ms);
+    EXPECT_LT(waited, 2s);
+    for (int signo = 1; signo < NSIG; ++signo) {
+      EXPECT_EQ(sigismember(&before, signo), sigismember(&after, signo)) << "signal " << signo;
+    }
+  }
+  // The holder let go: the queue works, and the interrupted send left nothing behind.
+  pipc_mq_attr attr{};
+  ASSERT_EQ(pipc_mq_getattr(q, &attr), 0);
+  EXPECT_EQ(attr.mq_curmsgs, 0);
+  EXPECT_EQ(pipc_mq_send(q, "y", 1, 0), 0);
+  ::sigaction(SIGUSR1, &old, nullptr);
+  EXPECT_EQ(pipc_mq_close(q), 0);
+}
+
+namespace interrupt {
+struct blocked_call {
+  pipc_mqd_t q;
+  bool receive;
+  std::atomic<bool> started{false};
+};
+void* call_until_cancelled(void* arg) {
+  auto* call = static_cast<blocked_call*>(arg);
+  call->started.store(true);
+  char buffer[16];
+  if (call->receive) {
+    (void)pipc_mq_receive(call->q, buffer, sizeof buffer, nullptr);
+  } else {
+    (void)pipc_mq_send(call->q, "x", 1, 0);
+  }
+  return nullptr;
+}
+// Cancels a thread blocked in `call`; true when it ended cancelled within a second.
+bool cancel_blocked(blocked_call& call) {
+  pthread_t t;
+  if (::pthread_create(&t, nullptr, call_until_cancelled, &call) != 0) return false;
+  while (!call.started.load()) std::this_thread::sleep_for(1ms);
+  std::this_thread::sleep_for(100ms);
+  auto start = std::chrono::steady_clock::now();
+  ::pthread_cancel(t);
+  void* result = nullptr;
+  ::pthread_join(t, &result);
+  return result == PTHREAD_CANCELED && std::chrono::steady_clock::now() - start < 1s;
+}
+}  // namespace interrupt
+
+TEST(CApiInterrupt, CancellationActsInAWaitForALockThatIsNeverReleased) {
+  if (!interrupt::can_unwind_from_signals) GTEST_SKIP() << "the ASan runtime cannot unwind from a signal handler";
+  unlink_guard guard(unique_name("capi-lock-cancel"), name_kind::engine_queue);
+  pipc_mqd_t q = create(guard.name(), 4, 16);
+  ASSERT_NE(q, kBad);
+  {
+    interrupt::lock_holder holder(guard.name());
+    interrupt::blocked_call call{q, false};
+    EXPECT_TRUE(interrupt::cancel_blocked(call));
+  }
+  EXPECT_EQ(pipc_mq_send(q, "y", 1, 0), 0);
+  EXPECT_EQ(pipc_mq_close(q), 0);
+}
+
+// A receiver counts itself in the queue's waiter table while it waits, and a
+// notification is due only when no receiver waits: a cancelled receiver must take its
+// count back as it unwinds, or the queue would never notify again.
+TEST(CApiInterrupt, CancelledReceiverNoLongerCountsAsWaiting) {
+  if (!interrupt::can_unwind_from_signals) GTEST_SKIP() << "the ASan runtime cannot unwind from a signal handler";
+  unlink_guard guard(unique_name("capi-cancel-waiter"), name_kind::engine_queue);
+  pipc_mqd_t q = create(guard.name(), 4, 16);
+  ASSERT_NE(q, kBad);
+  interrupt::blocked_call call{q, true};
+  ASSERT_TRUE(interrupt::cancel_blocked(call));
+
+  sigset_t usr2;
+  sigemptyset(&usr2);
+  sigaddset(&usr2, SIGUSR2);
+  sigset_t old;
+  ASSERT_EQ(::pthread_sigmask(SIG_BLOCK, &usr2, &old), 0);
+  sigevent ev{};
+  ev.sigev_notify = SIGEV_SIGNAL;
+  ev.sigev_signo = SIGUSR2;
+  ev.sigev_value.sival_int = 77;
+  ASSERT_EQ(pipc_mq_notify(q, &ev), 0);
+  ASSERT_EQ(pipc_mq_send(q, "m", 1, 0), 0);
+  timespec wait{2, 0};
+  siginfo_t info{};
+  EXPECT_EQ(::sigtimedwait(&usr2, &info, &wait), SIGUSR2);
+  EXPECT_EQ(info.si_value.sival_int, 77);
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  EXPECT_EQ(pipc_mq_close(q), 0);
+}

@@ -20,8 +20,8 @@ using detail::wait_limit;
 queue::queue(std::shared_ptr<region> r, std::string name, int flags, std::int64_t spin_ns) noexcept
     : region_(std::move(r)),
       name_(std::move(name)),
-      can_send_((flags & O_ACCMODE) != O_RDONLY),
-      can_receive_((flags & O_ACCMODE) != O_WRONLY),
+      can_send_((flags & O_ACCMODE) == O_WRONLY || (flags & O_ACCMODE) == O_RDWR),
+      can_receive_((flags & O_ACCMODE) == O_RDONLY || (flags & O_ACCMODE) == O_RDWR),
       nonblocking_((flags & O_NONBLOCK) != 0),
       spin_ns_(sys::online_cpus() > 1 ? (spin_ns < 0 ? default_spin_ns : spin_ns) : 0),
       send_spin_(spin_ns_),
@@ -37,10 +37,11 @@ std::string queue::object_name(const std::string& name) {
 }
 
 int queue::open(const open_request& request, std::unique_ptr<queue>& out) noexcept {
-  int acc = request.flags & O_ACCMODE;
-  if (acc != O_RDONLY && acc != O_WRONLY && acc != O_RDWR) return EINVAL;
   bool create = (request.flags & O_CREAT) != 0;
   bool exclusive = create && (request.flags & O_EXCL) != 0;
+  // O_RDWR|O_WRONLY, as Linux has it: a call that creates the queue gets a descriptor
+  // that can neither send nor receive (EBADF); on an existing queue it is EINVAL.
+  const bool no_access = (request.flags & O_ACCMODE) == O_ACCMODE;
   // Attributes matter only if this call creates the queue (they are ignored for an
   // existing one, as mq_open ignores them), so a bad one is reported only then.
   std::uint64_t max_messages = 10;
@@ -67,7 +68,10 @@ int queue::open(const open_request& request, std::unique_ptr<queue>& out) noexce
     return ENOMEM;
   }
   std::shared_ptr<region> r;
-  int e = open_region(leaf, request.mode, create, exclusive, bad_attributes, max_messages, message_size, r);
+  int e = open_region(leaf, request.mode, create, exclusive || (create && no_access), bad_attributes, max_messages,
+                      message_size, r);
+  if (e == EEXIST && no_access && !exclusive) e = EINVAL;
+  if (e == 0 && no_access && !create) e = EINVAL;
   if (e != 0) return e;
   try {
     out.reset(new queue(std::move(r), request.name, request.flags, request.spin_ns));

@@ -16,6 +16,9 @@
 
 #include <pipc/common.hpp>
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <cerrno>
 #include <cstdarg>
 #include <cstdint>
@@ -132,6 +135,70 @@ bool valid_attributes(const pipc_mq_attr& attr) noexcept {
   return attr.mq_maxmsg > 0 && attr.mq_msgsize > 0 &&
          static_cast<unsigned long>(attr.mq_maxmsg) <= engine::max_max_messages &&
          static_cast<unsigned long>(attr.mq_msgsize) <= engine::max_message_size;
+}
+
+// SIGEV_THREAD with sigev_notify_attributes: each notification runs on a new thread
+// created with a copy of the caller's attributes (the caller may destroy its own once
+// mq_notify returns), detached, as glibc does. The copy takes what the C library lets
+// one read back: detach state (always detached), guard and stack size, scheduling
+// (inheritance, policy, parameters, scope), CPU affinity and signal mask. A stack
+// address is not copied: every notification thread needs a stack of its own.
+class thread_attributes {
+ public:
+  // 0, or the error of reading or copying `from`.
+  int copy(const pthread_attr_t& from) noexcept {
+    if (int e = ::pthread_attr_init(&attr_); e != 0) return e;
+    initialised_ = true;
+    std::size_t size = 0;
+    int value = 0;
+    sched_param param{};
+    cpu_set_t cpus;
+    sigset_t mask;
+    int e = ::pthread_attr_setdetachstate(&attr_, PTHREAD_CREATE_DETACHED);
+    if (e == 0 && (e = ::pthread_attr_getguardsize(&from, &size)) == 0) e = ::pthread_attr_setguardsize(&attr_, size);
+    if (e == 0 && (e = ::pthread_attr_getstacksize(&from, &size)) == 0) e = ::pthread_attr_setstacksize(&attr_, size);
+    if (e == 0 && (e = ::pthread_attr_getinheritsched(&from, &value)) == 0) e = ::pthread_attr_setinheritsched(&attr_, value);
+    if (e == 0 && (e = ::pthread_attr_getschedpolicy(&from, &value)) == 0) e = ::pthread_attr_setschedpolicy(&attr_, value);
+    if (e == 0 && (e = ::pthread_attr_getschedparam(&from, &param)) == 0) e = ::pthread_attr_setschedparam(&attr_, &param);
+    if (e == 0 && (e = ::pthread_attr_getscope(&from, &value)) == 0) e = ::pthread_attr_setscope(&attr_, value);
+    if (e == 0 && ::pthread_attr_getaffinity_np(&from, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) != 0) {
+      e = ::pthread_attr_setaffinity_np(&attr_, sizeof cpus, &cpus);
+    }
+    if (e == 0 && ::pthread_attr_getsigmask_np(&from, &mask) == 0) e = ::pthread_attr_setsigmask_np(&attr_, &mask);
+    return e;
+  }
+  thread_attributes() noexcept = default;
+  thread_attributes(const thread_attributes&) = delete;
+  thread_attributes& operator=(const thread_attributes&) = delete;
+  ~thread_attributes() {
+    if (initialised_) ::pthread_attr_destroy(&attr_);
+  }
+  const pthread_attr_t* get() const noexcept { return &attr_; }
+
+ private:
+  pthread_attr_t attr_;
+  bool initialised_ = false;
+};
+
+struct thread_call {
+  void (*function)(union sigval);
+  union sigval value;
+};
+
+void* run_thread_call(void* arg) {
+  std::unique_ptr<thread_call> call(static_cast<thread_call*>(arg));
+  call->function(call->value);
+  return nullptr;
+}
+
+// Calls function(value) on a new thread made with `attributes`; on this thread if none
+// can be made (the notification is still delivered).
+void call_on_new_thread(const thread_attributes& attributes, void (*function)(union sigval), union sigval value) {
+  auto* call = new (std::nothrow) thread_call{function, value};
+  pthread_t thread;
+  if (call != nullptr && ::pthread_create(&thread, attributes.get(), run_thread_call, call) == 0) return;
+  delete call;
+  function(value);
 }
 
 int fill_attributes(const engine::queue& q, pipc_mq_attr& out) noexcept {
@@ -269,14 +336,26 @@ int pipc_mq_notify(pipc_mqd_t mqdes, const struct sigevent* notification) {
         e = q->notify_none();
         break;
       case SIGEV_SIGNAL:
-        e = q->notify_signal(notification->sigev_signo, notification->sigev_value.sival_int);
+        // The whole sigval: a pointer means something in this process only, and only
+        // this process receives the signal.
+        e = q->notify_signal(notification->sigev_signo,
+                             reinterpret_cast<std::uintptr_t>(notification->sigev_value.sival_ptr));
         break;
       case SIGEV_THREAD: {
         void (*function)(union sigval) = notification->sigev_notify_function;
         if (function == nullptr) break;
         union sigval value = notification->sigev_value;
         try {
-          e = q->notify_thread([function, value] { function(value); });
+          if (notification->sigev_notify_attributes == nullptr) {
+            e = q->notify_thread([function, value] { function(value); });
+          } else {
+            auto attributes = std::make_shared<pipc::capi::thread_attributes>();
+            e = attributes->copy(*notification->sigev_notify_attributes);
+            if (e == 0) {
+              e = q->notify_thread(
+                  [attributes, function, value] { pipc::capi::call_on_new_thread(*attributes, function, value); });
+            }
+          }
         } catch (...) {
           e = ENOMEM;
         }

@@ -36,7 +36,7 @@ class engine_backend final : public detail::queue_backend {
       case detail::notification::none:
         return q_->notify_none();
       case detail::notification::signal:
-        return q_->notify_signal(request.signo, request.value);
+        return q_->notify_signal(request.signo, static_cast<std::uint32_t>(request.value));
       case detail::notification::thread:
         return q_->notify_thread(std::move(request.callback));
     }

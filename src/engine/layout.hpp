@@ -173,6 +173,7 @@ struct alignas(64) header {
   atomic_u32 notify_seq;              // bumped when a thread notification fires
   atomic_u32 notify_fired_pid;        // process whose thread notification fired and
   std::uint64_t notify_fired_token;   // ... the descriptor it was for; 0 once taken
+  std::uint32_t notify_value_high;    // the sigval's high half (notify_value: the low)
 
   // ---- counters: written under the side's lock, read by anyone without it. Senders
   // and receivers each write only their own line.
@@ -203,7 +204,7 @@ static_assert(offsetof(header, recv_taking) == 332);
 static_assert(offsetof(header, summary) == 384 && offsetof(header, msg_seq) == 448);
 static_assert(offsetof(header, space_seq) == 456 && offsetof(header, event_seq) == 464);
 static_assert(offsetof(header, sender_cpu) == 472 && offsetof(header, receiver_cpu) == 476);
-static_assert(offsetof(header, notify_pid) == 512);
+static_assert(offsetof(header, notify_pid) == 512 && offsetof(header, notify_value_high) == 560);
 static_assert(offsetof(header, messages_sent) == 576 && offsetof(header, messages_received) == 640);
 static_assert(offsetof(header, waiters) == 704);
 

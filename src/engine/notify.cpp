@@ -23,13 +23,14 @@ bool same_process_alive(pid_t pid, std::uint64_t start_time) noexcept {
 }
 
 std::uint64_t own_start_time() noexcept {
-  // Cached per process; a forked child has its own start time, so key it by pid.
-  static std::atomic<pid_t> cached_pid{0};
+  // Cached per process. A forked child has its own start time, and may even get an
+  // ancestor's pid, so the cache is keyed by the fork generation, as lock_identity's.
+  static std::atomic<std::uint64_t> cached_generation{0};
   static std::atomic<std::uint64_t> cached{0};
-  pid_t me = sys::current_pid();
-  if (cached_pid.load(std::memory_order_acquire) != me) {
-    cached.store(sys::process_start_time(me), std::memory_order_relaxed);
-    cached_pid.store(me, std::memory_order_release);
+  const std::uint64_t generation = sys::fork_generation();
+  if (cached_generation.load(std::memory_order_acquire) != generation) {
+    cached.store(sys::process_start_time(sys::current_pid()), std::memory_order_relaxed);
+    cached_generation.store(generation, std::memory_order_release);
   }
   return cached.load(std::memory_order_relaxed);
 }
@@ -136,7 +137,7 @@ void* queue::notify_helper::run(void* arg) {
 }
 
 // Records this process and descriptor as the registrant. Takes and releases the lock.
-int queue::register_notification(std::uint32_t kind, int signo, int value) noexcept {
+int queue::register_notification(std::uint32_t kind, int signo, std::uint64_t value) noexcept {
   region& r = *region_;
   header* h = r.hdr();
   // mq_notify does not block: a lock held by a stopped process (or a forged live owner)
@@ -160,7 +161,8 @@ int queue::register_notification(std::uint32_t kind, int signo, int value) noexc
   h->notify_fired_token = 0;
   h->notify_kind = kind;
   h->notify_signo = signo;
-  h->notify_value = value;
+  h->notify_value = static_cast<std::int32_t>(static_cast<std::uint32_t>(value));
+  h->notify_value_high = static_cast<std::uint32_t>(value >> 32);
   h->notify_start_time = own_start_time();
   h->notify_token = token_;
   h->notify_pid.store(static_cast<std::uint32_t>(sys::current_pid()));
@@ -168,7 +170,7 @@ int queue::register_notification(std::uint32_t kind, int signo, int value) noexc
   return 0;
 }
 
-int queue::notify_signal(int signo, int value) noexcept {
+int queue::notify_signal(int signo, std::uint64_t value) noexcept {
   // Signal 0 registers and, when the notification fires, sends nothing: Linux's
   // choice, which POSIX leaves open (valid_signal(0) in the kernel's mq_notify).
   if (signo < 0 || signo >= NSIG) return EINVAL;

@@ -37,7 +37,7 @@ struct due_notification {
   std::uint32_t kind = notify_none_kind;
   pid_t pid = 0;
   int signo = 0;
-  int value = 0;
+  std::uint64_t value = 0;  // the whole sigval
 };
 
 }  // namespace pipc::engine

@@ -264,7 +264,8 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
     if (notify_check) {
       const std::uint32_t before = head + max - free_cursor(h->recv_cursors.load(std::memory_order_relaxed));
       if (before == 0 && h->notify_pid.load() != 0 && !receivers_blocked(r)) {
-        due = {h->notify_kind, static_cast<pid_t>(h->notify_pid.load()), h->notify_signo, h->notify_value};
+        due = {h->notify_kind, static_cast<pid_t>(h->notify_pid.load()), h->notify_signo,
+               std::uint64_t{h->notify_value_high} << 32 | static_cast<std::uint32_t>(h->notify_value)};
         // Believed only if it names a live process that maps this queue: a process that
         // can write the region could otherwise have this sender signal anyone it may.
         notify = same_process_alive(due.pid, h->notify_start_time) && mapped_by(due.pid, r) == sys::maps_answer::yes;

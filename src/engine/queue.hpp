@@ -77,7 +77,8 @@ class queue {
   bool nonblocking() const noexcept { return nonblocking_.load(std::memory_order_relaxed); }
 
   // Notification registration: one registrant process per queue (EBUSY otherwise).
-  int notify_signal(int signo, int value) noexcept;
+  // `value`: the whole sigval (a pointer of this process, or an int in its low half).
+  int notify_signal(int signo, std::uint64_t value) noexcept;
   int notify_thread(std::function<void()> callback) noexcept;
   int notify_none() noexcept;
   int cancel_notification() noexcept;
@@ -94,7 +95,7 @@ class queue {
   struct notify_helper;
 
   queue(std::shared_ptr<region> r, std::string name, int flags, std::int64_t spin_ns) noexcept;
-  int register_notification(std::uint32_t kind, int signo, int value) noexcept;
+  int register_notification(std::uint32_t kind, int signo, std::uint64_t value) noexcept;
   detail::wait_limit lock_limit(const detail::wait_limit& limit) const noexcept;
   int would_block() const noexcept;
   void after_commit(atomic_u32& word, atomic_u32& sleepers) noexcept;

@@ -260,14 +260,14 @@ void futex_wake(const void* word, int count) noexcept {
   ::syscall(SYS_futex, word, FUTEX_WAKE, count, nullptr, nullptr, 0);
 }
 
-int send_mesgq_signal(pid_t pid, int signo, int value) noexcept {
+int send_mesgq_signal(pid_t pid, int signo, std::uint64_t value) noexcept {
   siginfo_t info;
   std::memset(&info, 0, sizeof info);
   info.si_signo = signo;
   info.si_code = SI_MESGQ;  // negative codes may be sent to other processes
   info.si_pid = current_pid();
   info.si_uid = ::getuid();
-  info.si_value.sival_int = value;
+  info.si_value.sival_ptr = reinterpret_cast<void*>(static_cast<std::uintptr_t>(value));  // sival_int: the low half
   return result(static_cast<int>(::syscall(SYS_rt_sigqueueinfo, pid, signo, &info)));
 }
 

@@ -111,7 +111,7 @@ void futex_wake(const void* word, int count) noexcept;
 // Processes and signals.
 // Queues `signo` to `pid` as a message queue notification: si_code SI_MESGQ, si_value
 // `value`, si_pid and si_uid of the caller (what the kernel's mq_notify delivers).
-int send_mesgq_signal(pid_t pid, int signo, int value) noexcept;
+int send_mesgq_signal(pid_t pid, int signo, std::uint64_t value) noexcept;
 // Is `pid` a running process (not a zombie)?
 bool process_exists(pid_t pid) noexcept;
 // The start time of a process in clock ticks since boot (field 22 of /proc/PID/stat);

@@ -497,3 +497,95 @@ TEST(CApiInterrupt, CancelledReceiverNoLongerCountsAsWaiting) {
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   EXPECT_EQ(pipc_mq_close(q), 0);
 }
+
+// ---- Notification values and attributes ----
+
+namespace notification {
+int marker;  // its address is the sigval pointer
+}  // namespace notification
+
+// The whole sigval reaches the registrant, pointer included, even when another
+// process's send fires the notification.
+TEST(CApiNotify, SignalCarriesTheWholeSigvalFromAnotherProcess) {
+  unlink_guard guard(unique_name("capi-notify-ptr"), name_kind::engine_queue);
+  pipc_mqd_t q = create(guard.name(), 4, 16);
+  ASSERT_NE(q, kBad);
+  sigset_t usr2;
+  sigemptyset(&usr2);
+  sigaddset(&usr2, SIGUSR2);
+  sigset_t old;
+  ASSERT_EQ(::pthread_sigmask(SIG_BLOCK, &usr2, &old), 0);
+  sigevent ev{};
+  ev.sigev_notify = SIGEV_SIGNAL;
+  ev.sigev_signo = SIGUSR2;
+  ev.sigev_value.sival_ptr = &notification::marker;
+  ASSERT_GT(reinterpret_cast<std::uintptr_t>(&notification::marker), std::uintptr_t{0xffffffff})
+      << "the test needs a pointer above 4 GiB";
+  ASSERT_EQ(pipc_mq_notify(q, &ev), 0);
+  const std::string name = guard.name();
+  pid_t child = pipc::test::spawn([&]() -> int {
+    pipc_mqd_t w = pipc_mq_open(name.c_str(), O_WRONLY);
+    return w != kBad && pipc_mq_send(w, "m", 1, 0) == 0 ? 0 : 1;
+  });
+  EXPECT_EQ(pipc::test::wait_exit(child), 0);
+  timespec wait{5, 0};
+  siginfo_t info{};
+  EXPECT_EQ(::sigtimedwait(&usr2, &info, &wait), SIGUSR2);
+  EXPECT_EQ(info.si_code, SI_MESGQ);
+  EXPECT_EQ(info.si_pid, child);
+  EXPECT_EQ(info.si_value.sival_ptr, &notification::marker);
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  EXPECT_EQ(pipc_mq_close(q), 0);
+}
+
+namespace notification {
+struct thread_report {
+  std::atomic<bool> ran{false};
+  std::size_t guard_size = 0;
+  std::size_t stack_size = 0;
+  int detach_state = -1;
+  void* value = nullptr;
+};
+thread_report report;
+void on_notify(union sigval value) {
+  pthread_attr_t attr;
+  if (::pthread_getattr_np(::pthread_self(), &attr) == 0) {
+    ::pthread_attr_getguardsize(&attr, &report.guard_size);
+    ::pthread_attr_getstacksize(&attr, &report.stack_size);
+    ::pthread_attr_getdetachstate(&attr, &report.detach_state);
+    ::pthread_attr_destroy(&attr);
+  }
+  report.value = value.sival_ptr;
+  report.ran.store(true);
+}
+}  // namespace notification
+
+// SIGEV_THREAD with sigev_notify_attributes: the function runs on a thread made with
+// (a copy of) those attributes, detached, whatever happens to the caller's object.
+TEST(CApiNotify, ThreadNotificationUsesTheGivenAttributes) {
+  unlink_guard guard(unique_name("capi-notify-attr"), name_kind::engine_queue);
+  pipc_mqd_t q = create(guard.name(), 4, 16);
+  ASSERT_NE(q, kBad);
+  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  const std::size_t stack = 4u << 20;
+  pthread_attr_t attr;
+  ASSERT_EQ(::pthread_attr_init(&attr), 0);
+  ASSERT_EQ(::pthread_attr_setguardsize(&attr, 3 * page), 0);
+  ASSERT_EQ(::pthread_attr_setstacksize(&attr, stack), 0);
+  ASSERT_EQ(::pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_JOINABLE), 0);
+  sigevent ev{};
+  ev.sigev_notify = SIGEV_THREAD;
+  ev.sigev_notify_function = notification::on_notify;
+  ev.sigev_notify_attributes = &attr;
+  ev.sigev_value.sival_ptr = &notification::marker;
+  ASSERT_EQ(pipc_mq_notify(q, &ev), 0);
+  ::pthread_attr_destroy(&attr);  // pipc keeps its own copy
+  ASSERT_EQ(pipc_mq_send(q, "m", 1, 0), 0);
+  for (int i = 0; i < 500 && !notification::report.ran.load(); ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(notification::report.ran.load());
+  EXPECT_EQ(notification::report.guard_size, 3 * page);
+  EXPECT_GE(notification::report.stack_size, stack);
+  EXPECT_EQ(notification::report.detach_state, PTHREAD_CREATE_DETACHED);
+  EXPECT_EQ(notification::report.value, &notification::marker);
+  EXPECT_EQ(pipc_mq_close(q), 0);
+}

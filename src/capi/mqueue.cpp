@@ -201,6 +201,44 @@ void call_on_new_thread(const thread_attributes& attributes, void (*function)(un
   function(value);
 }
 
+// Opens the file descriptor that is q's descriptor (docs/c-api.md, "Descriptors") and
+// enters it in the table, which then owns q. An eventfd: it polls ready both ways
+// (counter 1) until the descriptor's readiness is tracked (pipc_mq_pollable).
+int new_descriptor(engine::queue& q, int& d) noexcept {
+  int fd = -1;
+  if (int e = sys::eventfd_create(fd, 1); e != 0) return e;
+  for (;;) {
+    int e = 0;
+    switch (table().insert(&q, fd, e)) {
+      case descriptor_table::inserted::done:
+        d = fd;
+        return 0;
+      case descriptor_table::inserted::failed:
+        sys::close(fd);
+        return e;
+      case descriptor_table::inserted::number_in_use: {
+        // A stale descriptor of this number still has calls running: use another.
+        int other = -1;
+        e = sys::dup_cloexec(fd, other, fd + 1);
+        sys::close(fd);
+        if (e != 0) return e;
+        fd = other;
+        break;
+      }
+    }
+  }
+}
+
+// $PIPC_MQ_POLLABLE=1: every descriptor this process opens is pollable from the start
+// (read once; the preload library's default).
+bool pollable_by_default() noexcept {
+  static const bool value = [] {
+    const char* text = std::getenv("PIPC_MQ_POLLABLE");
+    return text != nullptr && std::strcmp(text, "1") == 0;
+  }();
+  return value;
+}
+
 int fill_attributes(const engine::queue& q, pipc_mq_attr& out) noexcept {
   bool nonblocking = false;
   int e = q.attributes(out.mq_maxmsg, out.mq_msgsize, out.mq_curmsgs, nonblocking);
@@ -262,10 +300,22 @@ pipc_mqd_t pipc_mq_open(const char* name, int oflag, ...) {
     }
   }
   if (e != 0) return fail(e);
-  int d = table().insert(q.get(), e);
-  if (d < 0) return fail(e);
+  int d = -1;
+  if ((e = pipc::capi::new_descriptor(*q, d)) != 0) return fail(e);
+  if (pipc::capi::pollable_by_default() && (e = q->track_readiness(d)) != 0) {
+    table().close(d);  // destroys q
+    q.release();
+    return fail(e);
+  }
   q.release();  // the table owns it now
   return d;
+}
+
+int pipc_mq_pollable(pipc_mqd_t mqdes) {
+  descriptor_table::ref q = table().acquire(mqdes);
+  if (!q) return fail(EBADF);
+  int e = q->track_readiness(mqdes);
+  return e == 0 ? 0 : fail(e);
 }
 
 int pipc_mq_close(pipc_mqd_t mqdes) {

@@ -24,7 +24,7 @@ struct queue::poll_helper {
   pthread_t thread{};
   pid_t owner = 0;
   std::mutex mutex;        // serialises sync(), so the last writer wrote the latest depth
-  std::uint64_t shown = 0;  // the eventfd's counter
+  std::uint64_t shown = 0;  // the eventfd's counter (all ones: not known)
 
   ~poll_helper() {
     if (fd >= 0) sys::close(fd);

@@ -56,27 +56,44 @@ void* queue::poll_helper::run(void* arg) {
   return nullptr;
 }
 
-int queue::poll_fd(int& fd) noexcept {
-  std::lock_guard lock(helpers_mutex_);
-  if (poll_ && poll_->owner == sys::current_pid()) {
-    fd = poll_->fd;
-    return 0;
-  }
+// Starts this process's poll helper on eventfd `fd`, which it then owns (and closes,
+// also on failure). Caller holds helpers_mutex_, and this process has no helper yet.
+int queue::start_poll_helper(int fd) noexcept {
   std::shared_ptr<poll_helper> helper;
   try {
     helper = std::make_shared<poll_helper>();
   } catch (...) {
+    sys::close(fd);
     return ENOMEM;
   }
   helper->r = region_;
   helper->owner = sys::current_pid();
-  if (int e = sys::eventfd_create(helper->fd); e != 0) return e;
+  helper->fd = fd;
+  helper->shown = ~std::uint64_t{0};  // unknown: the first sync writes the counter
   if (int e = sys::thread_start(poll_helper::run, helper.get(), helper->thread); e != 0) return e;
   helper->sync();
   poll_ = std::move(helper);
   poll_active_.store(poll_.get(), std::memory_order_release);
+  return 0;
+}
+
+int queue::poll_fd(int& fd) noexcept {
+  std::lock_guard lock(helpers_mutex_);
+  if (!poll_ || poll_->owner != sys::current_pid()) {
+    int created = -1;
+    if (int e = sys::eventfd_create(created); e != 0) return e;
+    if (int e = start_poll_helper(created); e != 0) return e;
+  }
   fd = poll_->fd;
   return 0;
+}
+
+int queue::track_readiness(int fd) noexcept {
+  std::lock_guard lock(helpers_mutex_);
+  if (poll_ && poll_->owner == sys::current_pid()) return 0;
+  int own = -1;
+  if (int e = sys::dup_cloexec(fd, own); e != 0) return e;
+  return start_poll_helper(own);
 }
 
 }  // namespace pipc::engine

@@ -86,6 +86,10 @@ class queue {
   // An eventfd that polls readable while the queue has messages and writable while it
   // has room; starts the helper thread that keeps it so on first use.
   int poll_fd(int& fd) noexcept;
+  // Keeps the eventfd `fd` (the caller's: the C API's descriptor) in step with the
+  // queue as poll_fd's, through a copy of it that the helper owns, so that closing
+  // `fd` does no harm. Idempotent; 0 or an errno value.
+  int track_readiness(int fd) noexcept;
 
   queue_stats stats() const noexcept;
   const std::string& name() const noexcept { return name_; }
@@ -96,6 +100,7 @@ class queue {
 
   queue(std::shared_ptr<region> r, std::string name, int flags, std::int64_t spin_ns) noexcept;
   int register_notification(std::uint32_t kind, int signo, std::uint64_t value) noexcept;
+  int start_poll_helper(int fd) noexcept;
   detail::wait_limit lock_limit(const detail::wait_limit& limit) const noexcept;
   int would_block() const noexcept;
   void after_commit(atomic_u32& word, atomic_u32& sleepers) noexcept;

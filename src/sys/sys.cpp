@@ -492,8 +492,23 @@ bool in_group(gid_t gid) noexcept {
   return false;
 }
 
-int eventfd_create(int& fd) noexcept {
-  fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+bool is_eventfd(int fd) noexcept {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  char target[64];
+  ssize_t n = ::readlink(path, target, sizeof target - 1);
+  if (n < 0) return false;
+  target[n] = '\0';
+  return std::strcmp(target, "anon_inode:[eventfd]") == 0;
+}
+
+int dup_cloexec(int fd, int& out, int at_least) noexcept {
+  out = ::fcntl(fd, F_DUPFD_CLOEXEC, at_least);
+  return out == -1 ? errno : 0;
+}
+
+int eventfd_create(int& fd, unsigned initial) noexcept {
+  fd = ::eventfd(initial, EFD_CLOEXEC | EFD_NONBLOCK);
   return fd == -1 ? errno : 0;
 }
 

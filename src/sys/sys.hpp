@@ -149,9 +149,13 @@ uid_t effective_uid() noexcept;
 bool in_group(gid_t gid) noexcept;
 
 // eventfd: a counter that polls readable when non-zero and writable below 2^64-2.
-int eventfd_create(int& fd) noexcept;
+int eventfd_create(int& fd, unsigned initial = 0) noexcept;
 // Sets the counter to `value` (0 … 2^64-2).
 void eventfd_set(int fd, std::uint64_t value) noexcept;
+// Is `fd` an open eventfd? (/proc/self/fd tells.)
+bool is_eventfd(int fd) noexcept;
+// A close-on-exec duplicate of `fd`, numbered `at_least` or above.
+int dup_cloexec(int fd, int& out, int at_least = 0) noexcept;
 
 // Threads.
 // Starts a helper thread with every signal blocked except SIGBUS, SIGSEGV, SIGILL and

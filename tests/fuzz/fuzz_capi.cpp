@@ -111,7 +111,7 @@ pipc_mqd_t pick_descriptor(world& w, FuzzedDataProvider& in) {
         case 1:
           return 0;
         case 2:
-          return 0x40000000 | in.ConsumeIntegralInRange<int>(0, 0xffff);  // plausible-looking
+          return in.ConsumeIntegralInRange<int>(0, 1023);  // a plausible file descriptor
         default:
           return in.ConsumeIntegral<int>();
       }

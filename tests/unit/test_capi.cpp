@@ -24,6 +24,10 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/select.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -66,30 +70,176 @@ void scribble(const std::string& name, std::size_t bytes, const std::function<vo
   ::munmap(p, bytes);
 }
 
-TEST(CApi, DescriptorsArePositiveIntsThatAreNotFileDescriptors) {
+// ---- Descriptors are file descriptors (docs/c-api.md, "Descriptors") ----
+
+// The poll events of `fd` now (0 when none within `wait`).
+short poll_events(int fd, std::chrono::milliseconds wait = 0ms) {
+  pollfd p{fd, POLLIN | POLLOUT, 0};
+  int n = ::poll(&p, 1, static_cast<int>(wait.count()));
+  return n == 1 ? p.revents : 0;
+}
+short poll_in(int fd, std::chrono::milliseconds wait) {
+  pollfd p{fd, POLLIN, 0};
+  int n = ::poll(&p, 1, static_cast<int>(wait.count()));
+  return n == 1 ? p.revents : 0;
+}
+
+std::string fd_target(int fd) {
+  char target[128] = {};
+  std::string path = "/proc/self/fd/" + std::to_string(fd);
+  ssize_t n = ::readlink(path.c_str(), target, sizeof target - 1);
+  return n < 0 ? std::string() : std::string(target, static_cast<std::size_t>(n));
+}
+
+TEST(CApi, DescriptorsAreCloseOnExecFileDescriptors) {
   unlink_guard guard(unique_name("capi-desc"), name_kind::engine_queue);
   pipc_mqd_t q = create(guard.name(), 2, 16);
   ASSERT_NE(q, kBad) << std::strerror(errno);
-  EXPECT_GE(q, 0x4000'0000);
-  EXPECT_EQ(::fcntl(static_cast<int>(q), F_GETFD), -1);  // not an fd
+  EXPECT_EQ(::fcntl(static_cast<int>(q), F_GETFD), FD_CLOEXEC);
+  EXPECT_EQ(fd_target(q), "anon_inode:[eventfd]");
+  // Not yet pollable: ready both ways, so a poller calls in and learns the truth.
+  EXPECT_EQ(poll_events(q), POLLIN | POLLOUT);
+  EXPECT_EQ(pipc_mq_close(q), 0);
+  EXPECT_EQ(::fcntl(static_cast<int>(q), F_GETFD), -1);
+}
+
+// Descriptors count against RLIMIT_NOFILE, as the kernel's do: EMFILE at the limit.
+TEST(CApi, DescriptorsCountAgainstTheOpenFileLimit) {
+  unlink_guard guard(unique_name("capi-nofile"), name_kind::engine_queue);
+  pipc_mqd_t q = create(guard.name(), 2, 16);
+  ASSERT_NE(q, kBad);
+  const std::string name = guard.name();
+  EXPECT_EQ(pipc::test::run_child([&]() -> int {
+              // Room for exactly 8 more descriptors above the highest open now.
+              int highest = ::fcntl(0, F_DUPFD, 0);
+              ::close(highest);
+              rlimit limit{};
+              ::getrlimit(RLIMIT_NOFILE, &limit);
+              limit.rlim_cur = static_cast<rlim_t>(highest + 8);
+              if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) return 10;
+              int opened = 0;
+              for (; opened < 100; ++opened) {
+                if (pipc_mq_open(name.c_str(), O_RDWR) == kBad) break;
+              }
+              if (errno != EMFILE) return 11;
+              return opened >= 1 && opened <= 8 ? 0 : 12;
+            }),
+            0);
   EXPECT_EQ(pipc_mq_close(q), 0);
 }
 
-TEST(CApi, StaleDescriptorStaysClosedWhenItsSlotIsReused) {
-  unlink_guard guard(unique_name("capi-stale"), name_kind::engine_queue);
-  pipc_mqd_t first = create(guard.name(), 2, 16);
+// pipc_mq_pollable: poll, select and epoll see the queue's state, also when another
+// process changes it.
+TEST(CApi, PollableDescriptorFollowsTheQueue) {
+  unlink_guard guard(unique_name("capi-poll"), name_kind::engine_queue);
+  pipc_mqd_t q = create(guard.name(), 2, 16);
+  ASSERT_NE(q, kBad);
+  ASSERT_EQ(pipc_mq_pollable(q), 0);
+  ASSERT_EQ(pipc_mq_pollable(q), 0);  // again: nothing changes
+  EXPECT_EQ(poll_events(q), POLLOUT);  // empty
+  ASSERT_EQ(pipc_mq_send(q, "a", 1, 0), 0);
+  EXPECT_EQ(poll_events(q, 1000ms), POLLIN | POLLOUT);
+  ASSERT_EQ(pipc_mq_send(q, "b", 1, 0), 0);
+  EXPECT_EQ(poll_events(q), POLLIN);  // full
+  char buffer[16];
+  ASSERT_EQ(pipc_mq_receive(q, buffer, sizeof buffer, nullptr), 1);
+  ASSERT_EQ(pipc_mq_receive(q, buffer, sizeof buffer, nullptr), 1);
+  EXPECT_EQ(poll_events(q), POLLOUT);
+
+  // Another process sends: a blocked poll, select and epoll_wait wake.
+  const std::string name = guard.name();
+  auto send_later = [&] {
+    return pipc::test::spawn([&]() -> int {
+      std::this_thread::sleep_for(100ms);
+      pipc_mqd_t w = pipc_mq_open(name.c_str(), O_WRONLY);
+      return w != kBad && pipc_mq_send(w, "c", 1, 0) == 0 ? 0 : 1;
+    });
+  };
+  pid_t child = send_later();
+  EXPECT_EQ(poll_in(q, 5000ms), POLLIN);
+  EXPECT_EQ(pipc::test::wait_exit(child), 0);
+  ASSERT_EQ(pipc_mq_receive(q, buffer, sizeof buffer, nullptr), 1);
+
+  child = send_later();
+  fd_set readable;
+  FD_ZERO(&readable);
+  FD_SET(q, &readable);
+  timeval limit{5, 0};
+  EXPECT_EQ(::select(q + 1, &readable, nullptr, nullptr, &limit), 1);
+  EXPECT_TRUE(FD_ISSET(q, &readable));
+  EXPECT_EQ(pipc::test::wait_exit(child), 0);
+  ASSERT_EQ(pipc_mq_receive(q, buffer, sizeof buffer, nullptr), 1);
+
+  int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  ASSERT_GE(ep, 0);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = q;
+  ASSERT_EQ(::epoll_ctl(ep, EPOLL_CTL_ADD, q, &ev), 0);
+  child = send_later();
+  epoll_event got{};
+  EXPECT_EQ(::epoll_wait(ep, &got, 1, 5000), 1);
+  EXPECT_EQ(got.data.fd, q);
+  EXPECT_EQ(pipc::test::wait_exit(child), 0);
+  ::close(ep);
+  EXPECT_EQ(pipc_mq_close(q), 0);
+}
+
+// A caller that does not know a descriptor is a queue closes it (or dup2s over it):
+// pipc neither fails nor touches the file that then gets the number.
+TEST(CApi, CloseBehindPipcsBackDoesNoHarm) {
+  unlink_guard guard(unique_name("capi-behind"), name_kind::engine_queue);
+  pipc_mqd_t q = create(guard.name(), 4, 16);
+  ASSERT_NE(q, kBad);
+  ASSERT_EQ(pipc_mq_pollable(q), 0);  // its helper writes through its own copy
+  ASSERT_EQ(::close(q), 0);
+  // The number goes to a file of the caller's; pipc_mq_close must leave it open.
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  ASSERT_EQ(pipe_fds[0], q) << "the kernel gives the lowest free number";
+  ASSERT_EQ(pipc_mq_send(q, "m", 1, 0), 0);  // the stale descriptor still reaches the queue
+  EXPECT_EQ(pipc_mq_close(q), 0);
+  EXPECT_EQ(::fcntl(pipe_fds[0], F_GETFD), 0) << "pipc closed the caller's pipe";
+  ASSERT_EQ(::write(pipe_fds[1], "x", 1), 1);
+  char c = 0;
+  EXPECT_EQ(::read(pipe_fds[0], &c, 1), 1);
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
+
+  // Closed behind pipc's back, and the kernel hands the number to pipc's next open: the
+  // stale descriptor is retired, the new one works.
+  pipc_mqd_t first = pipc_mq_open(guard.name().c_str(), O_RDWR);
   ASSERT_NE(first, kBad);
-  ASSERT_EQ(pipc_mq_close(first), 0);
-  pipc_mq_attr attr{};
-  for (int i = 0; i < 1000; ++i) {
-    pipc_mqd_t q = pipc_mq_open(guard.name().c_str(), O_RDWR);
-    ASSERT_NE(q, kBad);
-    ASSERT_NE(q, first);
-    errno = 0;
-    EXPECT_EQ(pipc_mq_getattr(first, &attr), -1);
-    EXPECT_EQ(errno, EBADF);
-    ASSERT_EQ(pipc_mq_close(q), 0);
-  }
+  ASSERT_EQ(::close(first), 0);
+  pipc_mqd_t second = pipc_mq_open(guard.name().c_str(), O_RDWR);
+  ASSERT_EQ(second, first);
+  char buffer[16];
+  EXPECT_EQ(pipc_mq_receive(second, buffer, sizeof buffer, nullptr), 1);
+  EXPECT_EQ(pipc_mq_close(second), 0);
+  EXPECT_EQ(pipc_mq_close(second), -1);
+}
+
+// The same while a call still runs on the stale descriptor: the new descriptor gets
+// another number, and the running call finishes on its queue.
+TEST(CApi, NumberOfAStaleDescriptorInUseIsNotReused) {
+  unlink_guard guard(unique_name("capi-stale"), name_kind::engine_queue);
+  pipc_mqd_t q = create(guard.name(), 4, 16);
+  ASSERT_NE(q, kBad);
+  std::atomic<int> received{-2};
+  std::thread blocked([&] {
+    char buffer[16];
+    received.store(static_cast<int>(pipc_mq_receive(q, buffer, sizeof buffer, nullptr)));
+  });
+  std::this_thread::sleep_for(100ms);
+  ASSERT_EQ(::close(q), 0);
+  pipc_mqd_t fresh = pipc_mq_open(guard.name().c_str(), O_RDWR);
+  ASSERT_NE(fresh, kBad);
+  EXPECT_NE(fresh, q);
+  EXPECT_EQ(fd_target(fresh), "anon_inode:[eventfd]");
+  ASSERT_EQ(pipc_mq_send(fresh, "m", 1, 0), 0);
+  blocked.join();
+  EXPECT_EQ(received.load(), 1);
+  EXPECT_EQ(pipc_mq_close(fresh), 0);
 }
 
 // Many threads open, use and close descriptors of one queue, while others call

@@ -6,9 +6,13 @@
  * RLIMIT_MSGQUEUE, /dev/mqueue) do not apply. docs/c-api.md lists the few places where
  * pipc differs from POSIX or from Linux.
  *
- * A pipc_mqd_t is a descriptor in a process-wide table, not a file descriptor: don't
- * pass it to close(), poll() or select(). Descriptors are inherited by fork() and
- * lost at exec().
+ * A pipc_mqd_t is a file descriptor, as Linux's mqd_t is: it counts against
+ * RLIMIT_NOFILE, is close-on-exec, is inherited by fork(), and select(), poll() and
+ * epoll accept it. It polls readable while the queue has messages and writable while
+ * it has room once pipc_mq_pollable() was called on it (or $PIPC_MQ_POLLABLE=1);
+ * until then it polls ready both ways. Close it with pipc_mq_close(); a close() of it
+ * by code that does not know it is a queue does no harm (docs/c-api.md,
+ * "Descriptors").
  *
  * Thread safety: every function may be called from any thread, on any descriptor,
  * at any time; closing a descriptor while another thread uses it is safe (the other
@@ -54,8 +58,8 @@ extern "C" {
 struct sigevent;
 struct timespec;
 
-/* A message queue descriptor. Valid descriptors are non-negative ints (see
- * docs/c-api.md for their numbering); (pipc_mqd_t)-1 reports an error. */
+/* A message queue descriptor: a file descriptor (see above); (pipc_mqd_t)-1 reports
+ * an error. */
 typedef int pipc_mqd_t;
 
 /* Queue attributes, as struct mq_attr. mq_flags holds O_NONBLOCK or 0. */
@@ -105,6 +109,14 @@ PIPC_C_EXPORT int pipc_mq_setattr(pipc_mqd_t mqdes, const struct pipc_mq_attr* P
 /* As mq_notify: SIGEV_SIGNAL, SIGEV_THREAD or SIGEV_NONE; NULL removes this process's
  * registration. 0, or -1 and errno EBADF, EBUSY, EINVAL, ENOMEM. */
 PIPC_C_EXPORT int pipc_mq_notify(pipc_mqd_t mqdes, const struct sigevent* notification);
+
+/* A pipc extension: makes mqdes poll readable while its queue has messages and
+ * writable while it has room, from now until it is closed, as a kernel queue's
+ * descriptor does. A helper thread of this process keeps it so, and every send and
+ * receive on the queue (by any process) then costs a wake-up of it, which is why it is
+ * not the default. Calling it again changes nothing. 0, or -1 and errno EBADF,
+ * EMFILE, ENOMEM, EAGAIN. */
+PIPC_C_EXPORT int pipc_mq_pollable(pipc_mqd_t mqdes);
 
 #ifdef __cplusplus
 }

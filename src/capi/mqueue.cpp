@@ -77,6 +77,15 @@ std::int64_t spin_ns() noexcept {
   return value;
 }
 
+// 0, or the errno for a queue name pipc_mq_open and pipc_mq_unlink cannot take:
+// EACCES for a '/' after the first character, as Linux's mq_open and mq_unlink say
+// (pipc's C++ API calls that EINVAL), else check_name's EINVAL or ENAMETOOLONG.
+int check_queue_name(const char* name) noexcept {
+  std::error_code ec = check_name(name, name_kind::engine_queue);
+  if (!ec) return 0;
+  return ec.value() == EINVAL && name[0] == '/' && std::strchr(name + 1, '/') != nullptr ? EACCES : ec.value();
+}
+
 bool valid_timespec(const timespec& ts) noexcept { return ts.tv_nsec >= 0 && ts.tv_nsec < 1'000'000'000; }
 
 // An absolute CLOCK_REALTIME timespec (valid) in nanoseconds, clamped to [0, ~292 years].
@@ -266,7 +275,7 @@ pipc_mqd_t pipc_mq_open(const char* name, int oflag, ...) {
     va_end(ap);
   }
   if (name == nullptr) return fail(EINVAL);
-  if (std::error_code ec = pipc::check_name(name, pipc::name_kind::engine_queue)) return fail(ec.value());
+  if (int e = pipc::capi::check_queue_name(name); e != 0) return fail(e);
 
   pipc::engine::open_request request;
   try {
@@ -325,7 +334,7 @@ int pipc_mq_close(pipc_mqd_t mqdes) {
 
 int pipc_mq_unlink(const char* name) {
   if (name == nullptr) return fail(EINVAL);
-  if (std::error_code ec = pipc::check_name(name, pipc::name_kind::engine_queue)) return fail(ec.value());
+  if (int e = pipc::capi::check_queue_name(name); e != 0) return fail(e);
   int e = 0;
   try {
     e = pipc::engine::queue::unlink(name);

@@ -50,7 +50,8 @@ void install() noexcept {
   sigemptyset(&ours.sa_mask);
   // SA_ONSTACK: a thread with an alternate signal stack keeps using it, as the chained
   // handler may expect. SA_RESTART follows the previous handler (and is set if there
-  // was none), so that sys::unblocked_handlers_restart gives the answer it gave before.
+  // was none): installing pipc's handler must not change which system calls a SIGBUS
+  // handler interrupts.
   bool previous_is_function = (previous_action.sa_flags & SA_SIGINFO) != 0 ||
                               (previous_action.sa_handler != SIG_DFL && previous_action.sa_handler != SIG_IGN);
   ours.sa_flags = SA_SIGINFO | SA_ONSTACK | (previous_is_function ? previous_action.sa_flags & SA_RESTART : SA_RESTART);

@@ -432,19 +432,6 @@ maps_answer process_maps_file(pid_t pid, dev_t dev, ino_t ino) noexcept {
   return answer;
 }
 
-bool unblocked_handlers_restart() noexcept {
-  sigset_t blocked;
-  if (::pthread_sigmask(SIG_SETMASK, nullptr, &blocked) != 0) return false;
-  for (int signo = 1; signo < NSIG; ++signo) {
-    if (signo == SIGKILL || signo == SIGSTOP || sigismember(&blocked, signo) == 1) continue;
-    struct sigaction sa {};
-    if (::sigaction(signo, nullptr, &sa) != 0) continue;  // numbers glibc reserves
-    bool handled = (sa.sa_flags & SA_SIGINFO) != 0 || (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
-    if (handled && (sa.sa_flags & SA_RESTART) == 0) return false;
-  }
-  return true;
-}
-
 mode_t current_umask() noexcept {
   no_cancel guard;
   long value = -1;

@@ -135,9 +135,6 @@ bool proc_available() noexcept;
 // cannot be read (another user's process, hidepid).
 enum class maps_answer { no, yes, unknown };
 maps_answer process_maps_file(pid_t pid, dev_t dev, ino_t ino) noexcept;
-// Were all signal handlers that this thread does not block installed with SA_RESTART?
-// (After an EINTR it tells whether the kernel would have restarted an mq_* call.)
-bool unblocked_handlers_restart() noexcept;
 // The calling process's umask, read without changing it.
 mode_t current_umask() noexcept;
 int online_cpus() noexcept;

@@ -116,7 +116,10 @@ static int cmd_receive(int argc, char** argv) {
   } else {
     n = mq_receive(q, buffer, (size_t)attr.mq_msgsize, &prio);
   }
-  if (n < 0) return fail(name, timeout_ms >= 0 ? "mq_timedreceive" : "mq_receive");
+  if (n < 0) {
+    free(buffer);
+    return fail(name, timeout_ms >= 0 ? "mq_timedreceive" : "mq_receive");
+  }
   buffer[n] = '\0';
   printf("%s: read %zd bytes, priority %u: \"%s\"\n", name, n, prio, buffer);
   free(buffer);

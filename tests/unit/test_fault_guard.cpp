@@ -418,14 +418,20 @@ TEST(FaultGuard, OnlyTheFaultedRegionIsFlagged) {
 TEST(FaultGuard, HandlerIsInstalledAtTheFirstGuardAndKeepsSaRestart) {
   EXPECT_EQ(run_child([] {
               // pipc's own handler must not change which calls a SIGBUS handler
-              // interrupts: with none before, it restarts them.
+              // interrupts: SA_RESTART as the previous handler had it (a sanitizer's,
+              // say), or set when there was none.
+              struct sigaction before {};
+              if (::sigaction(SIGBUS, nullptr, &before) != 0) return 6;
+              const bool had_handler = (before.sa_flags & SA_SIGINFO) != 0 ||
+                                       (before.sa_handler != SIG_DFL && before.sa_handler != SIG_IGN);
+              const int want = had_handler ? before.sa_flags & SA_RESTART : SA_RESTART;
               mapped_file f;
               if (!f.open(page())) return 1;
               pipc::sys::guard_id id;
               if (pipc::sys::guard_region(f.base, f.size, true, id) != 0) return 2;
               if (!pipc::sys::fault_handler_installed()) return 3;
               struct sigaction now {};
-              if (::sigaction(SIGBUS, nullptr, &now) != 0 || (now.sa_flags & SA_RESTART) == 0) return 4;
+              if (::sigaction(SIGBUS, nullptr, &now) != 0 || (now.sa_flags & SA_RESTART) != want) return 4;
               pipc::sys::unguard_region(id);
               // Unregistering the last region leaves the handler in place.
               return pipc::sys::fault_handler_installed() ? 0 : 5;

@@ -1,10 +1,11 @@
-# Install rules: headers, the library, a CMake package (pipc::pipc) with a version
-# file, and a pkg-config file.
+# Install rules: headers; both libraries (libpipc.so.0 with its links, libpipc.a); a
+# CMake package with a version file (pipc::pipc, the shared library, and
+# pipc::pipc_static); and two pkg-config files (pipc.pc, shared; pipc-static.pc).
 include(CMakePackageConfigHelpers)
 
 set(PIPC_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/pipc)
 
-install(TARGETS pipc EXPORT pipc-targets
+install(TARGETS pipc_static pipc_shared EXPORT pipc-targets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
@@ -26,5 +27,7 @@ install(FILES ${PROJECT_BINARY_DIR}/pipc-config.cmake ${PROJECT_BINARY_DIR}/pipc
 file(RELATIVE_PATH PIPC_PC_TO_PREFIX /root/${CMAKE_INSTALL_LIBDIR}/pkgconfig /root)
 set(PIPC_PC_LIBDIR "\${prefix}/${CMAKE_INSTALL_LIBDIR}")
 set(PIPC_PC_INCLUDEDIR "\${prefix}/${CMAKE_INSTALL_INCLUDEDIR}")
-configure_file(${PROJECT_SOURCE_DIR}/cmake/pipc.pc.in ${PROJECT_BINARY_DIR}/pipc.pc @ONLY)
-install(FILES ${PROJECT_BINARY_DIR}/pipc.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+foreach(pc IN ITEMS pipc pipc-static)
+  configure_file(${PROJECT_SOURCE_DIR}/cmake/${pc}.pc.in ${PROJECT_BINARY_DIR}/${pc}.pc @ONLY)
+  install(FILES ${PROJECT_BINARY_DIR}/${pc}.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+endforeach()

@@ -1,0 +1,58 @@
+# ctest script: checks the dynamic symbols of libpipc.so.
+#   LIBRARY  libpipc.so: a SONAME of libpipc.so.<major>; exports the C API (pipc_mq_*)
+#            and the public C++ API (pipc::...), and nothing of pipc's internals
+#            (pipc::engine, pipc::sys, pipc::capi, pipc::kernel) or of anyone else's
+#   SONAME   the expected SONAME
+#   NM, READELF
+cmake_minimum_required(VERSION 3.25)
+
+function(defined_symbols file demangle out)
+  set(args -D --defined-only)
+  if(demangle)
+    list(APPEND args -C)
+  endif()
+  execute_process(COMMAND ${NM} ${args} ${file} RESULT_VARIABLE rc OUTPUT_VARIABLE text ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "${NM} ${args} ${file} failed: ${err}")
+  endif()
+  # "0000000000001234 T name": keep the names, one list element each.
+  string(REGEX REPLACE "(^|\n)[0-9a-f]+ [A-Za-z] " "\\1" text "${text}")
+  string(REPLACE ";" "\\;" text "${text}")
+  string(REPLACE "\n" ";" names "${text}")
+  list(FILTER names EXCLUDE REGEX "^$")
+  set(${out} "${names}" PARENT_SCOPE)
+endfunction()
+
+set(problems "")
+
+# libpipc.so
+execute_process(COMMAND ${READELF} -d ${LIBRARY} OUTPUT_VARIABLE dynamic)
+if(NOT dynamic MATCHES "Library soname: \\[${SONAME}\\]")
+  string(APPEND problems "\n  ${LIBRARY} has no SONAME ${SONAME}")
+endif()
+
+defined_symbols(${LIBRARY} ON exported)
+list(LENGTH exported count)
+set(public_prefix "^(pipc_mq_[a-z]+|pipc::|typeinfo for pipc::|typeinfo name for pipc::|vtable for pipc::)")
+set(internal "pipc::(engine|sys|capi|kernel)::")
+foreach(symbol IN LISTS exported)
+  if(NOT symbol MATCHES "${public_prefix}")
+    string(APPEND problems "\n  not pipc's public API: ${symbol}")
+  elseif(symbol MATCHES "${internal}")
+    string(APPEND problems "\n  internal: ${symbol}")
+  endif()
+endforeach()
+foreach(wanted IN ITEMS
+    pipc_mq_open pipc_mq_close pipc_mq_unlink pipc_mq_send pipc_mq_timedsend pipc_mq_receive
+    pipc_mq_timedreceive pipc_mq_getattr pipc_mq_setattr pipc_mq_notify pipc_mq_pollable
+    "pipc::category()" "pipc::message_queue::~message_queue()" "pipc::shared_memory::~shared_memory()"
+    "pipc::named_semaphore::~named_semaphore()" "pipc::mapping::~mapping()")
+  if(NOT wanted IN_LIST exported)
+    string(APPEND problems "\n  missing: ${wanted}")
+  endif()
+endforeach()
+
+if(problems)
+  message(FATAL_ERROR "exported symbols:${problems}")
+endif()
+message(STATUS "ok: ${LIBRARY} (SONAME ${SONAME}) exports ${count} symbols, all public API")

@@ -2,7 +2,8 @@
 # consumers of each library with each tool:
 #   find_package(pipc)   pipc::pipc (shared), pipc::pipc_static, pipc::c
 #   pkg-config           pipc (shared), pipc --static with -static, pipc-static
-# checking which library each binary ended up with. Any failure is fatal.
+# checking which library each binary ended up with, and runs a plain mq_* program
+# (PIPC_PLAIN_MQ, if given) under the installed libpipc-preload.so. Any failure is fatal.
 cmake_minimum_required(VERSION 3.25)
 
 function(run)
@@ -36,8 +37,8 @@ set(prefix ${PIPC_SCRATCH}/prefix)
 file(REMOVE_RECURSE ${PIPC_SCRATCH})
 run(${CMAKE_COMMAND} --install ${PIPC_BUILD_DIR} --prefix ${prefix} --config ${PIPC_CONFIG})
 
-# 0. What is installed: both libraries, the SONAME link, the headers, the CMake package
-#    and both pkg-config files.
+# 0. What is installed: both libraries, the SONAME link, the preload library, the
+#    headers, the CMake package and both pkg-config files.
 file(GLOB_RECURSE pc_file ${prefix}/*/pipc.pc)
 if(NOT pc_file)
   message(FATAL_ERROR "no pipc.pc under ${prefix}")
@@ -46,7 +47,7 @@ get_filename_component(pc_dir "${pc_file}" DIRECTORY)
 get_filename_component(libdir "${pc_dir}" DIRECTORY)
 foreach(file
     ${libdir}/libpipc.a ${libdir}/libpipc.so ${libdir}/libpipc.so.${PIPC_SOVERSION}
-    ${libdir}/libpipc.so.${PIPC_VERSION} ${pc_dir}/pipc-static.pc
+    ${libdir}/libpipc.so.${PIPC_VERSION} ${libdir}/libpipc-preload.so ${pc_dir}/pipc-static.pc
     ${libdir}/cmake/pipc/pipc-config.cmake
     ${prefix}/include/pipc/pipc.hpp ${prefix}/include/pipc/c/mqueue.h ${prefix}/include/pipc/compat/mqueue.h)
   if(NOT EXISTS ${file})
@@ -69,6 +70,7 @@ foreach(binary_and_linkage IN ITEMS "consumer_shared;shared" "consumer_static;st
   expect_linkage(${consumer}/${binary} ${linkage})
   run(${consumer}/${binary})
 endforeach()
+file(READ ${consumer}/preload.txt cmake_preload)
 
 # 2. pkg-config.
 set(ENV{PKG_CONFIG_PATH} ${pc_dir})
@@ -111,3 +113,17 @@ run(${PIPC_SCRATCH}/pc-static)
 run(${PIPC_C_COMPILER} -include pipc/compat/mqueue.h ${posix_program} -o ${PIPC_SCRATCH}/pc-posix-static ${pc_archive})
 expect_linkage(${PIPC_SCRATCH}/pc-posix-static static-pipc)
 run(${PIPC_SCRATCH}/pc-posix-static)
+
+# 3. The installed preload library, named by both the CMake package and pipc.pc, runs
+#    a program that knows nothing of pipc.
+pkg_config(pc_preload --variable=preload pipc)
+foreach(path IN ITEMS "${cmake_preload}" "${pc_preload}")
+  file(REAL_PATH "${path}" real)
+  file(REAL_PATH "${libdir}/libpipc-preload.so" want)
+  if(NOT real STREQUAL want)
+    message(FATAL_ERROR "the preload library is named ${path}, installed at ${want}")
+  endif()
+endforeach()
+if(PIPC_PLAIN_MQ)
+  run(${CMAKE_COMMAND} -E env LD_PRELOAD=${pc_preload} ${PIPC_PLAIN_MQ})
+endif()

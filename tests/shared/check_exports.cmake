@@ -1,7 +1,8 @@
-# ctest script: checks the dynamic symbols of libpipc.so.
+# ctest script: checks the dynamic symbols of pipc's two shared objects.
 #   LIBRARY  libpipc.so: a SONAME of libpipc.so.<major>; exports the C API (pipc_mq_*)
 #            and the public C++ API (pipc::...), and nothing of pipc's internals
 #            (pipc::engine, pipc::sys, pipc::capi, pipc::kernel) or of anyone else's
+#   PRELOAD  libpipc-preload.so: exports glibc's mq_* names and nothing else
 #   SONAME   the expected SONAME
 #   NM, READELF
 cmake_minimum_required(VERSION 3.25)
@@ -52,7 +53,24 @@ foreach(wanted IN ITEMS
   endif()
 endforeach()
 
+# libpipc-preload.so
+defined_symbols(${PRELOAD} OFF preloaded)
+set(glibc_names mq_open __mq_open_2 mq_close mq_unlink mq_send mq_timedsend mq_receive mq_timedreceive
+                mq_getattr mq_setattr mq_getsetattr mq_notify)
+foreach(symbol IN LISTS preloaded)
+  if(NOT symbol IN_LIST glibc_names)
+    string(APPEND problems "\n  libpipc-preload.so exports ${symbol}")
+  endif()
+endforeach()
+foreach(wanted IN LISTS glibc_names)
+  if(NOT wanted IN_LIST preloaded)
+    string(APPEND problems "\n  libpipc-preload.so lacks ${wanted}")
+  endif()
+endforeach()
+
 if(problems)
   message(FATAL_ERROR "exported symbols:${problems}")
 endif()
-message(STATUS "ok: ${LIBRARY} (SONAME ${SONAME}) exports ${count} symbols, all public API")
+list(LENGTH preloaded preloaded_count)
+message(STATUS "ok: ${LIBRARY} (SONAME ${SONAME}) exports ${count} symbols, all public API; "
+               "${PRELOAD} exports ${preloaded_count}: ${preloaded}")

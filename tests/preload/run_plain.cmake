@@ -1,0 +1,67 @@
+# ctest script: runs plain_mq, a program built with glibc's <mqueue.h> and -lrt only.
+#   PROGRAM  the plain_mq binary
+#   MODE     engine: under LD_PRELOAD=${PRELOAD}; it must pass, with its queue in
+#                    /dev/shm (pipc's storage) while it runs and gone afterwards
+#            kernel: without the preload and without CAP_SYS_RESOURCE; it must fail
+#                    where it asks the kernel for 64 messages (EINVAL)
+#   CALLS    engine mode: versioned references the binary must have, e.g.
+#            mq_open@GLIBC_2.34 (which glibc symbols the run exercises)
+#   PRELOAD, NM, READELF, SHM_DIR (/dev/shm)
+cmake_minimum_required(VERSION 3.25)
+
+function(run out_rc out_text)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE text ERROR_VARIABLE text)
+  message(STATUS "$ ${ARGN}\n${text}(exit ${rc})")
+  set(${out_rc} "${rc}" PARENT_SCOPE)
+  set(${out_text} "${text}" PARENT_SCOPE)
+endfunction()
+
+if(MODE STREQUAL "engine")
+  # The binary is plain: nothing of pipc among its symbols or libraries.
+  execute_process(COMMAND ${NM} -D ${PROGRAM} OUTPUT_VARIABLE symbols)
+  execute_process(COMMAND ${READELF} -d ${PROGRAM} OUTPUT_VARIABLE dynamic)
+  if(symbols MATCHES "pipc" OR dynamic MATCHES "pipc")
+    message(FATAL_ERROR "${PROGRAM} refers to pipc:\n${symbols}\n${dynamic}")
+  endif()
+  foreach(call IN LISTS CALLS)
+    if(NOT symbols MATCHES "U ${call}\n")
+      message(FATAL_ERROR "${PROGRAM} does not call ${call}:\n${symbols}")
+    endif()
+  endforeach()
+  string(REGEX MATCHALL "U [_a-z]*mq_[a-z_0-9]+@[A-Z_0-9.]+" references "${symbols}")
+  string(REPLACE "U " "" references "${references}")
+  message(STATUS "${PROGRAM} calls ${references}")
+
+  # The hook runs in the program while its queue exists.
+  set(hook "test -e \"${SHM_DIR}/pipc.mq.\${MQ_NAME#/}\"")
+  run(rc text ${CMAKE_COMMAND} -E env LD_PRELOAD=${PRELOAD} ${PROGRAM} ${hook})
+  if(NOT rc EQUAL 0 OR NOT text MATCHES "plain_mq: hook ok" OR NOT text MATCHES "plain_mq: ok")
+    message(FATAL_ERROR "plain_mq failed under LD_PRELOAD=${PRELOAD}")
+  endif()
+  string(REGEX MATCH "plain_mq: queue /([a-z_0-9]+)" _ "${text}")
+  foreach(left ${SHM_DIR}/pipc.mq.${CMAKE_MATCH_1} ${SHM_DIR}/pipc.mq.${CMAKE_MATCH_1}_reply)
+    if(EXISTS ${left})
+      message(FATAL_ERROR "plain_mq left ${left} behind")
+    endif()
+  endforeach()
+elseif(MODE STREQUAL "kernel")
+  file(READ /proc/sys/fs/mqueue/msg_max msg_max)
+  string(STRIP "${msg_max}" msg_max)
+  if(msg_max GREATER_EQUAL 64)
+    message(STATUS "SKIP: msg_max is ${msg_max}, so the kernel would grant 64 messages")
+    return()
+  endif()
+  # Root's CAP_SYS_RESOURCE lifts msg_max (up to 65536 messages): run without it.
+  set(drop "")
+  execute_process(COMMAND id -u OUTPUT_VARIABLE uid OUTPUT_STRIP_TRAILING_WHITESPACE)
+  if(uid EQUAL 0)
+    find_program(SETPRIV setpriv REQUIRED)
+    set(drop ${SETPRIV} --inh-caps=-sys_resource --bounding-set=-sys_resource)
+  endif()
+  run(rc text ${CMAKE_COMMAND} -E env --unset=LD_PRELOAD ${drop} ${PROGRAM})
+  if(rc EQUAL 0 OR NOT text MATCHES "plain_mq: mq_open /plain_mq_[0-9]+ with maxmsg 64 failed: Invalid argument")
+    message(FATAL_ERROR "without the preload, plain_mq should fail at mq_open with EINVAL (msg_max ${msg_max})")
+  endif()
+else()
+  message(FATAL_ERROR "MODE must be engine or kernel")
+endif()

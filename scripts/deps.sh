@@ -3,7 +3,7 @@
 # Usage: scripts/deps.sh [extra-package...]
 set -euo pipefail
 
-wanted=(g++ cmake ninja-build pkg-config libgtest-dev libgmock-dev "$@")
+wanted=(g++ cmake ninja-build pkg-config libgtest-dev libgmock-dev python3-dev "$@")
 missing=()
 for p in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

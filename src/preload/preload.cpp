@@ -17,9 +17,11 @@
 #include <mqueue.h>
 #include <pipc/c/mqueue.h>
 
+#include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <type_traits>
 
 static_assert(std::is_same_v<mqd_t, pipc_mqd_t>, "descriptors pass through unchanged");
@@ -52,6 +54,28 @@ void to_glibc(const pipc_mq_attr& p, mq_attr& a) noexcept {
   a.mq_curmsgs = p.mq_curmsgs;
 }
 
+// Linux's descriptors poll readable and writable as the queue is; pipc's do once
+// pipc_mq_pollable was called on them, which an unmodified program cannot do. So every
+// descriptor is made pollable here, unless $PIPC_MQ_POLLABLE is "0" (read once): the
+// price is a wake-up of a helper thread in every send and receive on the queue
+// (docs/c-api.md, "Descriptors").
+bool pollable() noexcept {
+  static const bool value = [] {
+    const char* text = std::getenv("PIPC_MQ_POLLABLE");
+    return text == nullptr || std::strcmp(text, "0") != 0;
+  }();
+  return value;
+}
+
+// A descriptor that pipc_mq_open returned, made pollable; -1 and errno if that fails.
+mqd_t opened(mqd_t d) noexcept {
+  if (d == -1 || !pollable() || pipc_mq_pollable(d) == 0) return d;
+  int e = errno;
+  pipc_mq_close(d);
+  errno = e;
+  return -1;
+}
+
 // glibc declares some of these pointers nonnull, but a program may pass null all the
 // same: the checks are in these helpers, whose parameters carry no such promise, and
 // the target compiles with -fno-delete-null-pointer-checks so that they stay after
@@ -80,15 +104,15 @@ int getsetattr(mqd_t mqdes, const mq_attr* mqstat, mq_attr* omqstat) noexcept {
 extern "C" {
 
 mqd_t mq_open(const char* name, int oflag, ...) noexcept {
-  if ((oflag & O_CREAT) == 0) return pipc_mq_open(name, oflag);
+  if ((oflag & O_CREAT) == 0) return opened(pipc_mq_open(name, oflag));
   va_list ap;
   va_start(ap, oflag);
   mode_t mode = va_arg(ap, mode_t);
   const mq_attr* attr = va_arg(ap, const mq_attr*);
   va_end(ap);
-  if (attr == nullptr) return pipc_mq_open(name, oflag, mode, static_cast<const pipc_mq_attr*>(nullptr));
+  if (attr == nullptr) return opened(pipc_mq_open(name, oflag, mode, static_cast<const pipc_mq_attr*>(nullptr)));
   pipc_mq_attr converted = to_pipc(*attr);
-  return pipc_mq_open(name, oflag, mode, &converted);
+  return opened(pipc_mq_open(name, oflag, mode, &converted));
 }
 
 // As glibc's: the fortified two-argument mq_open; O_CREAT there is a program bug.
@@ -97,7 +121,7 @@ mqd_t __mq_open_2(const char* name, int oflag) noexcept {
     std::fputs("*** invalid mq_open call: O_CREAT without mode and attr ***: terminated\n", stderr);
     std::abort();
   }
-  return pipc_mq_open(name, oflag);
+  return opened(pipc_mq_open(name, oflag));
 }
 
 int mq_close(mqd_t mqdes) noexcept { return pipc_mq_close(mqdes); }

@@ -192,6 +192,16 @@ int main(int argc, char** argv) {
     printf("plain_mq: mq_getsetattr present\n");
   }
 
+  /* The descriptor polls as Linux's does: readable with a message, not without. */
+  struct pollfd pq = {q, POLLIN | POLLOUT, 0};
+  CHECK(mq_send(q, "poll", 5, 0) == 0);
+  CHECK(poll(&pq, 1, 10000) == 1 && (pq.revents & POLLIN) != 0 && (pq.revents & POLLOUT) != 0);
+  CHECK(mq_receive(q, text, sizeof text, NULL) == 5);
+  pq.events = POLLIN;
+  pq.revents = 0;
+  CHECK(poll(&pq, 1, 0) == 0);
+  printf("plain_mq: poll: readable with a message, not without\n");
+
   /* Errors keep their errno. */
   errno = 0;
   CHECK(mq_send(q, text, MSGSIZE + 1, 0) == -1 && errno == EMSGSIZE);

@@ -1,9 +1,11 @@
 """Runs the mqext extension (mq_* of the C library, no pipc) under
 LD_PRELOAD=libpipc-preload.so: a queue of 50 messages, which the kernel refuses
-beyond msg_max (10), a round trip through it, and one across fork. Its storage in
+beyond msg_max (10), a round trip through it, and one across fork that the parent
+waits for with select(). Its storage in
 /dev/shm shows that the queue is pipc's."""
 import errno
 import os
+import select
 import sys
 
 import mqext
@@ -50,6 +52,8 @@ try:
             code = 0
         finally:
             os._exit(code)
+    readable, _, _ = select.select([q], [], [], 20.0)  # the descriptor is an fd, as Linux's
+    assert readable == [q], readable
     for i in range(3 * MAXMSG):
         assert mqext.receive(q, MSGSIZE, 20.0) == (b"from child %d" % i, 1)
     _, status = os.waitpid(child, 0)

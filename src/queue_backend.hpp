@@ -9,6 +9,7 @@
 
 #include <pipc/message_queue.hpp>
 
+#include <cerrno>
 #include <cstddef>
 #include <functional>
 #include <span>
@@ -53,6 +54,12 @@ class queue_backend {
   virtual int set_nonblocking(bool on) noexcept = 0;
   virtual int notify(notification request) noexcept = 0;
   virtual int native_handle() const noexcept = 0;
+  // The state and counters of the queue (message_queue::stats()); a backend without
+  // its own reports ENOTSUP and message_queue reads what it can by itself.
+  virtual int get_stats(mq_stats& out) noexcept {
+    (void)out;
+    return ENOTSUP;
+  }
 };
 
 }  // namespace pipc::detail

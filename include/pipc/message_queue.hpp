@@ -36,6 +36,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 namespace pipc {
 
@@ -76,6 +77,36 @@ struct mq_options {
 struct received {
   std::size_t size = 0;  // bytes written to the buffer
   unsigned priority = 0;
+};
+
+// A queue's state and history (message_queue::stats(), pipc::inspect_queue()).
+// Values read while other processes use the queue: each is exact at some moment, not
+// all at the same one.
+struct mq_stats {
+  long max_messages = 0;
+  long message_size = 0;
+  long current_messages = 0;
+  // kernel: bytes of the queued messages (QSIZE in /dev/mqueue); -1 when unknown.
+  long long queued_bytes = -1;
+  // The counters, kept by the engine only (has_counters), since the queue's creation.
+  bool has_counters = false;
+  std::uint64_t messages_sent = 0;
+  std::uint64_t messages_received = 0;
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t bytes_received = 0;
+  long high_water = 0;     // the highest depth a receive found
+  pid_t last_sender = 0;   // 0: none yet
+  pid_t last_receiver = 0;
+  std::chrono::system_clock::time_point created{};
+  // The process registered for notification (mq_notify); 0: none.
+  pid_t notify_pid = 0;
+  int notify_signal = 0;  // its signal, for a signal notification; 0 otherwise
+  // Engine queues read by name: receivers blocked in a receive, per process (from the
+  // queue's waiter table), and senders asleep waiting for room (approximate: a count
+  // the waker resets). -1: unknown.
+  long blocked_receivers = -1;
+  long blocked_senders = -1;
+  std::vector<pid_t> blocked_receiver_pids;
 };
 
 namespace detail {
@@ -160,6 +191,11 @@ class PIPC_EXPORT message_queue {
   // The queue's attributes and current depth.
   mq_attributes attributes() const;
   mq_attributes attributes(std::error_code& ec) const noexcept;
+
+  // The queue's state and, for the engine, its counters (see mq_stats). Kernel queues:
+  // the attributes, and QSIZE and the registrant when the description may read.
+  mq_stats stats() const;
+  mq_stats stats(std::error_code& ec) const noexcept;
 
   // Sets or clears O_NONBLOCK on this open description (mq_setattr).
   void set_nonblocking(bool on);

@@ -48,6 +48,28 @@ class engine_backend final : public detail::queue_backend {
     return q_->poll_fd(fd) == 0 ? fd : -1;
   }
 
+  int get_stats(mq_stats& out) noexcept override {
+    long max = 0, size = 0, depth = 0;
+    bool nonblocking = false;
+    if (int e = q_->attributes(max, size, depth, nonblocking); e != 0) return e;
+    const queue_stats s = q_->stats();
+    out.max_messages = max;
+    out.message_size = size;
+    out.current_messages = depth;
+    out.has_counters = true;
+    out.messages_sent = s.messages_sent;
+    out.messages_received = s.messages_received;
+    out.bytes_sent = s.bytes_sent;
+    out.bytes_received = s.bytes_received;
+    out.high_water = s.high_water;
+    out.last_sender = static_cast<pid_t>(s.last_sender);
+    out.last_receiver = static_cast<pid_t>(s.last_receiver);
+    out.created = std::chrono::system_clock::time_point(
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(s.created_ns)));
+    out.notify_pid = static_cast<pid_t>(s.notify_pid);
+    return 0;
+  }
+
  private:
   std::unique_ptr<queue> q_;
 };

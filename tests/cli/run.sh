@@ -353,6 +353,22 @@ case_top_tmux() {
   ! tmux -L "$TMUX_SOCKET" has-session -t top 2>/dev/null || fail "q did not quit"
 }
 
+case_run() {
+  # The program asks for 64 messages, which the kernel refuses here: it passes only on
+  # the engine.
+  run 0 "$PIPC" run -- "$PLAIN_MQ"
+  has "$out" "plain_mq: ok"
+  run 0 "$PIPC" run --no-poll -- sh -c 'echo "$LD_PRELOAD $PIPC_MQ_POLLABLE"'
+  has "$out" "libpipc-preload.so"
+  has "$out" " 0"
+  run 7 "$PIPC" run -- sh -c 'exit 7'
+  run 1 "$PIPC" run -- "$P-no-such-program"
+  eq "$err" "pipc: run \"$P-no-such-program\": No such file or directory" "missing program"
+  run 2 "$PIPC" run
+  PIPC_PRELOAD=/nonexistent run 1 "$PIPC" run -- true
+  has "$err" "PIPC_PRELOAD"
+}
+
 "case_$case_name"
 if [ "$failures" -ne 0 ]; then
   echo "$case_name: $failures failure(s)" >&2

@@ -99,6 +99,13 @@ struct top_options {
 };
 int run_top(const top_options& o);
 
+struct run_options {
+  bool no_poll = false;
+  std::vector<std::string> command;  // the program and its arguments
+};
+// Execs the program under libpipc-preload.so; returns only on failure (throws).
+int run_program(const run_options& o);
+
 }  // namespace pipc_tool
 
 #endif  // PIPC_TOOLS_PIPC_COMMANDS_HPP

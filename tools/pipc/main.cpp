@@ -225,6 +225,22 @@ int main(int argc, char** argv) {
     run = [&] { return run_top(top); };
   });
 
+  // ---- run ----
+  run_options run_opts;
+  auto* run_cmd = app.add_subcommand("run", "Run an unmodified mq_* program on the engine (libpipc-preload.so)");
+  run_cmd->add_flag("--no-poll", run_opts.no_poll,
+                    "Don't make its queue descriptors pollable (faster; for programs that never poll one)");
+  run_cmd->add_option("command", run_opts.command, "The program and its arguments, after --")->required();
+  run_cmd->prefix_command();
+  run_cmd->footer(
+      "The program's mq_* calls go to pipc's engine: no 10-message or 8 KiB caps,\n"
+      "no /dev/mqueue. Its queues are engine queues (pipc ls shows them as mq/shm).\n"
+      "The exit status is the program's. $PIPC_PRELOAD overrides where the library is.\n"
+      "Examples:\n"
+      "  pipc run -- ./server --queue /jobs\n"
+      "  pipc run --no-poll -- python3 worker.py");
+  run_cmd->callback([&] { run = [&] { return run_program(run_opts); }; });
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -59,8 +59,9 @@ class raw_region {
   std::size_t size() const { return size_; }
   int fd() const { return fd_; }
   engine::header* hdr() const { return reinterpret_cast<engine::header*>(base_); }
-  std::uint64_t* bitmap() const { return reinterpret_cast<std::uint64_t*>(base_ + geo_.bitmap_offset); }
-  engine::list_ends* table() const { return reinterpret_cast<engine::list_ends*>(base_ + geo_.table_offset); }
+  // The side heap (docs/engine.md, "Priorities"): its first side_count() entries are in use.
+  engine::side_entry* heap() const { return reinterpret_cast<engine::side_entry*>(base_ + geo_.heap_offset); }
+  std::uint32_t side_count() const { return hdr()->side_count.load(); }
   engine::slot_header* slot(std::uint32_t n) const {
     return reinterpret_cast<engine::slot_header*>(base_ + geo_.slots_offset + (n - 1) * geo_.slot_stride);
   }
@@ -131,15 +132,8 @@ class raw_region {
     return free_head() + static_cast<std::uint32_t>(geo_.max_messages) - free_tail();
   }
 
-  // The highest priority in the side index (its bitmap), or -1.
-  long top_priority() const {
-    for (std::size_t w = engine::bitmap_words; w-- > 0;) {
-      if (bitmap()[w] != 0) {
-        return static_cast<long>(w * 64 + 63 - static_cast<std::size_t>(__builtin_clzll(bitmap()[w])));
-      }
-    }
-    return -1;
-  }
+  // The priority of the side heap's first entry, or -1 if the heap is empty.
+  long top_priority() const { return side_count() == 0 ? -1 : static_cast<long>(heap()[0].priority); }
 
  private:
   int fd_ = -1;

@@ -39,10 +39,9 @@ int inspect_header(const void* raw, std::size_t got, std::uint64_t file_size, mq
     return encode(errc::corrupt_state);
   }
   const geometry geo = compute_geometry(h->max_messages, h->message_size);
-  const geometry claimed{h->max_messages,     h->message_size,    h->slot_stride,
-                         h->bitmap_offset,    h->table_offset,    h->ring_size,
-                         h->free_ring_offset, h->ready_ring_offset, h->slots_offset,
-                         h->region_size};
+  const geometry claimed{h->max_messages,     h->message_size,      h->slot_stride,
+                         h->ring_size,        h->free_ring_offset,  h->ready_ring_offset,
+                         h->heap_offset,      h->slots_offset,      h->region_size};
   if (claimed != geo || file_size != geo.region_size) return encode(errc::corrupt_state);
 
   const auto n = static_cast<std::uint32_t>(geo.max_messages);

@@ -1,21 +1,24 @@
-// The engine's shared memory layout, version 3. docs/engine.md has the full design;
+// The engine's shared memory layout, version 4. docs/engine.md has the full design;
 // this file is its authoritative byte layout.
 //
 //   offset         size                  what
-//   0              4096                  header
-//   4096           4096                  side index bitmap: 512 × u64, bit p ⇔ side list p non-empty
-//   8192           262144                side index table: 32768 × {u32 head, u32 tail}
-//   270336         M × 8                 free ring   (M = bit_ceil(max_messages + 1))
+//   0              2048                  header
+//   2048           M × 8                 free ring   (M = bit_ceil(max_messages + 1))
 //   + M × 8        M × 8                 ready ring
+//   + M × 8        max_messages × 16     side heap: {u32 slot, u32 priority, u64 seq}
 //   round_up(64)   max_messages × stride slots (stride = round_up(32 + message_size, 64))
+//
+// Everything is proportional to max_messages; nothing to the priority range. A default
+// queue (10 × 8192) is 85 056 bytes (default_region_size).
 //
 // Invariants, whenever neither lock is held (docs/engine.md, "Invariants"):
 //   1. Every slot is in exactly one of: the free ring [free_head, free_tail), the ready
-//      ring [ready_head, ready_tail), the side index.
+//      ring [ready_head, ready_tail), the side heap.
 //   2. Ready ring slots are RING and of priority ring_priority, in seq order.
-//   3. A slot is SIDE ⇔ it is in the side list of its priority, which is in seq order;
-//      side_count counts them.
-//   4. Bitmap bit p ⇔ side list p non-empty; summary bit w ⇔ bitmap word w non-zero.
+//   3. A slot is SIDE ⇔ exactly one entry of the side heap's first side_count names it,
+//      and that entry carries the slot's priority and seq.
+//   4. The side heap is a binary heap: no entry is received before its parent (higher
+//      priority first, then lower seq).
 //   5. next_seq exceeds the seq of every queued message.
 // Slot numbers in the region are 1-based (0 = none). No pointers: offsets and slot
 // numbers only. Ring entries are {u32 tag, u32 slot}; an entry is valid for position p
@@ -30,17 +33,16 @@
 
 namespace pipc::engine {
 
-inline constexpr std::uint64_t magic = 0x0300'514d'4350'4950ULL;  // "PIPCMQ\0\3" little-endian
-inline constexpr std::uint32_t layout_version = 3;
+inline constexpr std::uint64_t magic = 0x0400'514d'4350'4950ULL;  // "PIPCMQ\0\4" little-endian
+inline constexpr std::uint32_t layout_version = 4;
 // The magic's first seven bytes, "PIPCMQ\0", name a pipc queue of any version; the eighth
 // is the version.
 inline constexpr std::uint64_t magic_family_mask = 0x00ff'ffff'ffff'ffffULL;
 
-inline constexpr std::size_t page = 4096;
-inline constexpr std::size_t header_size = page;
+// The header's share of the region: the header and room for it to grow. The rings
+// follow it in the same page, so a small queue's whole index lives in its first page.
+inline constexpr std::size_t header_size = 2048;
 inline constexpr std::uint32_t priorities = 32768;  // MQ_PRIO_MAX
-inline constexpr std::size_t bitmap_words = priorities / 64;
-inline constexpr std::size_t summary_words = bitmap_words / 64;
 inline constexpr std::size_t waiter_entries = 64;
 
 // The documented caps (docs/engine.md): beyond them open fails with EINVAL.
@@ -57,14 +59,15 @@ static_assert(atomic_u32::is_always_lock_free && atomic_u64::is_always_lock_free
 inline constexpr std::uint32_t slot_free = 0;
 inline constexpr std::uint32_t slot_side = 1;
 inline constexpr std::uint32_t slot_ring = 2;
-// header::recv_taking: the slot number, with this bit for a side message.
+// header::recv_taking: the slot number, with this bit for a side message (one from the
+// side heap).
 inline constexpr std::uint32_t taking_side = 1u << 31;
 
 // One message slot. The fields belong to whoever holds the slot: a sender that took it
-// from the free ring, the side index (under recv_lock) or the receiver taking it.
+// from the free ring, the side heap (under recv_lock) or the receiver taking it.
 struct slot_header {
   atomic_u32 state;        // slot_free | slot_side | slot_ring
-  std::uint32_t next;      // next slot in the same side list, 1-based; 0 ends it
+  std::uint32_t reserved0;
   std::uint32_t size;      // payload bytes (≤ message_size)
   std::uint32_t priority;  // < priorities
   std::uint64_t seq;       // arrival order
@@ -72,7 +75,7 @@ struct slot_header {
   std::uint32_t reserved;
 };
 static_assert(sizeof(slot_header) == 32);
-static_assert(offsetof(slot_header, state) == 0 && offsetof(slot_header, next) == 4);
+static_assert(offsetof(slot_header, state) == 0 && offsetof(slot_header, size) == 8);
 static_assert(offsetof(slot_header, seq) == 16 && offsetof(slot_header, position) == 24);
 
 // Ring entries and cursor words: two u32 halves of one u64, so that one store moves both.
@@ -87,11 +90,19 @@ constexpr std::uint64_t cursors(std::uint32_t free_position, std::uint32_t ring_
 constexpr std::uint32_t free_cursor(std::uint64_t w) noexcept { return static_cast<std::uint32_t>(w); }
 constexpr std::uint32_t ring_cursor(std::uint64_t w) noexcept { return static_cast<std::uint32_t>(w >> 32); }
 
-struct list_ends {
-  std::uint32_t head;  // 1-based slot numbers; valid only while the bitmap bit is set
-  std::uint32_t tail;
+// An entry of the side heap: a SIDE slot and the key it is received by, copied from
+// the slot so that ordering the heap reads the heap's own lines, not the slots'.
+struct side_entry {
+  std::uint32_t slot;      // 1-based
+  std::uint32_t priority;  // the slot's priority
+  std::uint64_t seq;       // the slot's seq
 };
-static_assert(sizeof(list_ends) == 8);
+static_assert(sizeof(side_entry) == 16 && offsetof(side_entry, seq) == 8);
+
+// Is `a` received before `b`? The higher priority first, then the older (lower seq).
+constexpr bool received_before(const side_entry& a, const side_entry& b) noexcept {
+  return a.priority != b.priority ? a.priority > b.priority : a.seq < b.seq;
+}
 
 // A process's count of receivers blocked in it; pid 0 marks a free entry.
 // One word, {pid << 32 | count}, changed only by compare-and-swap, so that claiming an
@@ -115,16 +126,15 @@ struct alignas(64) header {
   std::uint64_t max_messages;       // 1 … max_max_messages
   std::uint64_t message_size;       // 1 … max_message_size
   std::uint64_t slot_stride;        // round_up(32 + message_size, 64)
-  std::uint64_t bitmap_offset;      // 4096
-  std::uint64_t table_offset;       // 8192
+  std::uint64_t heap_offset;        // ready_ring_offset + M × 8
   std::uint64_t slots_offset;
   std::uint32_t mode;               // POSIX permission bits after the umask
   std::uint32_t reserved0;
   std::int64_t created_ns;          // CLOCK_REALTIME
   std::uint64_t ring_size;          // M: entries per ring, bit_ceil(max_messages + 1)
-  std::uint64_t free_ring_offset;   // 270336
+  std::uint64_t free_ring_offset;   // header_size
   std::uint64_t ready_ring_offset;  // free_ring_offset + M × 8
-  std::uint8_t pad0[16];
+  std::uint8_t pad0[24];
 
   // ---- the locks: engine lock words (lock.hpp), each on a line of its own. Senders
   // take send_lock; receivers take recv_lock; a side send or a notification decision
@@ -142,11 +152,9 @@ struct alignas(64) header {
 
   // ---- receiver state: written under recv_lock; side_count also read by senders ----
   alignas(64) atomic_u64 recv_cursors;  // {free_tail, ready_head}
-  atomic_u32 side_count;                // messages in the side index
+  atomic_u32 side_count;                // messages in the side heap: its entries in use
   atomic_u32 recv_taking;               // the slot a receive is taking; | taking_side if
-                                        // it comes from the side index
-
-  alignas(64) std::uint64_t summary[summary_words];  // bit w ⇔ bitmap word w ≠ 0 (recv_lock)
+                                        // it comes from the side heap
 
   // ---- waiting: futex words and sleeper counts, written only when a side sleeps ----
   // Waiters wait for the queue to leave the state that blocks them; these words exist
@@ -189,35 +197,34 @@ struct alignas(64) header {
   alignas(64) waiter_entry waiters[waiter_entries];
 };
 
-static_assert(sizeof(header) <= header_size, "the header must fit its page");
+static_assert(sizeof(header) <= header_size, "the header must fit its share of the region");
 static_assert(offsetof(header, magic_word) == 0 && offsetof(header, version) == 8);
 static_assert(offsetof(header, region_size) == 16 && offsetof(header, max_messages) == 24);
-static_assert(offsetof(header, slots_offset) == 64 && offsetof(header, mode) == 72);
-static_assert(offsetof(header, created_ns) == 80 && offsetof(header, ring_size) == 88);
-static_assert(offsetof(header, free_ring_offset) == 96 && offsetof(header, ready_ring_offset) == 104);
+static_assert(offsetof(header, heap_offset) == 48 && offsetof(header, slots_offset) == 56);
+static_assert(offsetof(header, mode) == 64 && offsetof(header, created_ns) == 72);
+static_assert(offsetof(header, ring_size) == 80 && offsetof(header, free_ring_offset) == 88);
+static_assert(offsetof(header, ready_ring_offset) == 96);
 static_assert(offsetof(header, send_lock) == 128);
 static_assert(offsetof(header, recv_lock) == 192);
 static_assert(offsetof(header, send_cursors) == 256 && offsetof(header, next_seq) == 264);
 static_assert(offsetof(header, ring_priority) == 272 && offsetof(header, claim_slot) == 280);
 static_assert(offsetof(header, recv_cursors) == 320 && offsetof(header, side_count) == 328);
-static_assert(offsetof(header, recv_taking) == 332);
-static_assert(offsetof(header, summary) == 384 && offsetof(header, msg_seq) == 448);
-static_assert(offsetof(header, space_seq) == 456 && offsetof(header, event_seq) == 464);
-static_assert(offsetof(header, sender_cpu) == 472 && offsetof(header, receiver_cpu) == 476);
-static_assert(offsetof(header, notify_pid) == 512 && offsetof(header, notify_value_high) == 560);
-static_assert(offsetof(header, messages_sent) == 576 && offsetof(header, messages_received) == 640);
-static_assert(offsetof(header, waiters) == 704);
+static_assert(offsetof(header, recv_taking) == 332 && offsetof(header, msg_seq) == 384);
+static_assert(offsetof(header, space_seq) == 392 && offsetof(header, event_seq) == 400);
+static_assert(offsetof(header, sender_cpu) == 408 && offsetof(header, receiver_cpu) == 412);
+static_assert(offsetof(header, notify_pid) == 448 && offsetof(header, notify_value_high) == 496);
+static_assert(offsetof(header, messages_sent) == 512 && offsetof(header, messages_received) == 576);
+static_assert(offsetof(header, waiters) == 640 && sizeof(header) == 1152);
 
 // Where everything lies for a queue of this geometry.
 struct geometry {
   std::uint64_t max_messages;
   std::uint64_t message_size;
   std::uint64_t slot_stride;
-  std::uint64_t bitmap_offset;
-  std::uint64_t table_offset;
   std::uint64_t ring_size;
   std::uint64_t free_ring_offset;
   std::uint64_t ready_ring_offset;
+  std::uint64_t heap_offset;
   std::uint64_t slots_offset;
   std::uint64_t region_size;
 
@@ -230,20 +237,25 @@ constexpr geometry compute_geometry(std::uint64_t max_messages, std::uint64_t me
   g.max_messages = max_messages;
   g.message_size = message_size;
   g.slot_stride = (sizeof(slot_header) + message_size + 63) / 64 * 64;
-  g.bitmap_offset = header_size;
-  g.table_offset = g.bitmap_offset + bitmap_words * sizeof(std::uint64_t);
   // More entries than messages: a cursor may lag its side's last commit by one, and a
   // ring of exactly N entries would then let the other side refill the entry the
   // lagging cursor still points at (docs/engine.md, "How a message travels").
   g.ring_size = std::bit_ceil(max_messages + 1);
-  g.free_ring_offset = g.table_offset + priorities * sizeof(list_ends);
+  g.free_ring_offset = header_size;
   g.ready_ring_offset = g.free_ring_offset + g.ring_size * sizeof(std::uint64_t);
-  g.slots_offset = (g.ready_ring_offset + g.ring_size * sizeof(std::uint64_t) + 63) / 64 * 64;
+  g.heap_offset = g.ready_ring_offset + g.ring_size * sizeof(std::uint64_t);
+  g.slots_offset = (g.heap_offset + max_messages * sizeof(side_entry) + 63) / 64 * 64;
   g.region_size = g.slots_offset + max_messages * g.slot_stride;
   return g;
 }
-static_assert(compute_geometry(1, 1).free_ring_offset == 270336);
-static_assert(compute_geometry(10, 1).slots_offset == 270336 + 256);
+
+// The region of a queue with the attributes mq_open defaults to (10 × 8192): what a
+// create costs in memory (docs/engine.md, "Layout").
+inline constexpr std::uint64_t default_region_size = 85056;
+static_assert(compute_geometry(10, 8192).heap_offset == 2304);
+static_assert(compute_geometry(10, 8192).slots_offset == 2496);
+static_assert(compute_geometry(10, 8192).region_size == default_region_size);
+static_assert(compute_geometry(1, 1).region_size == 2176);
 // Positions are 32-bit counters that wrap; M must divide 2^32 so that position p keeps
 // entry p mod M across the wrap.
 static_assert(std::bit_ceil(max_max_messages + 1) <= (std::uint64_t{1} << 31));

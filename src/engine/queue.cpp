@@ -248,12 +248,12 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
       }
     }
     auto unlock = [&] { both ? r.unlock_both() : r.unlock_send(); };
-    // A side send stores side_count + 1 and appends after its list's tail: both are
-    // read from the region. With a slot free at free_head, the side index holds at most
-    // N − 1 messages; a larger count is garbage (all ones would wrap to 0 and hide the
-    // side index from receivers).
-    if (!ring && (h->side_count.load(std::memory_order_relaxed) >= max ||
-                  (r.has_bit(priority) && r.slot(r.table()[priority].tail) == nullptr))) {
+    // A side send puts its entry at side_count and stores side_count + 1, read once
+    // here. With a slot free at free_head, the side heap holds at most N − 1 messages; a
+    // larger count is garbage (all ones would wrap to 0 and hide the side heap from
+    // receivers).
+    const std::uint32_t side = ring ? 0 : h->side_count.load(std::memory_order_relaxed);
+    if (side >= max) {
       unlock();
       return corrupt;
     }
@@ -294,8 +294,8 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
       h->claim_slot.store(n, std::memory_order_release);
       if (size != 0) std::memcpy(r.payload(s), data, size);
       s->state.store(slot_side, std::memory_order_release);
-      r.side_append(n, s, priority);  // its tail was checked above
-      h->side_count.store(h->side_count.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+      r.heap_push(side, {n, priority, seq});  // side < max was checked above
+      h->side_count.store(side + 1, std::memory_order_release);
       h->next_seq = seq + 1;
       h->send_cursors.store(cursors(head + 1, tail), std::memory_order_release);
       h->claim_slot.store(0, std::memory_order_release);
@@ -393,7 +393,7 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
     // Each candidate's fields are read once and checked; only those copies are used.
     struct candidate {
       slot_header* s = nullptr;
-      std::uint32_t n = 0, size = 0, priority = 0, next = 0;
+      std::uint32_t n = 0, size = 0, priority = 0;
       std::uint64_t seq = 0;
     };
     candidate ring_c;
@@ -406,28 +406,28 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
       if (ring_c.size > r.geo.message_size || ring_c.priority >= priorities) return fail();
     }
     candidate side_c;
-    std::uint32_t p = 0;
     if (side != 0) {
-      if (!r.top_priority(p)) return fail();
-      side_c.n = read_once(r.table()[p].head);
+      // The side heap's first entry names its best message; the slot must be SIDE and
+      // carry the entry's key.
+      side_entry& top = r.side_heap()[0];
+      side_c.n = read_once(top.slot);
       side_c.s = r.slot(side_c.n);
       if (side_c.s == nullptr || side_c.s->state.load(std::memory_order_relaxed) != slot_side) return fail();
       side_c.size = read_once(side_c.s->size);
       side_c.priority = read_once(side_c.s->priority);
-      side_c.next = read_once(side_c.s->next);
       side_c.seq = read_once(side_c.s->seq);
-      if (side_c.priority != p || side_c.size > r.geo.message_size ||
-          (side_c.next != 0 && r.slot(side_c.next) == nullptr)) {
+      if (side_c.priority != read_once(top.priority) || side_c.seq != read_once(top.seq) ||
+          side_c.priority >= priorities || side_c.size > r.geo.message_size) {
         return fail();
       }
     }
-    // The oldest message of the highest priority: the side index's best or the ring's.
-    const bool from_side = side_c.s != nullptr && (ring_c.s == nullptr || p > ring_c.priority ||
-                                                   (p == ring_c.priority && side_c.seq < ring_c.seq));
+    // The oldest message of the highest priority: the side heap's best or the ring's.
+    const bool from_side =
+        side_c.s != nullptr && (ring_c.s == nullptr || received_before({0, side_c.priority, side_c.seq},
+                                                                       {0, ring_c.priority, ring_c.seq}));
     const candidate& c = from_side ? side_c : ring_c;
     slot_header* s = c.s;
     const std::uint32_t n = c.n;
-    const std::uint32_t next = c.next;
     h->recv_taking.store(from_side ? n | taking_side : n, std::memory_order_relaxed);
 
     // The high-water mark. Every peak of the depth is followed by a receive, so the
@@ -451,11 +451,7 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
     if (size != 0) std::memcpy(buffer, r.payload(s), size);
     r.push_free(free_tail, n, s, from_side);
     if (from_side) {
-      if (next == 0) {
-        r.clear_bit(p);
-      } else {
-        r.table()[p].head = next;
-      }
+      r.heap_pop(side);
       h->side_count.store(side - 1, std::memory_order_release);
       // A ring sender may already have taken the slot and marked it RING.
       std::uint32_t was = slot_side;

@@ -11,8 +11,6 @@
 //      are bounds-checked like everywhere else.
 #include "engine/region.hpp"
 
-#include <vector>
-
 namespace pipc::engine {
 
 // send_lock's previous owner died. Caller holds send_lock.
@@ -68,22 +66,9 @@ void region::recover_recv() noexcept {
     h->recv_cursors.store(cursors(free_tail, from_ring ? head + 1 : head), std::memory_order_release);
   }
 
-  // Rebuild the side index from the SIDE states: sorted by (priority, seq) in a
-  // vector, or, if that memory cannot be had, by insertion into each list in seq order
-  // (slower, allocates nothing, loses nothing).
-  std::memset(bitmap(), 0, bitmap_words * sizeof(std::uint64_t));
-  std::memset(h->summary, 0, sizeof h->summary);
-  struct kept {
-    std::uint32_t priority;
-    std::uint64_t seq;
-    std::uint32_t slot;
-  };
-  std::vector<kept> side;
-  bool sorted = true;
-  try {
-    side.reserve(std::min<std::uint64_t>(h->side_count.load(std::memory_order_relaxed), geo.max_messages) + 1);
-  } catch (...) {
-  }
+  // Rebuild the side heap from the SIDE states, pushing each slot in turn: in place,
+  // O(N log N), and nothing to allocate. Every entry comes from a slot checked here, and
+  // there are at most N of them.
   std::uint32_t count = 0;
   for (std::uint32_t k = 1; k <= geo.max_messages; ++k) {
     slot_header* s = slot(k);
@@ -99,52 +84,11 @@ void region::recover_recv() noexcept {
       h->recv_cursors.store(cursors(free_tail, head), std::memory_order_release);
       continue;
     }
+    heap_push(count, {k, p, seq});
     ++count;
-    if (sorted) {
-      try {
-        side.push_back({p, seq, k});
-        continue;
-      } catch (...) {
-        sorted = false;
-        for (const kept& e : side) side_insert(e.slot, slot(e.slot), e.priority, e.seq);
-        side.clear();
-      }
-    }
-    side_insert(k, s, p, seq);
   }
-  std::sort(side.begin(), side.end(), [](const kept& a, const kept& b) {
-    return a.priority != b.priority ? a.priority < b.priority : a.seq < b.seq;
-  });
-  for (const kept& k : side) side_append(k.slot, slot(k.slot), k.priority);
   h->side_count.store(count, std::memory_order_release);
   wake_everyone();
-}
-
-// Links SIDE slot `n` into the list of priority `p` after every slot of a lower seq.
-// Recovery's fallback when it cannot allocate; the list is being rebuilt, so its
-// links were all written by this recovery.
-void region::side_insert(std::uint32_t n, slot_header* s, std::uint32_t p, std::uint64_t seq) noexcept {
-  list_ends& ends = table()[p];
-  slot_header* first = has_bit(p) ? slot(ends.head) : nullptr;
-  if (first == nullptr || read_once(first->seq) > seq) {
-    s->next = first != nullptr ? ends.head : 0;
-    ends.head = n;
-    if (first == nullptr) ends.tail = n;
-    set_bit(p);
-    return;
-  }
-  slot_header* cur = first;
-  for (;;) {
-    const std::uint32_t next = cur->next;
-    slot_header* after = slot(next);
-    if (after == nullptr || read_once(after->seq) > seq) {
-      s->next = after != nullptr ? next : 0;
-      cur->next = n;
-      if (after == nullptr) ends.tail = n;
-      return;
-    }
-    cur = after;
-  }
 }
 
 // Waiters may have missed a wake-up from a process that died: wake them all to

@@ -123,8 +123,7 @@ int create_region(const std::string& leaf, mode_t mode, std::uint64_t max_messag
   h->max_messages = geo.max_messages;
   h->message_size = geo.message_size;
   h->slot_stride = geo.slot_stride;
-  h->bitmap_offset = geo.bitmap_offset;
-  h->table_offset = geo.table_offset;
+  h->heap_offset = geo.heap_offset;
   h->slots_offset = geo.slots_offset;
   h->ring_size = geo.ring_size;
   h->free_ring_offset = geo.free_ring_offset;
@@ -176,10 +175,9 @@ int attach_region(int fd, const struct ::stat& st, std::shared_ptr<region>& out)
   const std::uint64_t magic_found = ph->magic_word;
   const std::uint32_t version = ph->version;
   const std::uint32_t header_bytes = ph->header_bytes;
-  const geometry claimed{ph->max_messages, ph->message_size,     ph->slot_stride,
-                         ph->bitmap_offset, ph->table_offset,    ph->ring_size,
-                         ph->free_ring_offset, ph->ready_ring_offset, ph->slots_offset,
-                         ph->region_size};
+  const geometry claimed{ph->max_messages,      ph->message_size,      ph->slot_stride,
+                         ph->ring_size,         ph->free_ring_offset,  ph->ready_ring_offset,
+                         ph->heap_offset,       ph->slots_offset,      ph->region_size};
 
   if ((magic_found & magic_family_mask) != (magic & magic_family_mask)) return encode(errc::not_a_pipc_object);
   if (magic_found != magic || version != layout_version || header_bytes != header_size) {

@@ -3,7 +3,7 @@
 // lock-free and locked accessors that send, receive and recovery share.
 //
 // What the region keeps (docs/engine.md, "Invariants"; layout.hpp has the bytes):
-//   1. Every slot is in exactly one of: the free ring, the ready ring, the side index.
+//   1. Every slot is in exactly one of: the free ring, the ready ring, the side heap.
 //   2. A message changes hands at exactly one store (a ring entry or a SIDE state).
 //   3. Everything read from the region is input: each slot number, size, priority and
 //      count is read once and bounds-checked before use; ring indices are masked.
@@ -87,8 +87,7 @@ struct region {
   }
 
   header* hdr() const noexcept { return reinterpret_cast<header*>(base); }
-  std::uint64_t* bitmap() const noexcept { return reinterpret_cast<std::uint64_t*>(base + geo.bitmap_offset); }
-  list_ends* table() const noexcept { return reinterpret_cast<list_ends*>(base + geo.table_offset); }
+  side_entry* side_heap() const noexcept { return reinterpret_cast<side_entry*>(base + geo.heap_offset); }
 
   // Slot `n` (1-based); nullptr if n is out of range.
   slot_header* slot(std::uint32_t n) const noexcept {
@@ -135,7 +134,7 @@ struct region {
     return entry_at(free_ring(), free_cursor(hdr()->send_cursors.load(std::memory_order_acquire)), n);
   }
   // Is there a message for a receiver now? (The ready ring's entry at ready_head is
-  // valid, or the side index is not empty.)
+  // valid, or the side heap is not empty.)
   bool has_message() const noexcept {
     std::uint32_t n = 0;
     return hdr()->side_count.load(std::memory_order_acquire) != 0 ||
@@ -240,53 +239,56 @@ struct region {
     unlock_send();
   }
 
-  // ---- the side index. Caller holds recv_lock. ----
+  // ---- the side heap (docs/engine.md, "Priorities"). Caller holds recv_lock. ----
+  //
+  // A binary heap of `count` = side_count entries, the best (received_before) first.
+  // Its entries are only compared and moved here, never followed: an index into the
+  // heap is below `count`, which the caller checked against max_messages, and a slot
+  // number from it is checked by whoever uses it. A heap that a foreign write disorders
+  // yields messages out of order, not an access outside it.
 
-  void set_bit(std::uint32_t p) noexcept {
-    bitmap()[p / 64] |= std::uint64_t{1} << (p % 64);
-    hdr()->summary[p / 4096] |= std::uint64_t{1} << ((p / 64) % 64);
-  }
-  void clear_bit(std::uint32_t p) noexcept {
-    std::uint64_t& word = bitmap()[p / 64];
-    word &= ~(std::uint64_t{1} << (p % 64));
-    if (word == 0) hdr()->summary[p / 4096] &= ~(std::uint64_t{1} << ((p / 64) % 64));
-  }
-  bool has_bit(std::uint32_t p) const noexcept { return (bitmap()[p / 64] >> (p % 64)) & 1; }
-
-  // The highest priority in the side index; false if the bitmaps say none (or disagree).
-  bool top_priority(std::uint32_t& p) const noexcept {
-    for (std::size_t i = summary_words; i-- > 0;) {
-      std::uint64_t s = hdr()->summary[i];
-      if (s == 0) continue;
-      std::size_t w = i * 64 + (63 - static_cast<std::size_t>(std::countl_zero(s)));
-      std::uint64_t word = bitmap()[w];
-      if (word == 0) return false;
-      p = static_cast<std::uint32_t>(w * 64 + (63 - static_cast<std::size_t>(std::countl_zero(word))));
-      return true;
+  // Adds `e` to the heap of `count` entries. Requires: count < max_messages.
+  void heap_push(std::uint32_t count, const side_entry& e) noexcept {
+    side_entry* heap = side_heap();
+    std::uint32_t i = count;
+    while (i > 0) {
+      const std::uint32_t parent = (i - 1) / 2;
+      const side_entry above = heap[parent];
+      if (!received_before(e, above)) break;
+      heap[i] = above;
+      i = parent;
     }
-    return false;
+    heap[i] = e;
   }
 
-  // Appends slot `n` (state SIDE, fields written) to the side list of priority `p`
-  // (< priorities, checked by the caller). Returns false if the list's tail is not a
-  // valid slot.
-  bool side_append(std::uint32_t n, slot_header* s, std::uint32_t p) noexcept {
-    list_ends& ends = table()[p];
-    s->next = 0;
-    if (has_bit(p)) {
-      slot_header* tail = slot(read_once(ends.tail));
-      if (tail == nullptr) return false;
-      tail->next = n;
-      ends.tail = n;
-    } else {
-      ends = {n, n};
-      set_bit(p);
+  // Removes the first entry of the heap of `count` entries. Requires: 1 ≤ count ≤
+  // max_messages.
+  void heap_pop(std::uint32_t count) noexcept {
+    side_entry* heap = side_heap();
+    const std::uint32_t size = count - 1;
+    if (size == 0) return;
+    const side_entry last = heap[size];
+    std::uint32_t i = 0;
+    for (;;) {
+      std::uint32_t child = 2 * i + 1;
+      if (child >= size) break;
+      side_entry best = heap[child];
+      if (child + 1 < size) {
+        const side_entry right = heap[child + 1];
+        if (received_before(right, best)) {
+          best = right;
+          ++child;
+        }
+      }
+      if (!received_before(best, last)) break;
+      heap[i] = best;
+      i = child;
     }
-    return true;
+    heap[i] = last;
   }
 
   // Puts slot `n` on the free ring at free_tail: the commit of a receive. Caller holds
-  // recv_lock and then stores the cursors. A slot leaving the side index records the
+  // recv_lock and then stores the cursors. A slot leaving the side heap records the
   // position (a side sender's claim asks whether its slot has been freed since); a ring
   // receive leaves the slot's line alone, as the sender will write it next.
   void push_free(std::uint32_t free_tail, std::uint32_t n, slot_header* s, bool from_side) noexcept {
@@ -309,8 +311,6 @@ struct region {
   void recover_send() noexcept;
   // recv_lock's previous owner died. Caller holds recv_lock; ring senders may run.
   void recover_recv() noexcept;
-  // Links SIDE slot `n` into the list of priority `p` after every slot of a lower seq.
-  void side_insert(std::uint32_t n, slot_header* s, std::uint32_t p, std::uint64_t seq) noexcept;
   // Waiters may have missed a wake-up from a process that died: wake them all to
   // re-check.
   void wake_everyone() noexcept;

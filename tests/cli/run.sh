@@ -95,7 +95,11 @@ case_ls_stat() {
   run 0 "$PIPC" ls --type sem --json "$P-*"
   eq "$(jq -r '[.objects[].type] | unique | join(",")' <<<"$out")" "sem" "--type sem"
   run 0 "$PIPC" ls --sort size --json "$P-*"
-  eq "$(jq -r '.objects[0].name' <<<"$out")" "$P-eq" "--sort size: the engine queue's region is the largest"
+  # The 12345-byte shared memory object is the largest: an engine queue of 5 × 100 is
+  # 3 264 bytes (engine layout 4), the 4 KiB object comes between them.
+  eq "$(jq -r '.objects[0].name' <<<"$out")" "$P-shm" "--sort size: the largest first"
+  eq "$(jq -r "[.objects[] | select(.name==\"$P-shm2\" or .name==\"$P-eq\") | .name] | join(\",\")" <<<"$out")" \
+     "$P-shm2,$P-eq" "--sort size: the 4 KiB object before the engine queue"
 
   if kernel_listed; then
     run 0 "$PIPC" ls --backend kernel --json "$P-*"

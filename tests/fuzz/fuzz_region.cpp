@@ -6,7 +6,7 @@
 // attributes, O_NONBLOCK, notification registration (none, signal, thread) and its
 // cancellation, the poll descriptor, the engine's statistics, close and reopen, and
 // patches: bytes written at offsets of the queue's file in /dev/shm (the header with
-// its locks and cursors, the side index, the rings, the slots), by offsets relative to
+// its locks and cursors, the rings, the side heap, the slots), by offsets relative to
 // the queue just created so that the target stays meaningful when the layout changes,
 // and changes of the file's size. The patches play a hostile process that can write
 // the region; the descriptors opened before a patch see it as their live queue
@@ -337,9 +337,10 @@ std::uint32_t telling_value(FuzzedDataProvider& in) {
 }
 
 // Writes the fuzzer's bytes into the queue's file, or changes its size. Offsets are
-// relative to the file of the queue just created: a 32-bit word among the first 1024
-// bytes (where the header's live fields are), anywhere in the header page, anywhere,
-// or counted from the end (the rings and slots of a small queue).
+// relative to the file of the queue just created: a 32-bit word of the header (where
+// its live fields are), anywhere in the header's share of the region, anywhere in the
+// rings and the side heap, a word of a side heap entry, anywhere, or counted from the
+// end (the slots).
 void do_patch(session& s, FuzzedDataProvider& in) {
   int fd = ::open(s.path.c_str(), O_RDWR | O_CLOEXEC);
   PIPC_FUZZ_CHECK(fd >= 0, s.path + ": " + std::strerror(errno));
@@ -347,8 +348,9 @@ void do_patch(session& s, FuzzedDataProvider& in) {
   PIPC_FUZZ_CHECK(::fstat(fd, &st) == 0);
   auto size = static_cast<std::uint64_t>(st.st_size);
   s.m.valid = false;
-  int kind = in.ConsumeIntegralInRange<int>(0, 7);
-  if (kind == 7 || size < 4096) {
+  const engine::geometry geo = engine::compute_geometry(std::uint64_t(s.max_messages), std::uint64_t(s.message_size));
+  int kind = in.ConsumeIntegralInRange<int>(0, 9);
+  if (kind == 9 || size < geo.slots_offset) {
     // Resize: grow (harmless to the engine, which keeps its own geometry) or shrink.
     auto to = in.ConsumeIntegralInRange<std::uint64_t>(0, 2 * std::max<std::uint64_t>(size, 4096));
     PIPC_FUZZ_TRACE("patch: size %llu -> %llu\n", (unsigned long long)size, (unsigned long long)to);
@@ -361,17 +363,24 @@ void do_patch(session& s, FuzzedDataProvider& in) {
   switch (kind) {
     case 0:
     case 1:
-    case 2: {
-      offset = 4 * in.ConsumeIntegralInRange<std::uint64_t>(0, 255);
+    case 2:
+    case 3: {
+      // A word of the header, or of a side heap entry (its slot, priority or seq).
+      offset = kind < 3 ? 4 * in.ConsumeIntegralInRange<std::uint64_t>(0, sizeof(engine::header) / 4 - 1)
+                        : geo.heap_offset + 4 * in.ConsumeIntegralInRange<std::uint64_t>(
+                                                    0, std::uint64_t(s.max_messages) * sizeof(engine::side_entry) / 4 - 1);
       std::uint32_t v = telling_value(in);
       bytes.resize(4);
       std::memcpy(bytes.data(), &v, 4);
       break;
     }
-    case 3:
-      offset = in.ConsumeIntegralInRange<std::uint64_t>(0, 4095);
-      break;
     case 4:
+      offset = in.ConsumeIntegralInRange<std::uint64_t>(0, engine::header_size - 1);
+      break;
+    case 5:
+      offset = in.ConsumeIntegralInRange<std::uint64_t>(geo.free_ring_offset, geo.slots_offset - 1);
+      break;
+    case 6:
       offset = in.ConsumeIntegralInRange<std::uint64_t>(0, size - 1);
       break;
     default:

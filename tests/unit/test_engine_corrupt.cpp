@@ -1,6 +1,6 @@
 // Corruption tests of the user-space queue engine (backend::shm): the shared region is
 // input that any process with access can scribble on, so a garbage header, ring entry,
-// cursor, slot number, size, priority, count or side index must yield an error
+// cursor, slot number, size, priority, count or side heap entry must yield an error
 // (pipc::errc::corrupt_state, or not_a_pipc_object / layout_mismatch at open), a repair
 // or a valid result — never a crash, a hang, or an access outside the region or the
 // caller's buffer (docs/engine.md, "Untrusted memory"). The ASan build runs these with
@@ -8,7 +8,7 @@
 // caught.
 //
 // The tests map /dev/shm/pipc.mq.<name> themselves and write at the offsets of
-// src/engine/layout.hpp (layout version 3). Two areas are left alone by the random
+// src/engine/layout.hpp (layout version 4). Two areas are left alone by the random
 // scribble tests on purpose:
 //   * the lock words (header::send_lock, header::recv_lock) beyond the values that
 //     ScribbledLockWordsAreRecoveredOrWaitedFor writes: a word naming a live thread is
@@ -87,8 +87,7 @@ constexpr std::size_t off_region_size = offsetof(eng::header, region_size);
 constexpr std::size_t off_max_messages = offsetof(eng::header, max_messages);
 constexpr std::size_t off_message_size = offsetof(eng::header, message_size);
 constexpr std::size_t off_slot_stride = offsetof(eng::header, slot_stride);
-constexpr std::size_t off_bitmap_offset = offsetof(eng::header, bitmap_offset);
-constexpr std::size_t off_table_offset = offsetof(eng::header, table_offset);
+constexpr std::size_t off_heap_offset = offsetof(eng::header, heap_offset);
 constexpr std::size_t off_slots_offset = offsetof(eng::header, slots_offset);
 constexpr std::size_t off_ring_size = offsetof(eng::header, ring_size);
 constexpr std::size_t off_free_ring_offset = offsetof(eng::header, free_ring_offset);
@@ -102,7 +101,7 @@ constexpr std::size_t off_claim_slot = offsetof(eng::header, claim_slot);
 constexpr std::size_t off_claim_position = offsetof(eng::header, claim_position);
 constexpr std::size_t off_recv_cursors = offsetof(eng::header, recv_cursors);
 constexpr std::size_t off_side_count = offsetof(eng::header, side_count);
-constexpr std::size_t off_summary = offsetof(eng::header, summary);
+constexpr std::size_t off_recv_taking = offsetof(eng::header, recv_taking);
 constexpr std::size_t off_msg_seq = offsetof(eng::header, msg_seq);
 constexpr std::size_t off_notify = offsetof(eng::header, notify_pid);
 constexpr std::size_t off_counters = offsetof(eng::header, messages_sent);
@@ -111,15 +110,16 @@ constexpr std::size_t off_free_head = off_send_cursors;
 constexpr std::size_t off_ready_tail = off_send_cursors + 4;
 constexpr std::size_t off_free_tail = off_recv_cursors;
 constexpr std::size_t off_ready_head = off_recv_cursors + 4;
-static_assert(off_ring_size == 88 && off_free_ring_offset == 96 && off_ready_ring_offset == 104,
+static_assert(off_heap_offset == 48 && off_ring_size == 80 && off_free_ring_offset == 88 &&
+                  off_ready_ring_offset == 96,
               "the offsets docs/engine.md names");
 static_assert(off_send_lock == 128 && off_recv_lock == 192, "the offsets docs/engine.md names");
 static_assert(off_send_cursors == 256 && off_next_seq == 264 && off_ring_priority == 272 && off_claim_slot == 280 &&
                   off_claim_position == 284,
               "the offsets docs/engine.md names");
-static_assert(off_recv_cursors == 320 && off_side_count == 328 && off_summary == 384 && off_msg_seq == 448,
+static_assert(off_recv_cursors == 320 && off_side_count == 328 && off_recv_taking == 332 && off_msg_seq == 384,
               "the offsets docs/engine.md names");
-static_assert(off_notify == 512 && off_counters == 576, "the offsets docs/engine.md names");
+static_assert(off_notify == 448 && off_counters == 512, "the offsets docs/engine.md names");
 // The locks lie between the geometry and the locked state; the notification record
 // between notify_pid and the counters. The fuzz leaves both alone.
 static_assert(off_ready_ring_offset < off_send_lock && off_recv_lock + 8 <= off_send_cursors);
@@ -137,7 +137,7 @@ bool is_pipc_error(const std::error_code& ec) { return ec.category() == pipc::ca
 // At open: the header is checked against the file and the engine's own computation
 
 // Creates a queue (`depth` × 32) with two messages, one on the ready ring and one in the
-// side index, and closes it: the name stays.
+// side heap, and closes it: the name stays.
 void make_closed_queue(const std::string& name, long depth = kDepth) {
   auto q = message_queue::open(name, open_mode::create_only, engine_options(depth, kSize));
   q.send(pipc::as_bytes("one"), 1);
@@ -182,16 +182,17 @@ TEST(EngineCorrupt, BadMagicIsNotAPipcObject) {
 TEST(EngineCorrupt, BadVersionOrHeaderSizeIsLayoutMismatch) {
   unlink_guard guard(unique_name("bad-version"), pipc::name_kind::engine_queue);
   make_closed_queue(guard.name());
-  // 1 and 2 are earlier layouts (1: one lock, a free list and curmsgs; 2: glibc robust
-  // mutexes where version 3 has its lock words): neither may be read as this one.
-  for (std::uint32_t version : {0u, 1u, 2u, 4u, 0xffffffffu}) {
+  // 1, 2 and 3 are earlier layouts (1: one lock, a free list and curmsgs; 2: glibc
+  // robust mutexes where version 3 has its lock words; 3: a fixed per-priority table
+  // where version 4 has its side heap): none may be read as this one.
+  for (std::uint32_t version : {0u, 1u, 2u, 3u, 5u, 0xffffffffu}) {
     {
       raw_region r(guard.name());
       r.put<std::uint32_t>(off_version, version);
     }
     EXPECT_EQ(open_error(guard.name()), pipc::errc::layout_mismatch) << "version " << version;
   }
-  for (std::uint32_t old : {1u, 2u}) {
+  for (std::uint32_t old : {1u, 2u, 3u}) {
     {
       // A queue made by an earlier layout (magic "PIPCMQ\0" + the version byte) is a
       // pipc queue of another layout, not a foreign object.
@@ -239,14 +240,17 @@ TEST(EngineCorrupt, BadGeometryIsCorruptState) {
       {"slot_stride 0", off_slot_stride, 0},
       {"slot_stride + 64", off_slot_stride, geo.slot_stride + 64},
       {"slot_stride all ones", off_slot_stride, ~std::uint64_t{0}},
-      {"bitmap_offset 0", off_bitmap_offset, 0},
-      {"bitmap_offset past the end", off_bitmap_offset, geo.region_size},
-      {"table_offset - 8", off_table_offset, geo.table_offset - 8},
-      {"table_offset all ones", off_table_offset, ~std::uint64_t{0}},
+      {"heap_offset 0", off_heap_offset, 0},
+      {"heap_offset - 16", off_heap_offset, geo.heap_offset - 16},
+      {"heap_offset + 16", off_heap_offset, geo.heap_offset + 16},
+      {"heap_offset at the ready ring", off_heap_offset, geo.ready_ring_offset},
+      {"heap_offset at the slots", off_heap_offset, geo.slots_offset},
+      {"heap_offset past the end", off_heap_offset, geo.region_size},
+      {"heap_offset all ones", off_heap_offset, ~std::uint64_t{0}},
       {"slots_offset + 64", off_slots_offset, geo.slots_offset + 64},
       {"slots_offset 0", off_slots_offset, 0},
       // The rings: a ring_size or ring offset that disagrees with the geometry would put
-      // ring entries on the table or the slots (or past the file) if it were believed.
+      // ring entries on the heap or the slots (or past the file) if it were believed.
       {"ring_size 0", off_ring_size, 0},
       {"ring_size one fewer", off_ring_size, geo.ring_size - 1},
       {"ring_size doubled", off_ring_size, geo.ring_size * 2},
@@ -302,25 +306,30 @@ TEST(EngineCorrupt, RingGeometryOfANonPowerOfTwoQueueIsChecked) {
   make_closed_queue(guard.name(), depth);
   const auto geo = eng::compute_geometry(depth, kSize);
   ASSERT_EQ(geo.ring_size, 8u) << "the case assumes M = bit_ceil(5 + 1) = 8";
+  // Rings of N entries would put the ready ring and the heap here; the slots would still
+  // start in the same place (the heap's end rounds up to it).
   const std::uint64_t ready_for_n = geo.free_ring_offset + depth * sizeof(std::uint64_t);
-  ASSERT_EQ(geo.slots_offset, (ready_for_n + depth * 8 + 63) / 64 * 64)
-      << "the case assumes that rings of N entries would end in the same cache line";
+  const std::uint64_t heap_for_n = ready_for_n + depth * sizeof(std::uint64_t);
+  ASSERT_EQ(geo.slots_offset, (heap_for_n + depth * sizeof(eng::side_entry) + 63) / 64 * 64 + 64)
+      << "the case assumes that rings of N entries would end one cache line earlier";
   struct ring_case {
     const char* what;
     std::uint64_t ring_size;
     std::uint64_t ready_ring_offset;
+    std::uint64_t heap_offset;
   };
   const ring_case cases[] = {
-      {"ring_size N instead of M", depth, geo.ready_ring_offset},
-      {"ring_size M / 2", geo.ring_size / 2, geo.ready_ring_offset},
-      {"ready_ring_offset for a ring of N entries", geo.ring_size, ready_for_n},
-      {"ring_size N and the ready_ring_offset that goes with it", depth, ready_for_n},
+      {"ring_size N instead of M", depth, geo.ready_ring_offset, geo.heap_offset},
+      {"ring_size M / 2", geo.ring_size / 2, geo.ready_ring_offset, geo.heap_offset},
+      {"ready_ring_offset for a ring of N entries", geo.ring_size, ready_for_n, geo.heap_offset},
+      {"ring_size N and the offsets that go with it", depth, ready_for_n, heap_for_n},
   };
   for (const auto& c : cases) {
     {
       raw_region r(guard.name());
       r.put<std::uint64_t>(off_ring_size, c.ring_size);
       r.put<std::uint64_t>(off_ready_ring_offset, c.ready_ring_offset);
+      r.put<std::uint64_t>(off_heap_offset, c.heap_offset);
     }
     EXPECT_EQ(open_error(guard.name()), pipc::errc::corrupt_state) << c.what;
   }
@@ -328,6 +337,7 @@ TEST(EngineCorrupt, RingGeometryOfANonPowerOfTwoQueueIsChecked) {
     raw_region r(guard.name());
     r.put<std::uint64_t>(off_ring_size, geo.ring_size);
     r.put<std::uint64_t>(off_ready_ring_offset, geo.ready_ring_offset);
+    r.put<std::uint64_t>(off_heap_offset, geo.heap_offset);
   }
   std::error_code ec;
   auto q = message_queue::open(guard.name(), open_mode::open_only, engine_options(depth, kSize), ec);
@@ -347,7 +357,7 @@ TEST(EngineCorrupt, WrongFileSizeIsAnError) {
       {geo.slots_offset, pipc::errc::corrupt_state},
       {geo.ready_ring_offset, pipc::errc::corrupt_state},
       {geo.free_ring_offset, pipc::errc::corrupt_state},
-      {geo.table_offset, pipc::errc::corrupt_state},
+      {geo.heap_offset, pipc::errc::corrupt_state},
       {eng::header_size, pipc::errc::corrupt_state},
       {eng::header_size - 1, pipc::errc::not_a_pipc_object},
       {100, pipc::errc::not_a_pipc_object},
@@ -435,7 +445,7 @@ TEST(EngineCorrupt, NonRegularFilesUnderTheNameAreRejected) {
 }
 
 // ---------------------------------------------------------------------------------------
-// After open: scribbles on the rings, the cursors, the counts, the side index and the slots
+// After open: scribbles on the rings, the cursors, the counts, the side heap and the slots
 
 // One operation's outcome.
 struct outcome {
@@ -447,8 +457,8 @@ struct outcome {
 // Queue with messages 0..4 at priorities {2, 7, 2, 7, 0}; they take slots 1..5 from the
 // free ring (which starts in slot order). The first message sets the ready ring's
 // priority to 2, so messages 0 and 2 are on the ready ring (positions 0 and 1: slots 1
-// and 3, state RING) and messages 1, 3, 4 in the side index (state SIDE): list 7 is
-// 2 → 4, list 0 is 5. Hence free_head 5 and ready_tail 2 (senders), free_tail 8 and
+// and 3, state RING) and messages 1, 3, 4 in the side heap (state SIDE): its entries are
+// {slot 2, priority 7, seq 2}, {4, 7, 4}, {5, 0, 5}, in that order. Hence free_head 5 and ready_tail 2 (senders), free_tail 8 and
 // ready_head 0 (receivers), side_count 3, next_seq 6; the free ring holds slots 6, 7, 8
 // at positions 5, 6, 7 and, at positions 0…4, the entries of the previous lap.
 constexpr std::array<unsigned, 5> kScribblePriorities = {2, 7, 2, 7, 0};
@@ -477,9 +487,14 @@ void expect_scribble_layout(const raw_region& r) {
   ASSERT_EQ(r.free_entry(kFreeHead).load(), eng::ring_entry(kFreeHead, 6));
   ASSERT_EQ(r.ready_entry(kReadyHead).load(), eng::ring_entry(kReadyHead, 1));
   ASSERT_EQ(r.ready_entry(kReadyHead + 1).load(), eng::ring_entry(kReadyHead + 1, 3));
-  ASSERT_EQ(r.table()[7].head, 2u);
-  ASSERT_EQ(r.table()[7].tail, 4u);
-  ASSERT_EQ(r.table()[0].head, 5u);
+  const eng::side_entry* heap = r.heap();
+  ASSERT_EQ(heap[0].slot, 2u);
+  ASSERT_EQ(heap[0].priority, 7u);
+  ASSERT_EQ(heap[0].seq, 2u);
+  ASSERT_EQ(heap[1].slot, 4u);
+  ASSERT_EQ(heap[1].seq, 4u);
+  ASSERT_EQ(heap[2].slot, 5u);
+  ASSERT_EQ(heap[2].priority, 0u);
   ASSERT_EQ(r.slot(2)->state.load(), eng::slot_side);
   ASSERT_EQ(r.slot(1)->state.load(), eng::slot_ring);
 }
@@ -619,7 +634,8 @@ TEST(EngineCorrupt, ScribbledLockedStateGivesErrorsNotCrashes) {
   const scribble_case cases[] = {
       // side_count: a side send stores side_count + 1 and a receive side_count − 1, so a
       // count beyond the capacity must be refused before it is used, not wrapped (all
-      // ones + 1 = 0 would hide the side index from receivers).
+      // ones + 1 = 0 would hide the side heap from receivers), and a receive must not
+      // read heap entries past max_messages.
       {"side_count beyond max_messages", put32(off_side_count, kDepth + 1), true, true},
       {"side_count all ones", put32(off_side_count, 0xffffffffu), true, true},
       {"side_count 0x80000000", put32(off_side_count, 0x80000000u), true, true},
@@ -790,84 +806,54 @@ TEST(EngineCorrupt, ScribbledRingEntriesGiveErrorsNotCrashes) {
   for (const auto& c : cases) run_scribble_case(c);
 }
 
-TEST(EngineCorrupt, ScribbledBitmapAndSummaryGiveErrorsNotCrashes) {
+// The side heap: a receive takes the slot its first entry names, after checking that the
+// slot is SIDE and carries the entry's key; the heap's entries are only compared and
+// moved, never followed, so a disordered heap delivers out of order but reads nothing
+// outside it.
+TEST(EngineCorrupt, ScribbledSideHeapGivesErrorsNotCrashes) {
   watchdog dog(60s);
-  auto set_priority_bit = [](raw_region& r, unsigned p) {
-    r.bitmap()[p / 64] |= std::uint64_t{1} << (p % 64);
-    r.hdr()->summary[p / 4096] |= std::uint64_t{1} << ((p / 64) % 64);
+  auto first = [](auto change) {
+    return [change](raw_region& r) { change(r.heap()[0]); };
   };
   const scribble_case cases[] = {
-      {"bitmap and summary cleared with side messages queued",
+      {"first entry names slot 0", first([](eng::side_entry& e) { e.slot = 0; }), false, true},
+      {"first entry names a slot beyond max_messages", first([](eng::side_entry& e) { e.slot = kDepth + 1; }), false,
+       true},
+      {"first entry names slot all ones", first([](eng::side_entry& e) { e.slot = 0xffffffffu; }), false, true},
+      {"first entry names a FREE slot", first([](eng::side_entry& e) { e.slot = 6; }), false, true},
+      {"first entry names a ready ring (RING) slot", first([](eng::side_entry& e) { e.slot = 1; }), false, true},
+      {"first entry names a SIDE slot of another key", first([](eng::side_entry& e) { e.slot = 5; }), false, true},
+      {"first entry's priority is not its slot's", first([](eng::side_entry& e) { e.priority = 9; }), false, true},
+      {"first entry's priority 32768", first([](eng::side_entry& e) { e.priority = eng::priorities; }), false, true},
+      {"first entry's seq is not its slot's", first([](eng::side_entry& e) { e.seq = 3; }), false, true},
+      {"first and last entries swapped (out of heap order)",
+       [](raw_region& r) { std::swap(r.heap()[0], r.heap()[2]); }, false, false},
+      {"second entry garbage", [](raw_region& r) { std::memset(static_cast<void*>(&r.heap()[1]), 0xa5, 16); }, false,
+       false},
+      {"entries past side_count garbage",
        [](raw_region& r) {
-         std::memset(r.bitmap(), 0, eng::bitmap_words * 8);
-         std::memset(r.hdr()->summary, 0, sizeof r.hdr()->summary);
+         for (std::uint32_t k = 3; k < kDepth; ++k) std::memset(static_cast<void*>(&r.heap()[k]), 0xff, 16);
        },
-       false, true},
-      {"summary bit without a bitmap word", [](raw_region& r) { r.hdr()->summary[7] |= std::uint64_t{1} << 63; }, false,
-       true},
-      {"bitmap bit of an empty priority (table entry zero)", [&](raw_region& r) { set_priority_bit(r, 30000); }, false,
-       true},
-      {"bitmap bit of priority 32767, table entry out of range",
-       [&](raw_region& r) {
-         set_priority_bit(r, 32767);
-         r.table()[32767] = {kDepth + 1, kDepth + 1};
-       },
-       false, true},
-      {"bitmap bit whose table entry names a FREE slot",
-       [&](raw_region& r) {
-         set_priority_bit(r, 20000);
-         r.table()[20000] = {7, 7};
-       },
-       false, true},
-      {"bitmap bit whose table entry names a ready ring (RING) slot",
-       [&](raw_region& r) {
-         set_priority_bit(r, 9);
-         r.table()[9] = {1, 1};
-       },
-       false, true},
-      {"bitmap bit whose table entry names a SIDE slot of another priority",
-       [&](raw_region& r) {
-         set_priority_bit(r, 9);
-         r.table()[9] = {5, 5};
-       },
-       false, true},
-      {"bit of priority 7 cleared (summary kept)", [](raw_region& r) { r.bitmap()[0] &= ~(std::uint64_t{1} << 7); },
        false, false},
-      {"bitmap all ones", [](raw_region& r) { std::memset(r.bitmap(), 0xff, eng::bitmap_words * 8); }, false, true},
-      {"summary all ones", [](raw_region& r) { std::memset(r.hdr()->summary, 0xff, sizeof r.hdr()->summary); }, false,
+      {"every entry zero", [](raw_region& r) { std::memset(static_cast<void*>(r.heap()), 0, kDepth * 16); }, false,
        true},
-  };
-  for (const auto& c : cases) run_scribble_case(c);
-}
-
-// The side lists' ends: a receive takes the head of the best list, a side send appends
-// after the tail.
-TEST(EngineCorrupt, ScribbledPriorityTableGivesErrorsNotCrashes) {
-  watchdog dog(60s);
-  const scribble_case cases[] = {
-      {"head 0", [](raw_region& r) { r.table()[7].head = 0; }, false, true},
-      {"head beyond max_messages", [](raw_region& r) { r.table()[7].head = kDepth + 1; }, false, true},
-      {"head all ones", [](raw_region& r) { r.table()[7].head = 0xffffffffu; }, false, true},
-      {"head names a FREE slot", [](raw_region& r) { r.table()[7].head = 6; }, false, true},
-      {"head names a ready ring slot (priority 2)", [](raw_region& r) { r.table()[7].head = 1; }, false, true},
-      {"head names a side slot of priority 0", [](raw_region& r) { r.table()[7].head = 5; }, false, true},
-      {"tail 0", [](raw_region& r) { r.table()[7].tail = 0; }, true, false},
-      {"tail beyond max_messages", [](raw_region& r) { r.table()[7].tail = kDepth + 1; }, true, false},
-      {"tail all ones", [](raw_region& r) { r.table()[7].tail = 0xffffffffu; }, true, false},
-      {"tail names the next free slot (a loop)", [](raw_region& r) { r.table()[7].tail = 6; }, false, false},
-      {"tail names a slot of another list", [](raw_region& r) { r.table()[7].tail = 5; }, false, false},
-      {"head and tail of every priority garbage",
+      {"every entry all ones", [](raw_region& r) { std::memset(static_cast<void*>(r.heap()), 0xff, kDepth * 16); },
+       false, true},
+      {"every entry random",
        [](raw_region& r) {
-         for (std::uint32_t p = 0; p < eng::priorities; ++p) r.table()[p] = {p * 7919u + 3u, p * 104729u + 11u};
+         std::mt19937_64 rng(99);
+         for (std::uint32_t k = 0; k < kDepth; ++k) {
+           r.heap()[k] = {static_cast<std::uint32_t>(rng()), static_cast<std::uint32_t>(rng()), rng()};
+         }
        },
-       true, true},
+       false, true},
   };
   for (const auto& c : cases) run_scribble_case(c);
 }
 
 TEST(EngineCorrupt, ScribbledSlotHeadersGiveErrorsNotCrashes) {
   watchdog dog(60s);
-  // Slot 2 is the head of side list 7 (the next to be received), slot 1 the ready ring's
+  // Slot 2 is the side heap's first (the next to be received), slot 1 the ready ring's
   // head, slot 6 the slot at free_head (the next to be sent in).
   const scribble_case cases[] = {
       {"side head slot state FREE", [](raw_region& r) { r.slot(2)->state.store(eng::slot_free); }, false, true},
@@ -877,17 +863,14 @@ TEST(EngineCorrupt, ScribbledSlotHeadersGiveErrorsNotCrashes) {
       {"side head slot size 4096", [](raw_region& r) { r.slot(2)->size = 4096; }, false, true},
       {"side head slot size all ones", [](raw_region& r) { r.slot(2)->size = 0xffffffffu; }, false, true},
       {"side head slot size message_size (valid)", [](raw_region& r) { r.slot(2)->size = kSize; }, false, false},
-      {"side head slot next beyond max_messages", [](raw_region& r) { r.slot(2)->next = kDepth + 1; }, false, true},
-      {"side head slot next all ones", [](raw_region& r) { r.slot(2)->next = 0xffffffffu; }, false, true},
-      {"side head slot next to itself", [](raw_region& r) { r.slot(2)->next = 2; }, false, false},
-      {"side head slot next to a FREE slot", [](raw_region& r) { r.slot(2)->next = 7; }, false, false},
-      {"side head slot priority of another list", [](raw_region& r) { r.slot(2)->priority = 2; }, false, true},
+      {"side head slot priority 2 (not its heap entry's)", [](raw_region& r) { r.slot(2)->priority = 2; }, false, true},
       {"side head slot priority 32768", [](raw_region& r) { r.slot(2)->priority = eng::priorities; }, false, true},
       {"side head slot priority all ones", [](raw_region& r) { r.slot(2)->priority = 0xffffffffu; }, false, true},
-      {"side head slot seq all ones", [](raw_region& r) { r.slot(2)->seq = ~std::uint64_t{0}; }, false, false},
+      {"side head slot seq all ones (not its heap entry's)", [](raw_region& r) { r.slot(2)->seq = ~std::uint64_t{0}; },
+       false, true},
       {"side head slot position all ones", [](raw_region& r) { r.slot(2)->position = 0xffffffffu; }, false, false},
-      {"side tail slot next beyond max_messages", [](raw_region& r) { r.slot(4)->next = kDepth + 1; }, false, false},
-      // The ready ring's head is checked before it is compared with the side index's
+      {"second side slot's seq changed", [](raw_region& r) { r.slot(4)->seq = 1; }, false, false},
+      // The ready ring's head is checked before it is compared with the side heap's
       // best, so a bad one fails the receive even though a side message comes first.
       {"ring head slot size message_size + 1", [](raw_region& r) { r.slot(1)->size = kSize + 1; }, false, true},
       {"ring head slot size all ones", [](raw_region& r) { r.slot(1)->size = 0xffffffffu; }, false, true},
@@ -901,7 +884,7 @@ TEST(EngineCorrupt, ScribbledSlotHeadersGiveErrorsNotCrashes) {
       // free ring may be FREE, RING, or for a moment SIDE).
       {"free head slot state SIDE", [](raw_region& r) { r.slot(6)->state.store(eng::slot_side); }, false, false},
       {"free head slot state all ones", [](raw_region& r) { r.slot(6)->state.store(0xffffffffu); }, false, false},
-      {"free head slot next all ones", [](raw_region& r) { r.slot(6)->next = 0xffffffffu; }, false, false},
+      {"free head slot reserved word all ones", [](raw_region& r) { r.slot(6)->reserved0 = 0xffffffffu; }, false, false},
       {"free head slot size and priority all ones",
        [](raw_region& r) {
          r.slot(6)->size = 0xffffffffu;
@@ -1068,7 +1051,7 @@ TEST(EngineCorrupt, GeometryScribbledAfterOpenIsNeverReread) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Recovery rebuilds the side index from the slots' states, and reads forged commits
+// Recovery rebuilds the side heap from the slots' states, and reads forged commits
 
 // Every one of the 8 slots is free exactly once: 8 sends fit, a 9th does not.
 void expect_every_slot_free_once(message_queue& q) {
@@ -1086,14 +1069,13 @@ TEST(EngineCorrupt, RecoveryRepairsAScribbledIndex) {
   send_scribble_messages(q);
   raw_region r(guard.name());
   expect_scribble_layout(r);
-  // Everything the side index derives from the slots' states is garbage: bitmap,
-  // summary, table, side_count, and the links of every slot.
+  // Everything the side heap derives from the slots' states is garbage: every entry and
+  // side_count.
   std::mt19937_64 rng(7);
-  for (std::size_t w = 0; w < eng::bitmap_words; ++w) r.bitmap()[w] = rng();
-  for (auto& s : r.hdr()->summary) s = rng();
-  for (std::uint32_t p = 0; p < eng::priorities; ++p) r.table()[p] = {static_cast<std::uint32_t>(rng()), static_cast<std::uint32_t>(rng())};
+  for (std::uint32_t k = 0; k < kDepth; ++k) {
+    r.heap()[k] = {static_cast<std::uint32_t>(rng()), static_cast<std::uint32_t>(rng()), rng()};
+  }
   r.put<std::uint32_t>(off_side_count, 0xdeadbeef);
-  for (std::uint32_t n = 1; n <= kDepth; ++n) r.slot(n)->next = static_cast<std::uint32_t>(rng());
   r.kill_lock_holder(raw_region::side::recv);
 
   EXPECT_EQ(drain(q, 5), (std::vector<std::uint32_t>{1, 3, 0, 2, 4}));
@@ -1111,8 +1093,7 @@ TEST(EngineCorrupt, RecoveryFindsSideMessagesThatTheCountHides) {
   raw_region r(guard.name());
   expect_scribble_layout(r);
   r.put<std::uint32_t>(off_side_count, 0);
-  std::memset(r.bitmap(), 0, eng::bitmap_words * 8);
-  std::memset(r.hdr()->summary, 0, sizeof r.hdr()->summary);
+  std::memset(static_cast<void*>(r.heap()), 0, kDepth * sizeof(eng::side_entry));
   r.kill_lock_holder(raw_region::side::recv);
   EXPECT_EQ(drain(q, 5), (std::vector<std::uint32_t>{1, 3, 0, 2, 4}));
   expect_every_slot_free_once(q);
@@ -1127,7 +1108,7 @@ TEST(EngineCorrupt, RecoveryFreesSlotsWithGarbageFields) {
   unlink_guard guard(unique_name("repair-slots"), pipc::name_kind::engine_queue);
   auto q = message_queue::open(guard.name(), open_mode::create_only, engine_options(kDepth, kSize));
   send_scribble_messages(q);
-  // Message 5, priority 7: a side message in slot 6 (list 7 is 2 → 4 → 6).
+  // Message 5, priority 7: a side message in slot 6.
   std::uint32_t fifth[2] = {5, 7};
   ASSERT_TRUE(q.try_send(as_span(fifth, sizeof fifth), 7));
   raw_region r(guard.name());
@@ -1147,7 +1128,7 @@ TEST(EngineCorrupt, RecoveryFreesSlotsWithGarbageFields) {
 }
 
 // A free slot forged into a valid-looking SIDE slot is kept by recovery: nothing in the
-// slot tells it from a side message whose links were lost. It is then in the side index
+// slot tells it from a side message whose heap entry was lost. It is then in the side heap
 // and on the free ring at once, which no bounds check can see; what follows (a message
 // delivered twice, a slot handed out twice) must still be no crash, no foreign error and
 // no access outside the region.
@@ -1333,10 +1314,8 @@ TEST(EngineCorrupt, FuzzRandomScribblesThenOperations) {
     std::vector<std::byte> buffer(kSize);
     std::array<std::byte, kSize> message{};
     for (auto& b : message) b = static_cast<std::byte>(rng());
-    std::vector<unsigned> used;
     for (unsigned k = static_cast<unsigned>(rng() % (kDepth + 1)); k-- > 0;) {
       unsigned p = rng() % 5 == 0 ? static_cast<unsigned>(rng() % eng::priorities) : prio_choices[rng() % std::size(prio_choices)];
-      used.push_back(p);
       q.try_send(std::span(message).first(rng() % (kSize + 1)), p);
     }
     for (unsigned k = static_cast<unsigned>(rng() % 3); k-- > 0;) q.try_receive(buffer);
@@ -1346,29 +1325,28 @@ TEST(EngineCorrupt, FuzzRandomScribblesThenOperations) {
       const auto m = static_cast<std::uint32_t>(r.geo().ring_size);
       for (unsigned k = 1 + static_cast<unsigned>(rng() % 6); k-- > 0;) {
         switch (rng() % 9) {
-          case 0: {  // locked state: cursors, next_seq, ring_priority, claim, side_count, summary
-            std::size_t off =
-                off_send_cursors + (rng() % ((off_summary + sizeof(eng::header::summary) - off_send_cursors) / 4)) * 4;
+          case 0: {  // locked state: cursors, next_seq, ring_priority, claim, side_count, taking
+            std::size_t off = off_send_cursors + (rng() % ((off_recv_taking + 4 - off_send_cursors) / 4)) * 4;
             r.put<std::uint32_t>(off, interesting_u32(rng));
             break;
           }
-          case 1: {  // bitmap: a bit of a used priority, or a random word
-            if (!used.empty() && rng() % 2 == 0) {
-              unsigned p = used[rng() % used.size()];
-              r.bitmap()[p / 64] ^= std::uint64_t{1} << (p % 64);
-            } else {
-              r.bitmap()[rng() % eng::bitmap_words] = rng() % 2 ? rng() : std::uint64_t{1} << (rng() % 64);
-            }
+          case 1: {  // a side heap entry's slot number or priority
+            eng::side_entry& e = r.heap()[rng() % kDepth];
+            (rng() % 2 ? e.slot : e.priority) = interesting_u32(rng);
             break;
           }
-          case 2: {  // table: head or tail of a used priority, or of any
-            unsigned p = !used.empty() && rng() % 2 == 0 ? used[rng() % used.size()] : static_cast<unsigned>(rng() % eng::priorities);
-            (rng() % 2 ? r.table()[p].head : r.table()[p].tail) = interesting_u32(rng);
+          case 2: {  // a side heap entry's seq, or two entries swapped
+            eng::side_entry* heap = r.heap();
+            if (rng() % 2) {
+              heap[rng() % kDepth].seq = rng() % 2 ? rng() : rng() % 16;
+            } else {
+              std::swap(heap[rng() % kDepth], heap[rng() % kDepth]);
+            }
             break;
           }
           case 3: {  // a slot header field
             auto n = static_cast<std::uint32_t>(1 + rng() % kDepth);
-            // state, next, size, priority, seq (2 words), position, reserved
+            // state, reserved, size, priority, seq (2 words), position, reserved
             std::size_t field = (rng() % 8) * 4;
             r.put<std::uint32_t>(geo.slots_offset + (n - 1) * geo.slot_stride + field, interesting_u32(rng));
             break;

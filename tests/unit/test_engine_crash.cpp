@@ -176,7 +176,7 @@ constexpr long kSmallSize = 32;
 
 // Creates a queue with messages 0 (priority 1), 1 (priority 5), 2 (priority 1). The
 // first message makes 1 the ready ring's priority, so 0 and 2 travel in the ring and 1
-// in the side index.
+// in the side heap.
 message_queue three_message_queue(const std::string& name) {
   auto q = message_queue::open(name, open_mode::create_only, engine_options(kSmallDepth, kSmallSize));
   send_tagged(q, 0, 1);
@@ -213,10 +213,51 @@ bool ring_send_steps(raw_region& r, tagged t, int stores) {
   return true;
 }
 
-// A side send: 1 the slot's position and the claim, 2 fill the slot, 3 state SIDE (the commit), 4 the old tail's
-// link, 5 the list's tail (or head) and bitmap bits, 6 side_count, 7 next_seq and the
-// sender cursors, 8 the claim cleared.
-bool side_send_steps(raw_region& r, tagged t, int stores) {
+// The side heap's push and pop as region::heap_push and region::heap_pop make them, one
+// entry store at a time (docs/engine.md, "Priorities"), making at most `limit` stores
+// (all if negative). Each returns the number of stores made.
+int heap_push_stores(raw_region& r, std::uint32_t count, eng::side_entry e, int limit) {
+  eng::side_entry* heap = r.heap();
+  int made = 0;
+  std::uint32_t i = count;
+  while (i > 0) {
+    const std::uint32_t parent = (i - 1) / 2;
+    if (!eng::received_before(e, heap[parent])) break;
+    if (made == limit) return made;
+    heap[i] = heap[parent];
+    ++made;
+    i = parent;
+  }
+  if (made == limit) return made;
+  heap[i] = e;
+  return made + 1;
+}
+int heap_pop_stores(raw_region& r, std::uint32_t count, int limit) {
+  eng::side_entry* heap = r.heap();
+  const std::uint32_t size = count - 1;
+  if (size == 0) return 0;
+  const eng::side_entry last = heap[size];
+  int made = 0;
+  std::uint32_t i = 0;
+  for (;;) {
+    std::uint32_t child = 2 * i + 1;
+    if (child >= size) break;
+    if (child + 1 < size && eng::received_before(heap[child + 1], heap[child])) ++child;
+    if (!eng::received_before(heap[child], last)) break;
+    if (made == limit) return made;
+    heap[i] = heap[child];
+    ++made;
+    i = child;
+  }
+  if (made == limit) return made;
+  heap[i] = last;
+  return made + 1;
+}
+
+// A side send: 1 the slot's position and the claim, 2 fill the slot, 3 state SIDE (the
+// commit), 4 `heap_stores` stores of the heap push (one by default), 5 the rest of the
+// push, 6 side_count, 7 next_seq and the sender cursors, 8 the claim cleared.
+bool side_send_steps(raw_region& r, tagged t, int stores, int heap_stores = 1) {
   eng::header* h = r.hdr();
   const std::uint32_t head = r.free_head();
   const std::uint32_t tail = r.ready_tail();
@@ -225,8 +266,7 @@ bool side_send_steps(raw_region& r, tagged t, int stores) {
   const std::uint32_t n = eng::entry_slot(e);
   eng::slot_header* s = r.slot(n);
   const std::uint64_t seq = h->next_seq;
-  const bool listed = (r.bitmap()[t.priority / 64] >> (t.priority % 64)) & 1;
-  eng::list_ends& ends = r.table()[t.priority];
+  const std::uint32_t count = h->side_count.load();
   if (stores >= 1) {
     s->position = head;
     h->claim_position = head;
@@ -236,21 +276,11 @@ bool side_send_steps(raw_region& r, tagged t, int stores) {
     s->size = sizeof t;
     s->priority = t.priority;
     s->seq = seq;
-    s->next = 0;
     std::memcpy(r.payload(n), &t, sizeof t);
   }
   if (stores >= 3) s->state.store(eng::slot_side);
-  if (stores >= 4 && listed) r.slot(ends.tail)->next = n;
-  if (stores >= 5) {
-    if (listed) {
-      ends.tail = n;
-    } else {
-      ends = {n, n};
-      r.bitmap()[t.priority / 64] |= std::uint64_t{1} << (t.priority % 64);
-      h->summary[t.priority / 4096] |= std::uint64_t{1} << ((t.priority / 64) % 64);
-    }
-  }
-  if (stores >= 6) h->side_count.store(h->side_count.load() + 1);
+  if (stores >= 4) heap_push_stores(r, count, {n, t.priority, seq}, stores >= 5 ? -1 : heap_stores);
+  if (stores >= 6) h->side_count.store(count + 1);
   if (stores >= 7) {
     h->next_seq = seq + 1;
     h->send_cursors.store(eng::cursors(head + 1, tail));
@@ -260,21 +290,22 @@ bool side_send_steps(raw_region& r, tagged t, int stores) {
 }
 
 // A receive of the best message (highest priority, oldest): 1 record what it takes,
-// copy it out and (side message) record the slot's position, 2 the free ring entry (the commit), 3 a side message's unlink
-// and side_count, 4 its state FREE, 5 the receiver cursors.
-bool receive_steps(raw_region& r, int stores) {
+// copy it out and (side message) record the slot's position, 2 the free ring entry (the
+// commit), 3 `heap_stores` stores of a side message's heap pop (one by default), 4 the
+// rest of the pop and side_count, 5 its state FREE, 6 the receiver cursors.
+bool receive_steps(raw_region& r, int stores, int heap_stores = 1) {
   eng::header* h = r.hdr();
   const std::uint32_t free_tail = r.free_tail();
   const std::uint32_t head = r.ready_head();
   const std::uint64_t re = r.ready_entry(head).load();
   const bool in_ring = eng::entry_tag(re) == head + 1;
-  const long p = r.top_priority();
+  const std::uint32_t count = r.side_count();
   eng::slot_header* ring_s = in_ring ? r.slot(eng::entry_slot(re)) : nullptr;
-  eng::slot_header* side_s = p >= 0 ? r.slot(r.table()[p].head) : nullptr;
+  eng::slot_header* side_s = count != 0 ? r.slot(r.heap()[0].slot) : nullptr;
   if (ring_s == nullptr && side_s == nullptr) return false;
-  const bool from_side = side_s != nullptr && (ring_s == nullptr || p > ring_s->priority ||
-                                               (static_cast<std::uint32_t>(p) == ring_s->priority && side_s->seq < ring_s->seq));
-  const std::uint32_t n = from_side ? r.table()[p].head : eng::entry_slot(re);
+  const bool from_side = side_s != nullptr && (ring_s == nullptr || eng::received_before(
+                                                                          r.heap()[0], {0, ring_s->priority, ring_s->seq}));
+  const std::uint32_t n = from_side ? r.heap()[0].slot : eng::entry_slot(re);
   eng::slot_header* s = r.slot(n);
   if (stores >= 1) {
     h->recv_taking.store(from_side ? n | eng::taking_side : n);
@@ -283,17 +314,10 @@ bool receive_steps(raw_region& r, int stores) {
     if (from_side) s->position = free_tail;
   }
   if (stores >= 2) r.free_entry(free_tail).store(eng::ring_entry(free_tail, n));
-  if (stores >= 3 && from_side) {
-    if (s->next == 0) {
-      r.bitmap()[p / 64] &= ~(std::uint64_t{1} << (p % 64));
-      if (r.bitmap()[p / 64] == 0) h->summary[p / 4096] &= ~(std::uint64_t{1} << ((p / 64) % 64));
-    } else {
-      r.table()[p].head = s->next;
-    }
-    h->side_count.store(h->side_count.load() - 1);
-  }
-  if (stores >= 4 && from_side) s->state.store(eng::slot_free);
-  if (stores >= 5) h->recv_cursors.store(eng::cursors(free_tail + 1, from_side ? head : head + 1));
+  if (stores >= 3 && from_side) heap_pop_stores(r, count, stores >= 4 ? -1 : heap_stores);
+  if (stores >= 4 && from_side) h->side_count.store(count - 1);
+  if (stores >= 5 && from_side) s->state.store(eng::slot_free);
+  if (stores >= 6) h->recv_cursors.store(eng::cursors(free_tail + 1, from_side ? head : head + 1));
   return true;
 }
 
@@ -388,14 +412,14 @@ TEST(EngineCrash, SideSenderKilledAtEachStore) {
 // went to the receiver that died, and the others stay, in order.
 TEST(EngineCrash, ReceiverKilledAtEachStore) {
   for (bool side_message : {true, false}) {
-    for (int stores = 0; stores <= 5; ++stores) {
+    for (int stores = 0; stores <= 6; ++stores) {
       SCOPED_TRACE(std::string("killed after store ") + std::to_string(stores) + " of a receive from the " +
-                   (side_message ? "side index" : "ring"));
+                   (side_message ? "side heap" : "ring"));
       unlink_guard guard(unique_name("crash-receive"), pipc::name_kind::engine_queue);
       auto q = three_message_queue(guard.name());
       std::vector<std::uint32_t> rest;
       if (side_message) {
-        // Two side messages of priority 5, so that the receive leaves a list behind.
+        // Two side messages of priority 5, so that the receive leaves one in the heap.
         send_tagged(q, 3, 5);
         rest = {1, 3, 0, 2};
       } else {
@@ -411,6 +435,74 @@ TEST(EngineCrash, ReceiverKilledAtEachStore) {
   }
 }
 
+// The side heap's push and pop move entries one store at a time; a process killed
+// between two of them leaves a heap that is no heap. Recovery rebuilds it from the
+// slots' states, so whatever store the kill fell after, nothing committed is lost,
+// nothing is duplicated, and priorities and FIFO order within a priority hold.
+//
+// Message 0 (priority 1) sets the ready ring's priority; messages 1…7 go to the side
+// heap with priorities {9, 12, 5, 12, 2, 9, 5}. A side send of priority 20 then moves
+// three entries down before it stores its own at the root (four stores); a receive
+// takes message 2 and sifts the last entry down two levels (three stores).
+constexpr std::array<unsigned, 8> kHeapPriorities = {1, 9, 12, 5, 12, 2, 9, 5};
+
+message_queue seven_side_messages(const std::string& name) {
+  auto q = message_queue::open(name, open_mode::create_only, engine_options(16, kSmallSize));
+  for (std::uint32_t i = 0; i < kHeapPriorities.size(); ++i) send_tagged(q, i, kHeapPriorities[i]);
+  return q;
+}
+
+TEST(EngineCrash, SideSenderKilledInsideTheHeapPush) {
+  watchdog dog(60s);
+  for (int heap_stores = 0; heap_stores <= 4; ++heap_stores) {
+    for (bool receiver_first : {true, false}) {
+      SCOPED_TRACE("killed after " + std::to_string(heap_stores) + " of the heap push's 4 stores; " +
+                   (receiver_first ? "receiver" : "sender") + " first");
+      unlink_guard guard(unique_name("crash-heap-push"), pipc::name_kind::engine_queue);
+      auto q = seven_side_messages(guard.name());
+      {
+        raw_region r(guard.name());
+        ASSERT_EQ(r.side_count(), 7u);
+      }
+      kill_child_holding(guard.name(), locks::both, [heap_stores](raw_region& r, int) {
+        return side_send_steps(r, {8, 20}, 4, heap_stores);
+      });
+      std::vector<std::uint32_t> got;
+      if (receiver_first) {
+        std::vector<std::byte> buffer(kSmallSize);
+        auto m = q.try_receive(buffer);  // recovers recv_lock
+        ASSERT_TRUE(m);
+        tagged t{};
+        std::memcpy(&t, buffer.data(), sizeof t);
+        got.push_back(t.id);
+      }
+      tagged t{9, 1};
+      ASSERT_TRUE(q.try_send(as_span(&t, sizeof t), 1));  // recovers send_lock (and recv_lock)
+      for (std::uint32_t id : drain_ids(q, kSmallSize)) got.push_back(id);
+      EXPECT_EQ(got, (std::vector<std::uint32_t>{8, 2, 4, 1, 6, 3, 7, 5, 0, 9}));
+      check_fill_to_max(q, 16, kSmallSize);
+    }
+  }
+}
+
+TEST(EngineCrash, SideReceiverKilledInsideTheHeapPop) {
+  watchdog dog(60s);
+  // Taking message 2 (priority 12, the older of two) leaves six entries; the last one
+  // (message 7, priority 5) sifts down from the root: three stores.
+  for (int heap_stores = 0; heap_stores <= 3; ++heap_stores) {
+    SCOPED_TRACE("killed after " + std::to_string(heap_stores) + " stores of the heap pop");
+    unlink_guard guard(unique_name("crash-heap-pop"), pipc::name_kind::engine_queue);
+    auto q = seven_side_messages(guard.name());
+    kill_child_holding(guard.name(), locks::recv,
+                       [heap_stores](raw_region& r, int) { return receive_steps(r, 3, heap_stores); });
+    // Message 2 went to the receiver that died; a send at the ring's priority comes last.
+    tagged t{9, 1};
+    ASSERT_TRUE(q.try_send(as_span(&t, sizeof t), 1));
+    EXPECT_EQ(drain_ids(q, kSmallSize), (std::vector<std::uint32_t>{4, 1, 6, 3, 7, 5, 0, 9}));
+    check_fill_to_max(q, 16, kSmallSize);
+  }
+}
+
 // A side receive killed right after its commit frees its slot while recv_lock is dead;
 // a ring sender, which does not need recv_lock, may take that slot at once and put it at
 // the ready ring's head. Recovery must still see that the dead receiver took a side
@@ -422,7 +514,7 @@ TEST(EngineCrash, SlotOfAKilledSideReceiveReusedByARingSender) {
   send_tagged(q, 1, 1);  // side
   std::vector<std::byte> buffer(kSmallSize);
   ASSERT_TRUE(q.try_receive(buffer));  // 0: the ring is empty now
-  send_tagged(q, 2, 2);  // side (the side index is not empty); the queue is full
+  send_tagged(q, 2, 2);  // side (the side heap is not empty); the queue is full
   // The child takes message 2 (priority 2, the best) and dies right after the commit.
   kill_child_holding(guard.name(), locks::recv, [](raw_region& r, int) { return receive_steps(r, 2); });
   send_tagged(q, 3, 5);  // a ring send into the freed slot, at the ready ring's head
@@ -542,7 +634,7 @@ TEST(EngineCrash, BlockingCApiSenderGetsRoomWhoseReceiverDiedAfterCommit) {
   check_sleeper_wakes_after_death(false, false, sleep_kind::blocking_c_api);
 }
 
-// A recoverer killed halfway through recovering recv_lock (side index wiped, nothing
+// A recoverer killed halfway through recovering recv_lock (side heap wiped, nothing
 // rebuilt) leaves the lock owner-dead again, and the next user recovers from the
 // slots' states.
 TEST(EngineCrash, RecovererKilledMidRecoveryIsRecoveredAgain) {
@@ -554,12 +646,8 @@ TEST(EngineCrash, RecovererKilledMidRecoveryIsRecoveredAgain) {
   kill_child_holding(guard.name(), locks::both, [](raw_region& r, int locked) {
     if (locked != EOWNERDEAD) return false;
     eng::header* h = r.hdr();
-    std::memset(r.bitmap(), 0, eng::bitmap_words * sizeof(std::uint64_t));
-    std::memset(h->summary, 0, sizeof h->summary);
     h->side_count.store(0);
-    for (std::uint32_t n = 1; n <= r.geo().max_messages; ++n) {
-      if (r.slot(n)->state.load() == eng::slot_side) r.slot(n)->next = 0xdead;
-    }
+    std::memset(static_cast<void*>(r.heap()), 0xde, r.geo().max_messages * sizeof(eng::side_entry));
     return true;
   });
   raw_region peek(guard.name());

@@ -190,7 +190,6 @@ int die_after_side_commit(const std::string& name, std::uint32_t priority, std::
   s->size = sizeof value;
   s->priority = priority;
   s->seq = h->next_seq;
-  s->next = 0;
   std::memcpy(r.payload(n), &value, sizeof value);
   s->state.store(eng::slot_side);
   ::raise(SIGKILL);

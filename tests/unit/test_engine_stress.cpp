@@ -311,11 +311,11 @@ TEST(EngineStress, CapsRejectOneBeyondWithAMessageNamingTheCap) {
 
 TEST(EngineStress, MaxMessagesAtTheCapFillsAndDrains) {
   constexpr std::uint64_t kMax = pipc::engine::max_max_messages;
-  // 1 048 576 slots of stride round_up(32 + 1, 64) = 64 bytes, after the 264 KiB of
-  // header, bitmap and priority table and two rings of 2 × kMax 8-byte entries:
-  // 96 MiB + 264 KiB.
+  // 1 048 576 slots of stride round_up(32 + 1, 64) = 64 bytes, after the 2 KiB header,
+  // two rings of 2 × kMax 8-byte entries and the side heap of kMax 16-byte entries:
+  // 112 MiB + 2 KiB.
   constexpr std::uint64_t kRegion = pipc::engine::compute_geometry(kMax, 1).region_size;
-  static_assert(kRegion == 270336 + 2 * (2 * kMax * 8) + kMax * 64);
+  static_assert(kRegion == 2048 + 2 * (2 * kMax * 8) + kMax * 16 + kMax * 64);
   if (shm_available_bytes() < kRegion + (64u << 20)) {
     GTEST_SKIP() << "/dev/shm has " << shm_available_bytes() << " bytes free; the queue needs " << kRegion;
   }

@@ -26,6 +26,7 @@
 #include <future>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -830,6 +831,76 @@ TYPED_TEST(MessageQueueTest, InterleavedSendAndReceiveKeepsOrder) {
     EXPECT_EQ(l2->text, "low" + std::to_string(expect_low++));
   }
   EXPECT_EQ(q.attributes().current_messages, 0);
+}
+
+// Far more distinct priorities over time than the queue has slots, 0 and 32767 among
+// them, messages of one priority sent far apart and among others, the queue filled and
+// drained again and again: every receive returns what a model says, the oldest message
+// of the highest priority.
+TYPED_TEST(MessageQueueTest, ManyDistinctPrioritiesOverTimeKeepOrder) {
+  constexpr auto B = TypeParam::value;
+  constexpr long kDepth = 8;
+  queue_name name(B, "many-prio");
+  auto q = message_queue::open(name.str(), open_mode::create_only, options(B, kDepth, 64));
+  struct queued {
+    unsigned priority;
+    std::uint64_t id;
+  };
+  std::vector<queued> model;  // in arrival order
+  std::set<unsigned> distinct;
+  std::uint64_t next_id = 0, rng = 12345;
+  auto random = [&] { return rng = pipc::test::mix(rng); };
+  auto pick_priority = [&]() -> unsigned {
+    switch (random() % 8) {
+      case 0:
+        return 0;
+      case 1:
+        return pipc::max_priority;
+      case 2:
+      case 3:
+        return static_cast<unsigned>(1 + random() % 3);  // a few, often repeated
+      default:
+        return static_cast<unsigned>(random() % (pipc::max_priority + 1));
+    }
+  };
+  for (int step = 0; step < 6000; ++step) {
+    // Phases of filling and of draining, so that the queue is often full and often empty.
+    const bool filling = (step / 40) % 2 == 0;
+    const bool send = model.empty() ? true
+                      : static_cast<long>(model.size()) == kDepth ? false
+                      : filling ? random() % 4 != 0
+                                : random() % 4 == 0;
+    if (send) {
+      const unsigned p = pick_priority();
+      distinct.insert(p);
+      const std::string text = std::to_string(next_id);
+      ASSERT_TRUE(q.try_send(bytes(text), p)) << "full with " << model.size() << " messages";
+      model.push_back({p, next_id++});
+    } else {
+      std::size_t best = 0;
+      for (std::size_t i = 1; i < model.size(); ++i) {
+        if (model[i].priority > model[best].priority) best = i;
+      }
+      auto m = take(q);
+      ASSERT_TRUE(m) << "empty with " << model.size() << " messages";
+      ASSERT_EQ(m->text, std::to_string(model[best].id)) << "step " << step;
+      ASSERT_EQ(m->priority, model[best].priority);
+      model.erase(model.begin() + static_cast<std::ptrdiff_t>(best));
+    }
+  }
+  while (!model.empty()) {
+    std::size_t best = 0;
+    for (std::size_t i = 1; i < model.size(); ++i) {
+      if (model[i].priority > model[best].priority) best = i;
+    }
+    auto m = take(q);
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->text, std::to_string(model[best].id));
+    model.erase(model.begin() + static_cast<std::ptrdiff_t>(best));
+  }
+  EXPECT_FALSE(take(q));
+  EXPECT_GT(distinct.size(), 1000u) << "the case meant many distinct priorities";
+  EXPECT_TRUE(distinct.count(0) && distinct.count(pipc::max_priority));
 }
 
 TYPED_TEST(MessageQueueTest, PriorityAboveMaxFailsWithEinval) {

@@ -137,6 +137,7 @@ enum class maps_answer { no, yes, unknown };
 maps_answer process_maps_file(pid_t pid, dev_t dev, ino_t ino) noexcept;
 // The calling process's umask, read without changing it.
 mode_t current_umask() noexcept;
+// CPUs online when the process first asked (cached: it only tunes spinning).
 int online_cpus() noexcept;
 // The CPU the caller runs on now (glibc reads it from rseq: no system call).
 std::uint32_t current_cpu() noexcept;

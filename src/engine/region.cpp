@@ -6,7 +6,10 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
+#include <cstring>
 #include <mutex>
+#include <new>
 #include <vector>
 
 namespace pipc::engine {
@@ -31,7 +34,9 @@ mode_t file_mode(mode_t queue_mode) noexcept {
   return m;
 }
 
-int map_region(int fd, const geometry& geo, std::shared_ptr<region>& out) noexcept {
+// Maps the region of `fd` and guards it. `fill_page_tables`: fill in this process's page
+// tables now (see populate()).
+int map_region(int fd, const geometry& geo, bool fill_page_tables, std::shared_ptr<region>& out) noexcept {
   void* base = nullptr;
   int e = sys::mmap_rw(fd, geo.region_size, base);
   if (e != 0) return e;
@@ -52,7 +57,7 @@ int map_region(int fd, const geometry& geo, std::shared_ptr<region>& out) noexce
     out.reset();
     return e;
   }
-  populate(*out);
+  if (fill_page_tables) populate(*out);
   return 0;
 }
 
@@ -100,63 +105,98 @@ class region_table {
   std::vector<entry> entries_;
 };
 
+// Writes a new queue's initial state into `fd`: the header and the free ring's first N
+// entries (slots 1 … N at positions 0 … N − 1), everything else of a new region being
+// zero. They are built a page at a time in this process's memory and written with
+// pwrite, so creating maps and faults in nothing; for a small queue it is one page.
+int write_initial_state(int fd, const geometry& geo, mode_t queue_mode) noexcept {
+  constexpr std::size_t chunk = 4096;
+  static_assert(header_size <= chunk && header_size % sizeof(std::uint64_t) == 0);
+  alignas(header) std::byte buffer[chunk];
+  const std::uint64_t end = geo.free_ring_offset + geo.max_messages * sizeof(std::uint64_t);
+  for (std::uint64_t offset = 0; offset < end; offset += chunk) {
+    std::memset(buffer, 0, sizeof buffer);
+    const std::uint64_t length = std::min<std::uint64_t>(chunk, end - offset);
+    if (offset == 0) {
+      header* h = new (buffer) header{};
+      h->magic_word = magic;
+      h->version = layout_version;
+      h->header_bytes = header_size;
+      h->region_size = geo.region_size;
+      h->max_messages = geo.max_messages;
+      h->message_size = geo.message_size;
+      h->slot_stride = geo.slot_stride;
+      h->heap_offset = geo.heap_offset;
+      h->slots_offset = geo.slots_offset;
+      h->ring_size = geo.ring_size;
+      h->free_ring_offset = geo.free_ring_offset;
+      h->ready_ring_offset = geo.ready_ring_offset;
+      h->mode = queue_mode;
+      h->created_ns = sys::now_ns(CLOCK_REALTIME);
+      h->next_seq = 1;
+      // Both lock words are 0: free. free_head and every ring cursor are 0; free_tail N.
+      h->recv_cursors.store(cursors(static_cast<std::uint32_t>(geo.max_messages), 0), std::memory_order_relaxed);
+    }
+    // The free ring's entries that fall in this chunk (the ring starts 8-aligned, so
+    // none straddles two chunks).
+    std::uint64_t first = offset > geo.free_ring_offset ? (offset - geo.free_ring_offset) / sizeof(std::uint64_t) : 0;
+    for (std::uint64_t k = first; k < geo.max_messages; ++k) {
+      const std::uint64_t at = geo.free_ring_offset + k * sizeof(std::uint64_t);
+      if (at >= offset + length) break;
+      const auto position = static_cast<std::uint32_t>(k);
+      const std::uint64_t e = ring_entry(position, position + 1);
+      std::memcpy(buffer + (at - offset), &e, sizeof e);
+    }
+    if (int e = sys::pwrite_exact(fd, buffer, length, offset); e != 0) return e;
+  }
+  return 0;
+}
+
 // Builds a complete queue in an unnamed file and links it as `leaf`.
 // Returns 0, EEXIST if the name is taken, or another errno.
+//
+// What it costs, in system calls (docs/engine.md, "Creation, opening, unlinking"): the
+// file (O_TMPFILE, whose mode tells the umask), its status, perhaps a chmod, fallocate
+// (the memory of the whole region, zeroed by the kernel as it is first touched), one
+// pwrite per 4 KiB of header and free ring, mmap, linkat. Nothing is proportional to
+// the priority range, nothing writes zeros, and no page is mapped or faulted in: the
+// creator fills in its page tables as it uses the queue.
 int create_region(const std::string& leaf, mode_t mode, std::uint64_t max_messages, std::uint64_t message_size,
                   std::shared_ptr<region>& out) noexcept {
   geometry geo = compute_geometry(max_messages, message_size);
-  mode_t queue_mode = mode & ~sys::current_umask() & 0777;
+  // The file is made with the queue's mode, so open(2) applies the umask to it: its
+  // permission bits are then the queue's mode, mode & ~umask, without reading the umask
+  // from /proc (3-4 µs). (Where /dev/shm has a default ACL, that ACL takes the umask's
+  // place, as for every file made there, shm_open's included.)
   int fd = -1;
-  int e = sys::shm_create_unnamed(file_mode(queue_mode), fd);
+  int e = sys::shm_create_unnamed(mode & 0777, fd);
   if (e != 0) return e;
-  e = sys::fallocate(fd, geo.region_size);
-  if (e == 0) e = map_region(fd, geo, out);
-  if (e != 0) {
+  auto fail = [&](int error) {
+    out.reset();
     sys::close(fd);
-    return e;
+    return error;
+  };
+  struct ::stat st {};
+  if (e = sys::fstat(fd, st); e != 0) return fail(e);
+  const mode_t queue_mode = st.st_mode & 0777;
+  // The file itself gives only what the engine can give (file_mode); nobody can open it
+  // before it is linked.
+  if (const mode_t wanted = file_mode(queue_mode); (st.st_mode & 07777) != wanted) {
+    if (e = sys::fchmod(fd, wanted); e != 0) return fail(e);
   }
-  region& r = *out;
-  header* h = r.hdr();  // the file is new, so everything reads as zero
-  h->version = layout_version;
-  h->header_bytes = header_size;
-  h->region_size = geo.region_size;
-  h->max_messages = geo.max_messages;
-  h->message_size = geo.message_size;
-  h->slot_stride = geo.slot_stride;
-  h->heap_offset = geo.heap_offset;
-  h->slots_offset = geo.slots_offset;
-  h->ring_size = geo.ring_size;
-  h->free_ring_offset = geo.free_ring_offset;
-  h->ready_ring_offset = geo.ready_ring_offset;
-  h->mode = queue_mode;
-  h->created_ns = sys::now_ns(CLOCK_REALTIME);
-  h->next_seq = 1;
-
-  // Both lock words are 0: free.
-
-  // Every slot starts on the free ring, slot n at position n − 1: free_head 0,
-  // free_tail N.
-  auto count = static_cast<std::uint32_t>(max_messages);
-  for (std::uint32_t n = 1; n <= count; ++n) {
-    r.slot(n)->position = n - 1;
-    r.entry(r.free_ring(), n - 1).store(ring_entry(n - 1, n), std::memory_order_relaxed);
-  }
-  h->send_cursors.store(cursors(0, 0), std::memory_order_relaxed);
-  h->recv_cursors.store(cursors(count, 0), std::memory_order_relaxed);
-  std::atomic_ref<std::uint64_t>(h->magic_word).store(magic, std::memory_order_release);
+  // ENOSPC now rather than SIGBUS later.
+  if (e = sys::fallocate(fd, geo.region_size); e != 0) return fail(e);
+  if (e = write_initial_state(fd, geo, queue_mode); e != 0) return fail(e);
+  if (e = map_region(fd, geo, false, out); e != 0) return fail(e);
 
   // The queue is complete: only now does it get its name.
-  e = sys::shm_link(fd, leaf.c_str());
-  if (e != 0) {
-    out.reset();
+  if (e = sys::shm_link(fd, leaf.c_str()); e != 0) {
+    out.reset();  // closes fd
     return e;
   }
-  struct ::stat st {};
-  if (sys::fstat(fd, st) == 0) {
-    out->dev = st.st_dev;
-    out->ino = st.st_ino;
-    region_table::instance().add(st, out);
-  }
+  out->dev = st.st_dev;
+  out->ino = st.st_ino;
+  region_table::instance().add(st, out);
   return 0;
 }
 
@@ -189,7 +229,7 @@ int attach_region(int fd, const struct ::stat& st, std::shared_ptr<region>& out)
   }
   geometry geo = compute_geometry(claimed.max_messages, claimed.message_size);
   if (claimed != geo || file_size != geo.region_size) return corrupt;
-  return map_region(fd, geo, out);
+  return map_region(fd, geo, true, out);
 }
 
 // Is the file `st` safe to use as a queue that the caller opens by name? /dev/shm is

@@ -97,6 +97,21 @@ int pread_exact(int fd, void* buffer, std::size_t size, std::size_t offset) noex
   return 0;
 }
 
+int pwrite_exact(int fd, const void* buffer, std::size_t size, std::size_t offset) noexcept {
+  no_cancel guard;
+  const auto* p = static_cast<const char*>(buffer);
+  while (size > 0) {
+    ssize_t n = ::pwrite(fd, p, size, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) return EIO;
+    p += n;
+    size -= static_cast<std::size_t>(n);
+    offset += static_cast<std::size_t>(n);
+  }
+  return 0;
+}
+
 int mmap_shared(int fd, std::size_t length, std::size_t offset, bool writable, void*& addr) noexcept {
   int prot = PROT_READ | (writable ? PROT_WRITE : 0);
   addr = ::mmap(nullptr, length, prot, MAP_SHARED, fd, static_cast<off_t>(offset));
@@ -179,21 +194,25 @@ const char* shm_directory() noexcept { return "/dev/shm"; }
 int shm_create_unnamed(mode_t mode, int& fd) noexcept {
   no_cancel guard;
   fd = ::open(shm_directory(), O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
-  if (fd == -1) return errno;
-  // O_TMPFILE applied the umask; the caller's mode is what was asked for.
-  if (::fchmod(fd, mode) == -1) {
-    int e = errno;
-    ::close(fd);
-    fd = -1;
-    return e;
-  }
-  return 0;
+  return fd == -1 ? errno : 0;
 }
 
+int fchmod(int fd, mode_t mode) noexcept { return result(::fchmod(fd, mode)); }
+
 int shm_link(int fd, const char* leaf) noexcept {
+  // Linking the descriptor itself (AT_EMPTY_PATH) skips a walk through /proc; Linux
+  // allows it without CAP_DAC_READ_SEARCH since 6.10 for a file the caller opened, and
+  // says ENOENT before that. Then /proc/self/fd, which every version links. (A kernel
+  // that said no once is not asked again.)
+  static std::atomic<bool> empty_path_refused{false};
+  std::string to = std::string(shm_directory()) + "/" + leaf;
+  if (!empty_path_refused.load(std::memory_order_relaxed)) {
+    if (::linkat(fd, "", AT_FDCWD, to.c_str(), AT_EMPTY_PATH) == 0) return 0;
+    if (errno != ENOENT && errno != EPERM && errno != EINVAL) return errno;
+    empty_path_refused.store(true, std::memory_order_relaxed);
+  }
   char from[64];
   std::snprintf(from, sizeof from, "/proc/self/fd/%d", fd);
-  std::string to = std::string(shm_directory()) + "/" + leaf;
   return result(::linkat(AT_FDCWD, from, AT_FDCWD, to.c_str(), AT_SYMLINK_FOLLOW));
 }
 
@@ -430,23 +449,6 @@ maps_answer process_maps_file(pid_t pid, dev_t dev, ino_t ino) noexcept {
   // Another user's maps open but read as empty (the kernel's ptrace check at read time).
   if (answer == maps_answer::no && !readable) return maps_answer::unknown;
   return answer;
-}
-
-mode_t current_umask() noexcept {
-  no_cancel guard;
-  long value = -1;
-  std::FILE* f = std::fopen("/proc/self/status", "re");
-  if (f != nullptr) {
-    char line[256];
-    while (std::fgets(line, sizeof line, f) != nullptr) {
-      if (std::strncmp(line, "Umask:", 6) == 0) {
-        value = std::strtol(line + 6, nullptr, 8);
-        break;
-      }
-    }
-    std::fclose(f);
-  }
-  return value < 0 ? 022 : static_cast<mode_t>(value);
 }
 
 int online_cpus() noexcept {

@@ -43,6 +43,8 @@ int ftruncate(int fd, std::size_t size) noexcept;
 // Reads exactly `size` bytes at `offset` (retrying short reads and EINTR); ENODATA if
 // the file ends first.
 int pread_exact(int fd, void* buffer, std::size_t size, std::size_t offset) noexcept;
+// Writes exactly `size` bytes at `offset` (retrying short writes and EINTR).
+int pwrite_exact(int fd, const void* buffer, std::size_t size, std::size_t offset) noexcept;
 // Reads one integer from a text file such as /proc/sys/fs/mqueue/msg_max.
 int read_long(const char* path, long& value) noexcept;
 int get_rlimit(int resource, struct ::rlimit& limit) noexcept;
@@ -81,8 +83,11 @@ int mq_notify(mqd_t q, const sigevent* sev) noexcept;
 // Files in the shared memory filesystem (/dev/shm), for objects that must be created
 // atomically: an unnamed file is built completely, then linked under its name.
 const char* shm_directory() noexcept;
-// An unnamed, read-write tmpfs file in shm_directory() with permission bits `mode`.
+// An unnamed, read-write tmpfs file in shm_directory() (O_TMPFILE), with permission
+// bits `mode` as open(2) applies them: less the umask, unless the directory has a
+// default ACL, which then decides instead.
 int shm_create_unnamed(mode_t mode, int& fd) noexcept;
+int fchmod(int fd, mode_t mode) noexcept;
 // Links the unnamed file `fd` as shm_directory()/leaf; EEXIST if the name is taken.
 int shm_link(int fd, const char* leaf) noexcept;
 // Opens shm_directory()/leaf read-write (no O_CREAT, never follows a symlink, never
@@ -135,8 +140,6 @@ bool proc_available() noexcept;
 // cannot be read (another user's process, hidepid).
 enum class maps_answer { no, yes, unknown };
 maps_answer process_maps_file(pid_t pid, dev_t dev, ino_t ino) noexcept;
-// The calling process's umask, read without changing it.
-mode_t current_umask() noexcept;
 // CPUs online when the process first asked (cached: it only tunes spinning).
 int online_cpus() noexcept;
 // The CPU the caller runs on now (glibc reads it from rseq: no system call).

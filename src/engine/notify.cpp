@@ -157,6 +157,7 @@ int queue::register_notification(std::uint32_t kind, int signo, std::uint64_t va
     r.unlock_both();
     return EBUSY;
   }
+  registered_.store(true, std::memory_order_relaxed);
   h->notify_fired_pid = 0;
   h->notify_fired_token = 0;
   h->notify_kind = kind;

@@ -123,7 +123,11 @@ queue::~queue() {
   // under the locks right now.)
   // Bounded: close never hangs on a lock whose holder is stopped (or forged); the
   // record is then left, and counts as absent once this process is gone.
-  if ((h->notify_pid.load() == me || h->notify_fired_pid.load() == me) &&
+  // Only a descriptor that registered can have a record (and a descriptor that never
+  // did leaves the region untouched: closing a queue that was only created maps in no
+  // page).
+  if (registered_.load(std::memory_order_relaxed) &&
+      (h->notify_pid.load() == me || h->notify_fired_pid.load() == me) &&
       region_->lock_both(wait_limit::immediate()) == 0) {
     if (h->notify_pid.load() == me && h->notify_token == token_) h->notify_pid.store(0);
     if (h->notify_fired_pid == me && h->notify_fired_token == token_) {

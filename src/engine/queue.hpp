@@ -115,6 +115,7 @@ class queue {
   std::atomic<std::int64_t> send_spin_;     // the adaptive spin budgets (see wait_while)
   std::atomic<std::int64_t> receive_spin_;
   std::uint64_t token_;  // identifies this open description in notification records
+  std::atomic<bool> registered_{false};  // it has registered a notification (ever)
   pid_t opener_pid_;     // the process that opened it (a forked child inherits a copy)
 
   std::mutex helpers_mutex_;

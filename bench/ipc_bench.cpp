@@ -41,6 +41,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -660,11 +661,13 @@ struct settings {
   double stream_ms = 100;     // timed part of one stream repetition
   double contention_ms = 100;
   double contention_warmup_ms = 30;  // running, not counted, before the measured phase
+  long create_rounds = 10;  // per create repetition: rounds of create_batch per transport
+  long create_batch = 200;
   bool pin = false;
   bool latency_all_depths = false;
   std::vector<std::size_t> sizes = {64, 1024, 8192};
   std::vector<std::string> only;
-  std::vector<std::string> measurements = {"latency", "stream", "contention"};
+  std::vector<std::string> measurements = {"latency", "stream", "contention", "create"};
   std::string csv_path;
   std::string md_path;
 };
@@ -1027,6 +1030,151 @@ contention_result contention(const transport& t, std::size_t size, const setting
 }
 
 // ---------------------------------------------------------------------------------
+// Creating a queue (measurement "create"), in this process: what a create costs for a
+// queue of mq_open's default attributes (10 messages of 8192 bytes), for pipc's engine
+// through the C++ API and the C API, and for raw kernel mq_open. Two operations:
+//   create  create the queue (O_CREAT | O_EXCL), close it, remove its name
+//   exists  O_CREAT | O_EXCL on a name that exists: fails with EEXIST, nothing is made
+// Each repetition runs create_rounds rounds; in a round every transport runs
+// create_batch operations in turn, so the transports alternate and a slow moment of
+// the machine falls on all of them alike. A repetition's figure is its mean per
+// operation.
+
+constexpr long create_depth = 10;
+constexpr long create_size = 8192;
+
+struct creator {
+  std::string name;  // the table's row
+  std::string description;
+  char kind;         // for remember_name: 'q' kernel queue, 's' shared memory object
+  std::string (*object)(const std::string& queue);  // what remember_name records
+  void (*make)(const std::string& queue);            // create, close, keep the name
+  bool (*exists)(const std::string& queue);          // O_EXCL on a taken name: EEXIST?
+  void (*remove)(const std::string& queue);
+};
+
+std::string engine_object(const std::string& queue) { return "/pipc.mq." + queue.substr(1); }
+std::string same_name(const std::string& queue) { return queue; }
+
+pipc::mq_options create_options() {
+  pipc::mq_options o;
+  o.max_messages = create_depth;
+  o.message_size = create_size;
+  return o;
+}
+
+std::vector<creator> all_creators() {
+  return {
+      {"pipc-shm", "pipc engine, C++ API: message_queue::open(create_only), close(), message_queue::unlink", 's',
+       engine_object,
+       [](const std::string& q) { pipc::message_queue::open(q, pipc::open_mode::create_only, create_options()); },
+       [](const std::string& q) {
+         std::error_code ec;
+         (void)pipc::message_queue::open(q, pipc::open_mode::create_only, create_options(), ec);
+         return ec == std::errc::file_exists;
+       },
+       [](const std::string& q) { pipc::message_queue::unlink(q); }},
+      {"pipc-shm-c", "pipc engine, C API: pipc_mq_open(O_CREAT | O_EXCL), pipc_mq_close, pipc_mq_unlink", 's',
+       engine_object,
+       [](const std::string& q) {
+         struct pipc_mq_attr attr {};
+         attr.mq_maxmsg = create_depth;
+         attr.mq_msgsize = create_size;
+         pipc_mqd_t d = ::pipc_mq_open(q.c_str(), O_CREAT | O_EXCL | O_RDWR, static_cast<mode_t>(0600), &attr);
+         if (d == static_cast<pipc_mqd_t>(-1)) sys_fail("pipc_mq_open (create)");
+         ::pipc_mq_close(d);
+       },
+       [](const std::string& q) {
+         struct pipc_mq_attr attr {};
+         attr.mq_maxmsg = create_depth;
+         attr.mq_msgsize = create_size;
+         pipc_mqd_t d = ::pipc_mq_open(q.c_str(), O_CREAT | O_EXCL | O_RDWR, static_cast<mode_t>(0600), &attr);
+         return d == static_cast<pipc_mqd_t>(-1) && errno == EEXIST;
+       },
+       [](const std::string& q) {
+         if (::pipc_mq_unlink(q.c_str()) != 0) sys_fail("pipc_mq_unlink");
+       }},
+      {"kernel-mq", "raw kernel queue: mq_open(O_CREAT | O_EXCL), mq_close, mq_unlink", 'q', same_name,
+       [](const std::string& q) {
+         struct mq_attr attr {};
+         attr.mq_maxmsg = create_depth;
+         attr.mq_msgsize = create_size;
+         mqd_t d = ::mq_open(q.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600, &attr);
+         if (d == static_cast<mqd_t>(-1)) sys_fail("mq_open (create)");
+         ::mq_close(d);
+       },
+       [](const std::string& q) {
+         struct mq_attr attr {};
+         attr.mq_maxmsg = create_depth;
+         attr.mq_msgsize = create_size;
+         mqd_t d = ::mq_open(q.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600, &attr);
+         return d == static_cast<mqd_t>(-1) && errno == EEXIST;
+       },
+       [](const std::string& q) {
+         if (::mq_unlink(q.c_str()) != 0) sys_fail("mq_unlink");
+       }},
+  };
+}
+
+struct create_result {
+  double create_ns = 0;  // create + close + unlink
+  double exists_ns = 0;  // a failing O_CREAT | O_EXCL
+};
+
+// One repetition for every creator: the mean cost of each operation, the creators
+// alternating in rounds of `batch` operations.
+std::vector<create_result> create_once(const std::vector<creator>& cs, long rounds, long batch) {
+  std::vector<create_result> out(cs.size());
+  std::vector<std::string> names;
+  for (const auto& c : cs) {
+    names.push_back(unique_name("/"));
+    remember_name(c.kind, c.object(names.back()));
+  }
+  for (long round = 0; round < rounds; ++round) {
+    for (std::size_t i = 0; i < cs.size(); ++i) {
+      const std::int64_t t0 = now_ns();
+      for (long k = 0; k < batch; ++k) {
+        cs[i].make(names[i]);
+        cs[i].remove(names[i]);
+      }
+      out[i].create_ns += static_cast<double>(now_ns() - t0);
+    }
+  }
+  for (std::size_t i = 0; i < cs.size(); ++i) cs[i].make(names[i]);
+  for (long round = 0; round < rounds; ++round) {
+    for (std::size_t i = 0; i < cs.size(); ++i) {
+      const std::int64_t t0 = now_ns();
+      for (long k = 0; k < batch; ++k) {
+        if (!cs[i].exists(names[i])) {
+          die("%s: O_CREAT | O_EXCL of an existing queue did not fail with EEXIST", cs[i].name.c_str());
+        }
+      }
+      out[i].exists_ns += static_cast<double>(now_ns() - t0);
+    }
+  }
+  for (std::size_t i = 0; i < cs.size(); ++i) {
+    cs[i].remove(names[i]);
+    forget_name(cs[i].object(names[i]));
+    out[i].create_ns /= static_cast<double>(rounds * batch);
+    out[i].exists_ns /= static_cast<double>(rounds * batch);
+  }
+  return out;
+}
+
+// The size of the engine's file for a queue of the create measurement's attributes.
+long engine_region_bytes() {
+  const std::string q = unique_name("/");
+  remember_name('s', engine_object(q));
+  pipc::message_queue::open(q, pipc::open_mode::create_only, create_options());
+  struct ::stat st {};
+  const long size = ::stat(("/dev/shm" + engine_object(q)).c_str(), &st) == 0 ? static_cast<long>(st.st_size) : -1;
+  pipc::message_queue::unlink(q);
+  forget_name(engine_object(q));
+  return size;
+}
+long g_region_bytes = -1;
+
+// ---------------------------------------------------------------------------------
 // Results: every repetition's value, summarised as median, min and max.
 
 struct summary {
@@ -1358,6 +1506,39 @@ void print_tables(std::FILE* out, const std::vector<transport>& ts, const settin
     }
     std::fprintf(out, "\n");
   }
+  if (wants(s, "create")) {
+    std::fprintf(out,
+                 "## Creating a queue, µs per operation (%ld × %ld, mq_open's defaults; %ld operations per "
+                 "repetition, the transports alternating in rounds of %ld)\n\n"
+                 "create: O_CREAT | O_EXCL, close, unlink. exists: O_CREAT | O_EXCL of a name that exists, which "
+                 "fails with EEXIST. × kernel mq is the time taken as a multiple of the kernel's (< 1 is faster)."
+                 "%s\n\n",
+                 create_depth, create_size, s.create_rounds * s.create_batch, s.create_batch,
+                 g_region_bytes > 0 ? strf(" The engine's region for this queue: %ld bytes.", g_region_bytes).c_str()
+                                    : "");
+    std::fprintf(out, "| transport | create | × kernel mq | exists | × kernel mq |\n");
+    std::fprintf(out, "| --- | ---: | ---: | ---: | ---: |\n");
+    auto kc = result("create", "kernel-mq", create_size, "create_ns");
+    auto ke = result("create", "kernel-mq", create_size, "exists_ns");
+    for (const auto& c : all_creators()) {
+      auto rc = result("create", c.name, create_size, "create_ns");
+      auto re = result("create", c.name, create_size, "exists_ns");
+      if (!rc || !re) continue;
+      std::optional<double> xc, xe;
+      if (kc) xc = rc->median / kc->median;
+      if (ke) xe = re->median / ke->median;
+      std::fprintf(out, "| %s | %s | %s | %s | %s |\n", c.name.c_str(), with_range(*rc, us).c_str(), ratio(xc).c_str(),
+                   with_range(*re, us).c_str(), ratio(xe).c_str());
+    }
+    std::fprintf(out, "\n");
+    for (const auto& c : all_creators()) {
+      if (result("create", c.name, create_size, "create_ns")) {
+        std::fprintf(out, "- `%s`: %s\n", c.name.c_str(), c.description.c_str());
+      }
+    }
+    std::fprintf(out, "\n");
+  }
+  if (!wants(s, "latency") && !wants(s, "stream") && !wants(s, "contention")) return;
   std::fprintf(out, "Transports:\n\n");
   for (const auto& t : ts)
     if (selected(t, s)) std::fprintf(out, "- `%s`: %s\n", t.name.c_str(), t.description.c_str());
@@ -1393,6 +1574,15 @@ void write_csv(const std::string& path, const std::vector<transport>& ts, const 
       }
     }
   }
+  for (const auto& c : all_creators()) {
+    for (const char* metric : {"create_ns", "exists_ns"}) {
+      auto it = g_values.find({"create", c.name, create_size, metric});
+      if (it == g_values.end()) continue;
+      const summary sm = summarise(it->second);
+      std::fprintf(f, "create,%s,%ld,%ld,%s,ns,%.6g,%.6g,%.6g,%d,%ld\n", c.name.c_str(), create_depth, create_size, metric,
+                   sm.median, sm.min, sm.max, sm.reps, s.create_rounds * s.create_batch);
+    }
+  }
   // The machine-state probe: one row per measurement, over its repetitions.
   for (const auto& [m, values] : g_probes) {
     std::vector<double> v;
@@ -1418,7 +1608,7 @@ void write_csv(const std::string& path, const std::vector<transport>& ts, const 
                "  --contention-ms MS   timed part of each contention repetition (default 100, after 30 of warm-up)\n"
                "  --sizes A,B,...      message sizes in bytes, multiples of 8, >= 16 (default 64,1024,8192)\n"
                "  --only S1,S2,...     only transports whose name contains one of these\n"
-               "  --measure M1,...     latency, stream, contention (default all)\n"
+               "  --measure M1,...     latency, stream, contention, create (default all)\n"
                "  --latency-all-depths ping-pong every depth, not only the smallest\n"
                "  --pin                pin the processes to distinct CPUs (sched_setaffinity)\n"
                "  --spin-ns N          the engine's spin before sleeping (default: the library's, 20 us)\n"
@@ -1467,6 +1657,8 @@ settings parse(int argc, char** argv) {
       s.stream_ms = 20;
       s.contention_ms = 20;
       s.contention_warmup_ms = 10;
+      s.create_rounds = 2;
+      s.create_batch = 100;
     } else if (a == "--reps") {
       s.reps = static_cast<int>(to_long("--reps", value(), 1));
     } else if (a == "--round-trips") {
@@ -1492,7 +1684,7 @@ settings parse(int argc, char** argv) {
     } else if (a == "--measure") {
       s.measurements = split(value());
       for (const auto& m : s.measurements)
-        if (m != "latency" && m != "stream" && m != "contention") {
+        if (m != "latency" && m != "stream" && m != "contention" && m != "create") {
           std::fprintf(stderr, "pipc-bench: --measure: unknown measurement \"%s\"\n", m.c_str());
           usage(2);
         }
@@ -1623,6 +1815,30 @@ int main(int argc, char** argv) {
                          size_label(size).c_str(), rep + 1, s.reps, t.name.c_str(), r.msgs_per_s / 1e6,
                          r.producer_fairness, r.consumer_fairness);
           }
+        }
+      }
+    }
+    if (wants(s, "create")) {
+      phase_timer timer("create");
+      std::vector<creator> cs;
+      for (auto& c : all_creators())
+        if (s.only.empty() || std::any_of(s.only.begin(), s.only.end(), [&](const std::string& o) {
+              return c.name.find(o) != std::string::npos;
+            }))
+          cs.push_back(std::move(c));
+      if (std::any_of(cs.begin(), cs.end(), [](const creator& c) { return c.kind == 's'; })) {
+        g_region_bytes = engine_region_bytes();
+      }
+      for (int rep = 0; rep < s.reps; ++rep) {
+        watchdog(static_cast<double>(s.create_rounds * s.create_batch) * 1e-3);
+        std::vector<create_result> r = create_once(cs, s.create_rounds, s.create_batch);
+        ::alarm(0);
+        for (std::size_t i = 0; i < cs.size(); ++i) {
+          record("create", cs[i].name, create_size, "create_ns", r[i].create_ns);
+          record("create", cs[i].name, create_size, "exists_ns", r[i].exists_ns);
+          note_samples("create", cs[i].name, create_size, static_cast<std::uint64_t>(s.create_rounds * s.create_batch));
+          std::fprintf(stderr, "create     rep %d/%d %-16s create+close+unlink %8.2f µs  O_EXCL, name taken %6.2f µs\n",
+                       rep + 1, s.reps, cs[i].name.c_str(), r[i].create_ns / 1e3, r[i].exists_ns / 1e3);
         }
       }
     }

@@ -2,9 +2,13 @@
 // engine (backend::shm) and the kernel backend, at 64 B, 1 KiB and 8 KiB messages:
 //   SendReceive      one send then one receive on the same queue, nobody else on it
 //                    (the uncontended fast path: no waiting, no wake-up)
+//   SendReceivePriorities  eight sends at eight priorities (0 and 32767 among them,
+//                    one repeated), then eight receives: the engine's side heap
+//                    (a message of another priority than the ring's)
 //   TryReceiveEmpty  try_receive on an empty queue
 //   OpenClose        open an existing queue by name and close it
 //   CreateUnlink     create a new queue, close it, remove its name
+//   CreateExisting   create_only (O_CREAT | O_EXCL) of a name that exists: EEXIST
 // Cross-process numbers come from pipc-bench; see bench/README.md.
 
 #include <benchmark/benchmark.h>
@@ -70,6 +74,23 @@ void SendReceive(benchmark::State& state, pipc::backend which) {
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(size));
 }
 
+void SendReceivePriorities(benchmark::State& state, pipc::backend which) {
+  static constexpr unsigned order[] = {3, 7, 1, 3, pipc::max_priority, 0, 7, 12};
+  const auto size = static_cast<std::size_t>(state.range(0));
+  scratch_queue q("prio", which, size);
+  std::vector<std::byte> message(size, std::byte{0x5a});
+  std::vector<std::byte> buffer(size);
+  for (auto _ : state) {
+    for (unsigned p : order) q.queue().send(message, p);
+    for (std::size_t i = 0; i < std::size(order); ++i) {
+      pipc::received r = q.queue().receive(buffer);
+      benchmark::DoNotOptimize(r);
+    }
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(std::size(order)));
+}
+
 void TryReceiveEmpty(benchmark::State& state, pipc::backend which) {
   const auto size = static_cast<std::size_t>(state.range(0));
   scratch_queue q("empty", which, size);
@@ -107,16 +128,33 @@ void CreateUnlink(benchmark::State& state, pipc::backend which) {
   state.SetItemsProcessed(state.iterations());
 }
 
+void CreateExisting(benchmark::State& state, pipc::backend which) {
+  const auto size = static_cast<std::size_t>(state.range(0));
+  scratch_queue q("exists", which, size);
+  const pipc::mq_options o = options(which, size);
+  for (auto _ : state) {
+    std::error_code ec;
+    pipc::message_queue again = pipc::message_queue::open(q.name(), pipc::open_mode::create_only, o, ec);
+    if (ec != std::errc::file_exists) state.SkipWithError("create_only of an existing name did not fail with EEXIST");
+    benchmark::DoNotOptimize(again);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 void sizes(benchmark::internal::Benchmark* b) { b->Arg(64)->Arg(1024)->Arg(8192); }
 
 BENCHMARK_CAPTURE(SendReceive, shm, pipc::backend::shm)->Apply(sizes);
 BENCHMARK_CAPTURE(SendReceive, kernel, pipc::backend::kernel)->Apply(sizes);
+BENCHMARK_CAPTURE(SendReceivePriorities, shm, pipc::backend::shm)->Arg(64);
+BENCHMARK_CAPTURE(SendReceivePriorities, kernel, pipc::backend::kernel)->Arg(64);
 BENCHMARK_CAPTURE(TryReceiveEmpty, shm, pipc::backend::shm)->Apply(sizes);
 BENCHMARK_CAPTURE(TryReceiveEmpty, kernel, pipc::backend::kernel)->Apply(sizes);
 BENCHMARK_CAPTURE(OpenClose, shm, pipc::backend::shm)->Apply(sizes);
 BENCHMARK_CAPTURE(OpenClose, kernel, pipc::backend::kernel)->Apply(sizes);
 BENCHMARK_CAPTURE(CreateUnlink, shm, pipc::backend::shm)->Apply(sizes);
 BENCHMARK_CAPTURE(CreateUnlink, kernel, pipc::backend::kernel)->Apply(sizes);
+BENCHMARK_CAPTURE(CreateExisting, shm, pipc::backend::shm)->Arg(8192);
+BENCHMARK_CAPTURE(CreateExisting, kernel, pipc::backend::kernel)->Arg(8192);
 
 }  // namespace
 

@@ -66,7 +66,7 @@ struct queue_model {
 
 struct descriptor_model {
   std::shared_ptr<queue_model> queue;
-  int access;  // O_RDONLY, O_WRONLY or O_RDWR
+  int access;  // O_RDONLY, O_WRONLY, O_RDWR, or O_ACCMODE (neither sends nor receives)
   bool nonblocking;
 };
 
@@ -144,7 +144,10 @@ name_choice pick_name(world& w, FuzzedDataProvider& in) {
       std::error_code ec = pipc::check_name(text, pipc::name_kind::engine_queue);
       if (ec) {
         c.text = text;
-        c.error = ec.value();
+        // The C API says EACCES for a '/' after the first character, as Linux does
+        // (pipc's C++ API and check_name say EINVAL).
+        const bool inner_slash = text.size() > 1 && text[0] == '/' && text.find('/', 1) != std::string::npos;
+        c.error = ec.value() == EINVAL && inner_slash ? EACCES : ec.value();
         return c;
       }
       break;  // a valid name of someone else's: use one of ours instead
@@ -251,7 +254,15 @@ void call_open(world& w, FuzzedDataProvider& in) {
   if (n.error != 0) {
     want_errno = n.error;
   } else if (access == O_ACCMODE) {
-    want_errno = EINVAL;
+    // O_RDWR | O_WRONLY, as Linux has it: a call that creates the queue gets a
+    // descriptor that neither sends nor receives; on an existing queue it is EINVAL.
+    if (existing) {
+      want_errno = create && (oflag & O_EXCL) != 0 ? EEXIST : EINVAL;
+    } else if (!create) {
+      want_errno = ENOENT;
+    } else if (!attr_valid) {
+      want_errno = EINVAL;
+    }
   } else if (existing) {
     if (create && (oflag & O_EXCL) != 0) want_errno = EEXIST;
   } else if (!create) {
@@ -312,7 +323,7 @@ void call_send(world& w, FuzzedDataProvider& in) {
   int want_errno = 0;
   if (priority >= PIPC_MQ_PRIO_MAX) {
     want_errno = EINVAL;
-  } else if (it == w.open.end() || it->second.access == O_RDONLY) {
+  } else if (it == w.open.end() || it->second.access == O_RDONLY || it->second.access == O_ACCMODE) {
     want_errno = EBADF;
   } else if (long(size) > it->second.queue->msgsize) {
     want_errno = EMSGSIZE;
@@ -349,7 +360,7 @@ void call_receive(world& w, FuzzedDataProvider& in) {
   bool null_deadline = timed && in.ConsumeIntegralInRange<int>(0, 7) == 0;
 
   int want_errno = 0;
-  if (it == w.open.end() || it->second.access == O_WRONLY) {
+  if (it == w.open.end() || it->second.access == O_WRONLY || it->second.access == O_ACCMODE) {
     want_errno = EBADF;
   } else if (long(capacity) < it->second.queue->msgsize) {
     want_errno = EMSGSIZE;

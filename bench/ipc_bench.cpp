@@ -1063,6 +1063,31 @@ pipc::mq_options create_options() {
   return o;
 }
 
+// The floor under the engine's create: the system calls it makes for a queue of
+// create_depth x create_size (docs/engine.md, "Creation, opening, unlinking"), made
+// from plain code, without pipc: what is left of the engine's time is pipc's own.
+constexpr std::size_t floor_region_bytes = 85056;  // the engine's region of such a queue
+std::string floor_path(const std::string& queue) { return "/dev/shm" + queue; }
+
+void floor_make(const std::string& queue) {
+  struct ::stat st {};
+  if (::lstat(floor_path(queue).c_str(), &st) == 0) die("%s exists", floor_path(queue).c_str());
+  int fd = ::open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) sys_fail("open(O_TMPFILE)");
+  if (::fstat(fd, &st) != 0) sys_fail("fstat");
+  if (int e = ::posix_fallocate(fd, 0, floor_region_bytes); e != 0) {
+    errno = e;
+    sys_fail("posix_fallocate");
+  }
+  static const std::vector<char> first(2128, 1);  // the header and a free ring of 10
+  if (::pwrite(fd, first.data(), first.size(), 0) != static_cast<ssize_t>(first.size())) sys_fail("pwrite");
+  void* base = ::mmap(nullptr, floor_region_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) sys_fail("mmap");
+  if (::linkat(fd, "", AT_FDCWD, floor_path(queue).c_str(), AT_EMPTY_PATH) != 0) sys_fail("linkat(AT_EMPTY_PATH)");
+  ::munmap(base, floor_region_bytes);
+  ::close(fd);
+}
+
 std::vector<creator> all_creators() {
   return {
       {"pipc-shm", "pipc engine, C++ API: message_queue::open(create_only), close(), message_queue::unlink", 's',
@@ -1112,6 +1137,16 @@ std::vector<creator> all_creators() {
        },
        [](const std::string& q) {
          if (::mq_unlink(q.c_str()) != 0) sys_fail("mq_unlink");
+       }},
+      {"shm-syscalls", "the engine's system calls alone, from plain code: lstat, open(O_TMPFILE), fstat, fallocate, "
+                       "pwrite, mmap, linkat, munmap, close; unlink. exists: the lstat",
+       's', same_name, floor_make,
+       [](const std::string& q) {
+         struct ::stat st {};
+         return ::lstat(floor_path(q).c_str(), &st) == 0;
+       },
+       [](const std::string& q) {
+         if (::unlink(floor_path(q).c_str()) != 0) sys_fail("unlink");
        }},
   };
 }

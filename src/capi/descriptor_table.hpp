@@ -198,8 +198,10 @@ class descriptor_table {
   }
 
   // Destroys the queue of a slot that is busy, closed and unreferenced, frees the slot,
-  // then closes its number if the slot still owns it and it is still an eventfd (a
-  // caller that closed it behind pipc's back may have a file of its own there now).
+  // then closes its number if the slot still owns it and it is still on the anonymous
+  // inode that eventfds use (a caller that closed it behind pipc's back may have a file
+  // of its own there now; only an eventfd, epoll, timerfd or signalfd of its own in
+  // that very number would be mistaken for pipc's).
   // Only the thread that made the slot so calls this.
   static void destroy(slot& s, int number) noexcept {
     engine::queue* q = s.queue;
@@ -207,7 +209,7 @@ class descriptor_table {
     const bool owns = s.owns_fd.exchange(false, std::memory_order_relaxed);
     s.state.store(0, std::memory_order_release);
     delete q;
-    if (owns && sys::is_eventfd(number)) (void)sys::close(number);
+    if (owns && sys::is_anonymous_inode(number)) (void)sys::close(number);
   }
 
   std::atomic<slot*> chunks_[chunk_count] = {};

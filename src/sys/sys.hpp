@@ -153,8 +153,9 @@ bool in_group(gid_t gid) noexcept;
 int eventfd_create(int& fd, unsigned initial = 0) noexcept;
 // Sets the counter to `value` (0 … 2^64-2).
 void eventfd_set(int fd, std::uint64_t value) noexcept;
-// Is `fd` an open eventfd? (/proc/self/fd tells.)
-bool is_eventfd(int fd) noexcept;
+// Is `fd` open on the kernel's anonymous inode, as every eventfd is (and epoll,
+// timerfd and signalfd descriptors too)?
+bool is_anonymous_inode(int fd) noexcept;
 // A close-on-exec duplicate of `fd`, numbered `at_least` or above.
 int dup_cloexec(int fd, int& out, int at_least = 0) noexcept;
 

@@ -3,14 +3,10 @@
 
 #include "sys/sys.hpp"
 
-#include <linux/futex.h>
 #include <pthread.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <climits>
 
 namespace pipc::sys {
 
@@ -60,12 +56,10 @@ int interruption::before_sleep() noexcept {
 
 int interruption::sleep(const void* word, std::uint32_t expected, std::int64_t abs_ns) {
   const std::int64_t until = std::min(abs_ns, now_ns(CLOCK_MONOTONIC) + tick_ns);
-  const timespec ts = to_timespec(until);
   int type = PTHREAD_CANCEL_DEFERRED;
   // Acts at once on a cancellation requested before the sleep.
   ::pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, &type);
-  long rc = ::syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, &ts, nullptr, FUTEX_BITSET_MATCH_ANY);
-  int e = rc == -1 ? errno : 0;
+  int e = futex_wait(word, expected, CLOCK_MONOTONIC, &until);
   ::pthread_setcanceltype(type, nullptr);
   return e;
 }

@@ -83,34 +83,33 @@ int memfd_create(const char* label, int& fd) noexcept {
   return fd == -1 ? errno : 0;
 }
 
-int pread_exact(int fd, void* buffer, std::size_t size, std::size_t offset) noexcept {
+namespace {
+// Moves `size` bytes with `io(done)`, a pread or pwrite of the part from byte `done`
+// on, retrying short transfers and EINTR; `at_end` when a call moves nothing.
+template <class Io>
+int transfer_exact(std::size_t size, int at_end, Io io) noexcept {
   no_cancel guard;
-  auto* p = static_cast<char*>(buffer);
-  while (size > 0) {
-    ssize_t n = ::pread(fd, p, size, static_cast<off_t>(offset));
+  for (std::size_t done = 0; done < size;) {
+    ssize_t n = io(done);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno;
-    if (n == 0) return ENODATA;
-    p += n;
-    size -= static_cast<std::size_t>(n);
-    offset += static_cast<std::size_t>(n);
+    if (n == 0) return at_end;
+    done += static_cast<std::size_t>(n);
   }
   return 0;
 }
+}  // namespace
+
+int pread_exact(int fd, void* buffer, std::size_t size, std::size_t offset) noexcept {
+  return transfer_exact(size, ENODATA, [&](std::size_t done) {
+    return ::pread(fd, static_cast<char*>(buffer) + done, size - done, static_cast<off_t>(offset + done));
+  });
+}
 
 int pwrite_exact(int fd, const void* buffer, std::size_t size, std::size_t offset) noexcept {
-  no_cancel guard;
-  const auto* p = static_cast<const char*>(buffer);
-  while (size > 0) {
-    ssize_t n = ::pwrite(fd, p, size, static_cast<off_t>(offset));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno;
-    if (n == 0) return EIO;
-    p += n;
-    size -= static_cast<std::size_t>(n);
-    offset += static_cast<std::size_t>(n);
-  }
-  return 0;
+  return transfer_exact(size, EIO, [&](std::size_t done) {
+    return ::pwrite(fd, static_cast<const char*>(buffer) + done, size - done, static_cast<off_t>(offset + done));
+  });
 }
 
 int mmap_shared(int fd, std::size_t length, std::size_t offset, bool writable, void*& addr) noexcept {
@@ -264,7 +263,7 @@ int populate_write(void* addr, std::size_t length) noexcept {
 #endif
 }
 
-int futex_wait(const void* word, std::uint32_t expected, clockid_t clock, const std::int64_t* abs_ns) noexcept {
+int futex_wait(const void* word, std::uint32_t expected, clockid_t clock, const std::int64_t* abs_ns) {
   timespec ts{};
   int op = FUTEX_WAIT_BITSET;
   if (abs_ns != nullptr) {

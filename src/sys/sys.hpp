@@ -110,7 +110,10 @@ int populate_write(void* addr, std::size_t length) noexcept;
 // Futexes on shared (not process-private) words. futex_wait returns 0 when woken (or
 // spuriously), EAGAIN if *word != expected, ETIMEDOUT, or EINTR. `abs_ns`, if not
 // null, is an absolute time on `clock` (CLOCK_REALTIME or CLOCK_MONOTONIC).
-int futex_wait(const void* word, std::uint32_t expected, clockid_t clock, const std::int64_t* abs_ns) noexcept;
+// Not noexcept, though it throws nothing: an interruptible wait runs it with
+// asynchronous cancellation enabled, and a cancellation unwinds out of it
+// (sys/interrupt.hpp).
+int futex_wait(const void* word, std::uint32_t expected, clockid_t clock, const std::int64_t* abs_ns);
 void futex_wake(const void* word, int count) noexcept;
 
 // Processes and signals.

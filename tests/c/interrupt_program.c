@@ -31,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "test_clock.h"
+
 #define MSGSIZE 64
 
 static int failures;
@@ -40,13 +42,6 @@ static long long now_ms(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static struct timespec in_seconds(int seconds) {
-  struct timespec t;
-  clock_gettime(CLOCK_REALTIME, &t);
-  t.tv_sec += seconds;
-  return t;
 }
 
 /* A queue with one message of room: `full` fills it. */
@@ -87,7 +82,7 @@ static const char* const op_names[] = {"mq_receive", "mq_timedreceive", "mq_send
 /* Runs `op` on a queue where it blocks; returns its result with errno. */
 static long blocking_call(mqd_t q, enum op op, int deadline_s) {
   char buf[MSGSIZE];
-  struct timespec deadline = in_seconds(deadline_s);
+  struct timespec deadline = realtime_in_ms(deadline_s * 1000L);
   switch (op) {
     case op_receive: return (long)mq_receive(q, buf, sizeof buf, NULL);
     case op_timedreceive: return (long)mq_timedreceive(q, buf, sizeof buf, NULL, &deadline);

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "test_clock.h"
+
 /* ---- a tiny harness ---- */
 
 static int checks_failed; /* in the current test */
@@ -67,18 +69,6 @@ static pipc_mqd_t create(const char* name, int flags, long maxmsg, long msgsize)
   pipc_mqd_t q = pipc_mq_open(name, O_RDWR | O_CREAT | O_EXCL | flags, 0600, &a);
   CHECK(q != (pipc_mqd_t)-1);
   return q;
-}
-
-static struct timespec realtime_in(long ms) {
-  struct timespec t;
-  clock_gettime(CLOCK_REALTIME, &t);
-  t.tv_sec += ms / 1000;
-  t.tv_nsec += (ms % 1000) * 1000000L;
-  if (t.tv_nsec >= 1000000000L) {
-    t.tv_sec += 1;
-    t.tv_nsec -= 1000000000L;
-  }
-  return t;
 }
 
 static double monotonic_ms(void) {
@@ -315,7 +305,7 @@ static void test_eagain_nonblocking(void) {
   CHECK(pipc_mq_send(q, "a", 1, 0) == 0);
   CHECK_ERR(pipc_mq_send(q, "b", 1, 0), EAGAIN);
   /* O_NONBLOCK beats any deadline. */
-  struct timespec t = realtime_in(1000);
+  struct timespec t = realtime_in_ms(1000);
   CHECK_ERR(pipc_mq_timedsend(q, "b", 1, 0, &t), EAGAIN);
   CHECK(pipc_mq_receive(q, buf, sizeof buf, NULL) == 1);
   CHECK_ERR(pipc_mq_timedreceive(q, buf, sizeof buf, NULL, &t), EAGAIN);
@@ -327,13 +317,13 @@ static void test_etimedout(void) {
   const char* n = qname("timed");
   pipc_mqd_t q = create(n, 0, 1, 8);
   char buf[8];
-  struct timespec t = realtime_in(50);
+  struct timespec t = realtime_in_ms(50);
   double start = monotonic_ms();
   CHECK_ERR(pipc_mq_timedreceive(q, buf, sizeof buf, NULL, &t), ETIMEDOUT);
   double waited = monotonic_ms() - start;
   CHECK(waited >= 45 && waited < 2000);
   CHECK(pipc_mq_send(q, "a", 1, 0) == 0);
-  t = realtime_in(50);
+  t = realtime_in_ms(50);
   start = monotonic_ms();
   CHECK_ERR(pipc_mq_timedsend(q, "b", 1, 0, &t), ETIMEDOUT);
   waited = monotonic_ms() - start;
@@ -353,9 +343,9 @@ static void test_einval_bad_timespec(void) {
   const char* n = qname("badtime");
   pipc_mqd_t q = create(n, 0, 1, 8);
   char buf[8];
-  struct timespec bad = realtime_in(1000);
+  struct timespec bad = realtime_in_ms(1000);
   bad.tv_nsec = 1000000000L;
-  struct timespec negative = realtime_in(1000);
+  struct timespec negative = realtime_in_ms(1000);
   negative.tv_nsec = -1;
   /* Would block: EINVAL. */
   CHECK_ERR(pipc_mq_timedreceive(q, buf, sizeof buf, NULL, &bad), EINVAL);
@@ -563,7 +553,7 @@ static void on_notify_thread(union sigval value) {
 
 /* Waits up to `ms` for thread_calls to reach `count`. */
 static int wait_thread_calls(int count, long ms) {
-  struct timespec until = realtime_in(ms);
+  struct timespec until = realtime_in_ms(ms);
   pthread_mutex_lock(&thread_mutex);
   while (thread_calls < count) {
     if (pthread_cond_timedwait(&thread_cond, &thread_mutex, &until) == ETIMEDOUT) break;
@@ -792,7 +782,7 @@ static void test_timed_receive_across_processes(void) {
     pipc_mqd_t w = pipc_mq_open(n, O_WRONLY);
     _exit(w != (pipc_mqd_t)-1 && pipc_mq_send(w, "late", 4, 0) == 0 ? 0 : 1);
   }
-  struct timespec t = realtime_in(5000);
+  struct timespec t = realtime_in_ms(5000);
   char buf[16];
   CHECK(pipc_mq_timedreceive(q, buf, sizeof buf, NULL, &t) == 4);
   CHECK(wait_child(pid, 10000) == 0);

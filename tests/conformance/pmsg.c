@@ -34,6 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../c/test_clock.h"
+
 static int fail(const char* name, const char* call) {
   printf("%s: %s: %s\n", name, call, strerror(errno));
   return 1;
@@ -104,14 +106,7 @@ static int cmd_receive(int argc, char** argv) {
   unsigned prio = 0;
   ssize_t n;
   if (timeout_ms >= 0) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-      until.tv_sec += 1;
-      until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = realtime_in_ms(timeout_ms);
     n = mq_timedreceive(q, buffer, (size_t)attr.mq_msgsize, &prio, &until);
   } else {
     n = mq_receive(q, buffer, (size_t)attr.mq_msgsize, &prio);

@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../c/test_clock.h"
+
 #ifdef PLAIN_MQ_OLD_SYMBOLS
 __asm__(".symver mq_open,mq_open@GLIBC_2.3.4");
 __asm__(".symver mq_close,mq_close@GLIBC_2.3.4");
@@ -63,18 +65,6 @@ static volatile int write_only = O_WRONLY;
       ++failures;                                                                                 \
     }                                                                                             \
   } while (0)
-
-static struct timespec in_ms(long ms) {
-  struct timespec t;
-  clock_gettime(CLOCK_REALTIME, &t);
-  t.tv_sec += ms / 1000;
-  t.tv_nsec += (ms % 1000) * 1000000L;
-  if (t.tv_nsec >= 1000000000L) {
-    t.tv_sec += 1;
-    t.tv_nsec -= 1000000000L;
-  }
-  return t;
-}
 
 static long elapsed_ms(const struct timespec* since) {
   struct timespec now;
@@ -143,7 +133,7 @@ int main(int argc, char** argv) {
     int len = snprintf(text, sizeof text, "message %d", i);
     CHECK(mq_send(q, text, (size_t)len + 1, (unsigned)(i % 5)) == 0);
   }
-  struct timespec deadline = in_ms(100);
+  struct timespec deadline = realtime_in_ms(100);
   errno = 0;
   CHECK(mq_timedsend(q, "x", 1, 0, &deadline) == -1 && errno == ETIMEDOUT);
   CHECK(mq_getattr(q, &attr) == 0 && attr.mq_curmsgs == MAXMSG);
@@ -167,7 +157,7 @@ int main(int argc, char** argv) {
   /* An empty queue: a timed receive waits its 200 ms, then ETIMEDOUT. */
   struct timespec started;
   clock_gettime(CLOCK_MONOTONIC, &started);
-  deadline = in_ms(200);
+  deadline = realtime_in_ms(200);
   errno = 0;
   CHECK(mq_timedreceive(q, text, sizeof text, NULL, &deadline) == -1 && errno == ETIMEDOUT);
   long waited = elapsed_ms(&started);
@@ -277,7 +267,7 @@ int main(int argc, char** argv) {
     _exit(out != (mqd_t)-1 && mq_send(out, answer, (size_t)len + 1, 0) == 0 ? 0 : 3);
   }
   long expected = 0;
-  deadline = in_ms(20000); /* a child that fails makes this fail, not hang */
+  deadline = realtime_in_ms(20000); /* a child that fails makes this fail, not hang */
   for (i = 0; i < STREAMED; ++i) {
     int len = snprintf(text, sizeof text, "%d", i);
     expected += i;

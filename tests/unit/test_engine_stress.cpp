@@ -8,6 +8,7 @@
 #include "support.hpp"
 
 #include "engine/layout.hpp"
+#include "engine/lock.hpp"
 
 #include <pipc/pipc.hpp>
 
@@ -394,6 +395,14 @@ TEST(EngineStress, MessageSizeAtTheCapRoundTrips) {
 // it is empty (POSIX: EAGAIN for O_NONBLOCK only then) — not because another process
 // holds the lock at that moment. Four processes hammer a queue that never fills (then
 // never empties) while they run; every single call must succeed.
+// A try waits at most lock_try_patience_ns (500 ms) for a lock whose holder is off the
+// CPU, then says "full" or "empty" (docs/engine.md, "Waiting"): on a loaded machine,
+// under a sanitizer, a holder descheduled that long is possible, and such a give-up is
+// the documented behaviour, not a spurious answer. So a failed try that took at least
+// the patience is counted apart (per phase); one that returned sooner must never
+// happen, except as the one "empty" a message that never got in leaves for the end.
+// With no give-ups (the usual run) the checks are: no false "full", no false "empty",
+// and the queue ends empty.
 TEST(EngineStress, TryOperationsFailOnlyWhenFullOrEmpty) {
   constexpr int kProcs = 4;
   const std::uint32_t per_proc = kSanitized ? 5'000 : 15'000;
@@ -401,8 +410,9 @@ TEST(EngineStress, TryOperationsFailOnlyWhenFullOrEmpty) {
   auto q = message_queue::open(guard.name(), open_mode::create_only, engine_options(kProcs * per_proc, 16));
   struct shared_state {
     std::atomic<std::uint32_t> go;
-    std::atomic<std::uint64_t> spurious_full, spurious_empty, errors;
+    std::atomic<std::uint64_t> spurious_full, spurious_empty, errors, send_gave_up, receive_gave_up;
   };
+  const auto patience = std::chrono::nanoseconds(pipc::engine::lock_try_patience_ns);
   auto memory = pipc::shared_memory::anonymous(sizeof(shared_state));
   auto view = memory.map();
   auto* sh = new (view.data()) shared_state{};
@@ -419,11 +429,21 @@ TEST(EngineStress, TryOperationsFailOnlyWhenFullOrEmpty) {
         std::array<std::byte, 16> buffer{};
         for (std::uint32_t i = 0; i < per_proc; ++i) {
           std::error_code ec;
+          const auto started = steady_clock::now();
+          bool done = false;
           if (sending) {
             small_message m{i, static_cast<std::uint32_t>(p), 0};
-            if (!own.try_send(as_span(&m, sizeof m), i % 4, ec)) (ec ? sh->errors : sh->spurious_full).fetch_add(1);
+            done = own.try_send(as_span(&m, sizeof m), i % 4, ec);
           } else {
-            if (!own.try_receive(buffer, ec)) (ec ? sh->errors : sh->spurious_empty).fetch_add(1);
+            done = own.try_receive(buffer, ec).has_value();
+          }
+          if (done) continue;
+          if (ec) {
+            sh->errors.fetch_add(1);
+          } else if (steady_clock::now() - started >= patience) {
+            (sending ? sh->send_gave_up : sh->receive_gave_up).fetch_add(1);
+          } else {
+            (sending ? sh->spurious_full : sh->spurious_empty).fetch_add(1);
           }
         }
         return 0;
@@ -437,13 +457,22 @@ TEST(EngineStress, TryOperationsFailOnlyWhenFullOrEmpty) {
   auto after_sending = q.attributes().current_messages;
   run_phase(false);
   auto after_receiving = q.attributes().current_messages;
-  std::printf("[ summary  ] %d processes x %u try_send then try_receive: %llu false \"full\", %llu false \"empty\"\n",
+  std::printf("[ summary  ] %d processes x %u try_send then try_receive: %llu false \"full\", %llu false \"empty\", "
+              "%llu + %llu gave up after the lock patience\n",
               kProcs, per_proc, static_cast<unsigned long long>(sh->spurious_full.load()),
-              static_cast<unsigned long long>(sh->spurious_empty.load()));
+              static_cast<unsigned long long>(sh->spurious_empty.load()),
+              static_cast<unsigned long long>(sh->send_gave_up.load()),
+              static_cast<unsigned long long>(sh->receive_gave_up.load()));
   EXPECT_EQ(sh->errors.load(), 0u);
+  const std::uint64_t total = std::uint64_t{kProcs} * per_proc;
   EXPECT_EQ(sh->spurious_full.load(), 0u) << "try_send said \"full\" although the queue had room";
-  EXPECT_EQ(sh->spurious_empty.load(), 0u) << "try_receive said \"empty\" although the queue had messages";
-  EXPECT_EQ(after_sending - after_receiving, after_sending);
+  EXPECT_EQ(static_cast<std::uint64_t>(after_sending), total - sh->send_gave_up.load());
+  // Each receive try took a message, gave up on the lock, or found the queue empty: a
+  // message left over is a receive that gave up, and an "empty" is a message that
+  // never got in. Anything beyond is a false "empty".
+  EXPECT_LE(static_cast<std::uint64_t>(after_receiving), sh->receive_gave_up.load());
+  EXPECT_LE(sh->spurious_empty.load(), sh->send_gave_up.load())
+      << "try_receive said \"empty\" although the queue had messages";
 }
 
 // ---------------------------------------------------------------------------------------

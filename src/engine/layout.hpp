@@ -170,6 +170,11 @@ struct alignas(64) header {
   // changes, so this line stays shared between the CPUs.
   atomic_u32 sender_cpu;    // 1 + the CPU the last send ran on; 0 = none yet
   atomic_u32 receiver_cpu;  // 1 + the CPU the last receive ran on; 0 = none yet
+  // When a side last woke the other's sleepers (CLOCK_MONOTONIC ns), so that a sleeper
+  // learns how long its wait really needed (wait.hpp, the spin policy). Written only by
+  // a waker that found sleepers; a queue made before these words existed leaves them 0.
+  atomic_u64 msg_woken_ns;    // by senders, for receivers
+  atomic_u64 space_woken_ns;  // by receivers, for senders
 
   // ---- notification: written under both locks; notify_seq is a futex ----
   alignas(64) atomic_u32 notify_pid;  // registrant; 0 = none
@@ -212,6 +217,7 @@ static_assert(offsetof(header, recv_cursors) == 320 && offsetof(header, side_cou
 static_assert(offsetof(header, recv_taking) == 332 && offsetof(header, msg_seq) == 384);
 static_assert(offsetof(header, space_seq) == 392 && offsetof(header, event_seq) == 400);
 static_assert(offsetof(header, sender_cpu) == 408 && offsetof(header, receiver_cpu) == 412);
+static_assert(offsetof(header, msg_woken_ns) == 416 && offsetof(header, space_woken_ns) == 424);
 static_assert(offsetof(header, notify_pid) == 448 && offsetof(header, notify_value_high) == 496);
 static_assert(offsetof(header, messages_sent) == 512 && offsetof(header, messages_received) == 576);
 static_assert(offsetof(header, waiters) == 640 && sizeof(header) == 1152);

@@ -68,13 +68,23 @@ bool lock_owner_alive(std::uint64_t word, const lock_file& file) noexcept {
   return file.ino == 0 || sys::process_maps_file(tid, file.dev, file.ino) != sys::maps_answer::no;
 }
 
-int lock_acquire_slow(atomic_u64& word, std::uint64_t me, const wait_limit& limit, bool& owner_died,
-                      const lock_file& file) {
-  for (int i = 0; i < lock_spins; ++i) {
+namespace {
+// Spins up to `spins` rounds for the word to come free, and takes it as `value`.
+bool spin_for(atomic_u64& word, std::uint64_t value, int spins) noexcept {
+  for (int i = 0; i < spins; ++i) {
     std::uint64_t w = word.load(std::memory_order_relaxed);
-    if (w == 0 && word.compare_exchange_weak(w, me, std::memory_order_acquire, std::memory_order_relaxed)) return 0;
+    if (w == 0 && word.compare_exchange_weak(w, value, std::memory_order_acquire, std::memory_order_relaxed)) {
+      return true;
+    }
     sys::cpu_relax();
   }
+  return false;
+}
+}  // namespace
+
+int lock_acquire_slow(atomic_u64& word, std::uint64_t me, const wait_limit& limit, bool& owner_died,
+                      const lock_file& file) {
+  if (spin_for(word, me, lock_spins)) return 0;
 
   // The time limit, on CLOCK_MONOTONIC.
   std::int64_t now = sys::now_ns(CLOCK_MONOTONIC);
@@ -123,13 +133,22 @@ int lock_acquire_slow(atomic_u64& word, std::uint64_t me, const wait_limit& limi
       return ETIMEDOUT;
     }
     const std::int64_t wake_at = std::min(end, now + lock_owner_check_ns);
+    int e = 0;
     if (sys::interruption* interrupt = limit.interrupt; interrupt != nullptr) {
       // The C API: a holder may be stopped for good, so signals and cancellation must
       // reach this sleep too (sys/interrupt.hpp). The waiters bit stays: a needless wake.
       if (interrupt->before_sleep() == EINTR) return EINTR;
-      if (interrupt->sleep(futex_of(word), futex_value(w), wake_at) == ETIMEDOUT) check_owner = true;
-    } else if (sys::futex_wait(futex_of(word), futex_value(w), CLOCK_MONOTONIC, &wake_at) == ETIMEDOUT) {
+      e = interrupt->sleep(futex_of(word), futex_value(w), wake_at);
+    } else {
+      e = sys::futex_wait(futex_of(word), futex_value(w), CLOCK_MONOTONIC, &wake_at);
+    }
+    if (e == ETIMEDOUT) {
       check_owner = true;
+    } else if (spin_for(word, me | lock_waiters, lock_spins)) {
+      // Woken: spin again before the next sleep. A woken waiter that only looked once
+      // lost the lock to a running contender nearly every time (it takes the lock again
+      // within nanoseconds of releasing it), and slept again: starved.
+      return 0;
     }
   }
 }

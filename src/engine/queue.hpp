@@ -92,6 +92,10 @@ class queue {
   int track_readiness(int fd) noexcept;
 
   queue_stats stats() const noexcept;
+  // The adaptive spin budgets of this description (wait.hpp, budget_after_sleep): for
+  // tests and tools.
+  std::int64_t send_spin_budget() const noexcept { return send_spin_.load(std::memory_order_relaxed); }
+  std::int64_t receive_spin_budget() const noexcept { return receive_spin_.load(std::memory_order_relaxed); }
   const std::string& name() const noexcept { return name_; }
 
  private:
@@ -103,7 +107,7 @@ class queue {
   int start_poll_helper(int fd) noexcept;
   detail::wait_limit lock_limit(const detail::wait_limit& limit) const noexcept;
   int would_block() const noexcept;
-  void after_commit(atomic_u32& word, atomic_u32& sleepers) noexcept;
+  void after_commit(atomic_u32& word, atomic_u32& sleepers, atomic_u64& woken_ns) noexcept;
   void stop_notify_helper() noexcept;
 
   std::shared_ptr<region> region_;

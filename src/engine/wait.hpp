@@ -21,7 +21,7 @@ namespace pipc::engine {
 // line the other side is writing, so looking less often lets it write several entries
 // per transfer, while four pauses keep a waiting receiver's reaction within ~100 ns.
 inline constexpr unsigned spin_backoff_max = 4;
-// The least a spin adapts down to (see wait_while).
+// The least a spin adapts down to (see budget_after_sleep).
 inline constexpr std::int64_t min_spin_ns = 1'000;
 
 // The fences of the wake-up handshake (see "Waiting" below). ThreadSanitizer does not
@@ -68,9 +68,13 @@ inline std::uint32_t sleepers_after_commit(atomic_u32& sleepers) noexcept {
 #endif
 }
 
-// Called after committed(), outside the locks.
-inline void wake_sleepers(atomic_u32& word, atomic_u32& sleepers) noexcept {
+// Called after committed(), outside the locks. `woken_ns` (null for poll helpers) gets
+// the time of the wake-up, for the sleepers' spin policy (budget_after_sleep).
+inline void wake_sleepers(atomic_u32& word, atomic_u32& sleepers, atomic_u64* woken_ns = nullptr) noexcept {
   if (sleepers_after_commit(sleepers) != 0 && sleepers.exchange(0, std::memory_order_seq_cst) != 0) {
+    if (woken_ns != nullptr) {
+      woken_ns->store(static_cast<std::uint64_t>(sys::now_ns(CLOCK_MONOTONIC)), std::memory_order_relaxed);
+    }
     word.fetch_add(1, std::memory_order_seq_cst);
     sys::futex_wake(&word, INT_MAX);
   }
@@ -84,11 +88,63 @@ inline bool deadline_passed(const detail::wait_limit& limit) noexcept {
 // periodic checks (a dead lock owner, a truncated file) before it looks again.
 inline constexpr int recheck_due = -1;
 
-// Spins for up to spin_ns, then sleeps on `word`, while blocked() holds. Returns 0 when
-// the state may have changed, recheck_due after a sleep of recheck_ns, ETIMEDOUT when
-// the limit passed, EINTR when a signal handler interrupted the sleep. A futex word in
-// a truncated page makes the wait fail with EFAULT: that is 0 too, and the caller's
-// next look at the region faults and sets its flag (region::faulted).
+// The words a blocked side waits with (header, "waiting").
+struct wait_words {
+  atomic_u32& word;            // the futex it sleeps on (msg_seq or space_seq)
+  atomic_u32& sleepers;        // where it announces a sleep
+  const atomic_u64& woken_ns;  // when the other side last woke it
+  const atomic_u32& peer_cpu;  // where the other side last ran (1 + CPU)
+};
+
+// The spin policy (docs/engine.md, "Waiting"). Spinning pays when the other side runs
+// on another CPU and answers within the spin; otherwise it only burns a CPU, or keeps
+// off it the very process being waited for. Each open description keeps a budget per
+// side, between min_spin_ns and the configured spin, and a wait spins at most that long.
+//
+// A spin that succeeds doubles the budget. A wait that slept learns what it needed: the
+// other side stamps the time when it wakes its sleepers (wait_words::woken_ns), so the
+// sleeper knows how long after its start the awaited change came, however late the
+// kernel then woke it. If a spin that long (within the configured spin) would have
+// succeeded, and spinning would have harmed nobody, the budget grows to twice the need
+// at least; otherwise it halves. So one wait that shows spinning would have paid
+// restores it: the budget cannot get stuck at its floor while the peer answers quickly
+// (the trap of deciding only from whether the last spin was long enough).
+//
+// "Would have harmed nobody" is what the wait saw: the change came from another CPU
+// (`peer_elsewhere`), and the CPUs had no other work (`crowded` is false). Crowded means
+// more threads runnable than CPUs (sys::cpus_oversubscribed, looked at before a sleep
+// and after a long spin), or this thread lost its CPU while it spun (a gap of more than
+// descheduled_gap_ns between two looks at the clock). Then a spinner only delays other
+// threads, maybe the very one it waits for, so the budget backs off, even after a spin
+// that succeeded, as a blocking queue would.
+struct slept_wait {
+  std::int64_t needed_ns;  // from the wait's start to the change it waited for
+  bool peer_elsewhere;     // the change was made on another CPU than this waiter's
+  bool crowded;            // other threads wanted the CPUs meanwhile
+};
+
+// A longer gap between two looks at the clock while spinning (they are ~2 µs apart)
+// means the spinner lost its CPU.
+inline constexpr std::int64_t descheduled_gap_ns = 50'000;
+// A spin that succeeded after this long looks whether the CPUs are oversubscribed.
+inline constexpr std::int64_t long_spin_ns = 10'000;
+
+constexpr std::int64_t budget_after_sleep(std::int64_t budget, const slept_wait& w, std::int64_t spin_ns) noexcept {
+  if (spin_ns <= min_spin_ns) return spin_ns;
+  if (w.crowded || !w.peer_elsewhere || w.needed_ns > spin_ns) return std::max(budget / 2, min_spin_ns);
+  return std::clamp(std::max(budget, w.needed_ns) * 2, min_spin_ns, spin_ns);
+}
+
+// After a spin that succeeded.
+constexpr std::int64_t budget_after_spin(std::int64_t budget, bool crowded, std::int64_t spin_ns) noexcept {
+  return crowded ? std::max(budget / 2, min_spin_ns) : std::min(budget * 2, spin_ns);
+}
+
+// Spins for up to the budget, then sleeps on `w.word`, while blocked() holds. Returns 0
+// when the state may have changed, recheck_due after a sleep of recheck_ns, ETIMEDOUT
+// when the limit passed, EINTR when a signal handler interrupted the sleep. A futex
+// word in a truncated page makes the wait fail with EFAULT: that is 0 too, and the
+// caller's next look at the region faults and sets its flag (region::faulted).
 //
 // An interruptible wait (`limit.interrupt`, the C API) returns EINTR only when a
 // caught signal arrived since the call first slept and its handler lacks SA_RESTART
@@ -96,47 +152,64 @@ inline constexpr int recheck_due = -1;
 // a cancellation request acts while it sleeps. Other waits (the C++ API) go on through
 // handlers: EINTR from them means only "look again".
 //
-// Spinning only helps when the other side runs on another CPU; when the last
-// operation of the other side (`peer_cpu`, 1 + its CPU) ran on this CPU, spinning
-// would only keep it off the CPU, so the waiter goes to sleep at once.
-//
-// And it only helps while it usually succeeds. With more runnable processes than CPUs
-// (two producers and two consumers on two CPUs, say) a spinner mostly keeps a peer that
-// shares its CPU from running, then sleeps anyway. So the spin adapts, per open
-// description and side (`budget`, starting at spin_ns): a spin that ends in success
-// doubles the budget, up to spin_ns; one that ends in sleep halves it, down to
-// min_spin_ns. With CPUs to spare nothing changes; oversubscribed, the queue behaves
-// like a blocking one.
+// When the last operation of the other side ran on this CPU, spinning would only keep
+// it from running, so the waiter sleeps at once. The spin's length is the budget
+// (`budget`, per open description and side; see budget_after_sleep).
 template <class Blocked>
-int wait_while(Blocked blocked, atomic_u32& word, atomic_u32& sleepers, const atomic_u32& peer_cpu,
-               std::int64_t spin_ns, std::atomic<std::int64_t>& budget, const detail::wait_limit& limit) {
-  if (spin_ns > 0 && !last_ran_here(peer_cpu)) {
+int wait_while(Blocked blocked, const wait_words& w, std::int64_t spin_ns, std::atomic<std::int64_t>& budget,
+               const detail::wait_limit& limit) {
+  const std::int64_t start = spin_ns > 0 ? sys::now_ns(CLOCK_MONOTONIC) : 0;
+  bool descheduled = false;
+  if (spin_ns > 0 && !last_ran_here(w.peer_cpu)) {
     const std::int64_t allowed = std::clamp(budget.load(std::memory_order_relaxed), min_spin_ns, spin_ns);
-    const std::int64_t until = sys::now_ns(CLOCK_MONOTONIC) + allowed;
+    const std::int64_t until = start + allowed;
+    std::int64_t looked = start;
     unsigned backoff = 1;
     for (unsigned i = 1;; ++i) {
       if (!blocked()) {
-        if (allowed < spin_ns) budget.store(std::min(allowed * 2, spin_ns), std::memory_order_relaxed);
+        // (i ≥ 16: the clock was read, and `looked` is recent.)
+        const bool crowded =
+            descheduled || (i >= 16 && looked - start >= long_spin_ns && sys::cpus_oversubscribed());
+        if (allowed < spin_ns || crowded) {
+          budget.store(budget_after_spin(allowed, crowded, spin_ns), std::memory_order_relaxed);
+        }
         return 0;
       }
       for (unsigned k = 0; k < backoff; ++k) sys::cpu_relax();
       if (backoff < spin_backoff_max) backoff *= 2;
       if ((i & 15) == 0) {
-        if (sys::now_ns(CLOCK_MONOTONIC) >= until) {
-          budget.store(std::max(allowed / 2, min_spin_ns), std::memory_order_relaxed);
-          break;
-        }
-        if (last_ran_here(peer_cpu)) break;
+        const std::int64_t now = sys::now_ns(CLOCK_MONOTONIC);
+        if (now - looked > descheduled_gap_ns) descheduled = true;
+        looked = now;
+        if (now >= until || last_ran_here(w.peer_cpu)) break;
         if (deadline_passed(limit)) return ETIMEDOUT;
       }
     }
   }
   sys::interruption* interrupt = limit.interrupt;
   if (interrupt != nullptr && interrupt->before_sleep() == EINTR) return EINTR;
-  std::uint32_t seen = word.load(std::memory_order_seq_cst);
-  sleepers.fetch_add(1, std::memory_order_seq_cst);
+  // Where this thread slept, and whether others wanted the CPUs, for the policy.
+  const std::uint32_t cpu_before = spin_ns > 0 ? sys::current_cpu() + 1 : 0;
+  const bool crowded = spin_ns > 0 && (descheduled || sys::cpus_oversubscribed());
+  // Called when the state changed while this wait slept (or was about to).
+  auto learn = [&] {
+    if (spin_ns <= 0) return;
+    const std::int64_t now = sys::now_ns(CLOCK_MONOTONIC);
+    // The waker's stamp, if it belongs to this wait (a foreign value falls outside it);
+    // else the whole wait is the need.
+    const auto woken = static_cast<std::int64_t>(w.woken_ns.load(std::memory_order_relaxed));
+    const std::int64_t needed = woken >= start && woken <= now ? woken - start : now - start;
+    const std::uint32_t peer = w.peer_cpu.load(std::memory_order_relaxed);
+    const slept_wait what{needed, peer == 0 || peer != cpu_before, crowded};
+    budget.store(budget_after_sleep(budget.load(std::memory_order_relaxed), what, spin_ns), std::memory_order_relaxed);
+  };
+  std::uint32_t seen = w.word.load(std::memory_order_seq_cst);
+  w.sleepers.fetch_add(1, std::memory_order_seq_cst);
   handshake_fence();
-  if (!blocked()) return 0;
+  if (!blocked()) {
+    learn();
+    return 0;
+  }
   // Sleep at most recheck_ns at a time: a process killed between changing the queue
   // and waking its sleepers (or while holding the lock) wakes nobody, so a sleeper
   // looks again now and then, and the caller's loop repairs or proceeds.
@@ -151,17 +224,22 @@ int wait_while(Blocked blocked, atomic_u32& word, atomic_u32& sleepers, const at
     }
   }
   if (interrupt == nullptr) {
-    int e = sys::futex_wait(&word, seen, CLOCK_MONOTONIC, &wake_at);
+    int e = sys::futex_wait(&w.word, seen, CLOCK_MONOTONIC, &wake_at);
     if (e == ETIMEDOUT && !limited) return recheck_due;
-    return e == ETIMEDOUT || e == EINTR ? e : 0;
+    if (e == ETIMEDOUT || e == EINTR) return e;
+    learn();
+    return 0;
   }
   // Interruptible: sleep a tick at a time, acting on pending signals in between. The
   // announcement above stays good across ticks: a wake-up since `seen` changed the
   // word, and the next sleep returns at once.
   for (;;) {
-    int e = interrupt->sleep(&word, seen, wake_at);
+    int e = interrupt->sleep(&w.word, seen, wake_at);
     if (e == ETIMEDOUT && sys::now_ns(CLOCK_MONOTONIC) >= wake_at) return limited ? ETIMEDOUT : recheck_due;
-    if (e != ETIMEDOUT && e != EINTR) return 0;  // woken, or the word moved on
+    if (e != ETIMEDOUT && e != EINTR) {
+      learn();
+      return 0;  // woken, or the word moved on
+    }
     if (interrupt->before_sleep() == EINTR) return EINTR;
   }
 }

@@ -461,6 +461,43 @@ int online_cpus() noexcept {
   return cpus;
 }
 
+namespace {
+std::atomic<int> oversubscribed_override{-1};
+}  // namespace
+
+void override_cpus_oversubscribed(int verdict) noexcept { oversubscribed_override.store(verdict); }
+
+bool cpus_oversubscribed() noexcept {
+  if (const int verdict = oversubscribed_override.load(std::memory_order_relaxed); verdict >= 0) return verdict != 0;
+  static std::atomic<std::int64_t> sampled_at{0};
+  static std::atomic<bool> answer{false};
+  const std::int64_t now = now_ns(CLOCK_MONOTONIC);
+  std::int64_t last = sampled_at.load(std::memory_order_relaxed);
+  if (now - last < 1'000'000 || !sampled_at.compare_exchange_strong(last, now, std::memory_order_relaxed)) {
+    return answer.load(std::memory_order_relaxed);
+  }
+  // "0.52 0.58 0.59 3/219 12345": the fourth field is runnable/total scheduling entities.
+  no_cancel guard;
+  char buf[128];
+  ssize_t n = -1;
+  int fd = ::open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+  }
+  long running = 0;
+  if (n > 0) {
+    buf[n] = '\0';
+    const char* slash = std::strchr(buf, '/');
+    const char* p = slash;
+    while (p != nullptr && p > buf && p[-1] >= '0' && p[-1] <= '9') --p;
+    if (p != nullptr && p != slash) running = std::strtol(p, nullptr, 10);
+  }
+  const bool crowded = running > online_cpus();
+  answer.store(crowded, std::memory_order_relaxed);
+  return crowded;
+}
+
 std::uint32_t current_cpu() noexcept {
   int cpu = ::sched_getcpu();
   return cpu < 0 ? 0 : static_cast<std::uint32_t>(cpu);

@@ -147,6 +147,12 @@ maps_answer process_maps_file(pid_t pid, dev_t dev, ino_t ino) noexcept;
 int online_cpus() noexcept;
 // The CPU the caller runs on now (glibc reads it from rseq: no system call).
 std::uint32_t current_cpu() noexcept;
+// Are more threads runnable on the machine than it has CPUs online? From the running
+// count in /proc/loadavg, read at most once a millisecond per process (three system
+// calls); false when it cannot be read. It only tunes spinning.
+bool cpus_oversubscribed() noexcept;
+// For tests: make cpus_oversubscribed() answer `verdict` (0 or 1), or look again (-1).
+void override_cpus_oversubscribed(int verdict) noexcept;
 std::uint64_t random64() noexcept;
 // The credentials that file access checks use.
 uid_t effective_uid() noexcept;

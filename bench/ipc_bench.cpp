@@ -779,7 +779,8 @@ struct transport {
 };
 
 // Kernel queues: msgsize_max (raised only by root), and RLIMIT_MSGQUEUE, which every
-// queue of this user counts against (two queues of `depth` for a ping-pong).
+// queue of this user counts against (a ping-pong has two queues; the kernel charges
+// each message's size plus some bookkeeping, here taken as 64 bytes).
 std::string kernel_mq_limit(long depth, std::size_t size) {
   long max = 8192;
   if (std::FILE* f = std::fopen("/proc/sys/fs/mqueue/msgsize_max", "r")) {
@@ -790,8 +791,8 @@ std::string kernel_mq_limit(long depth, std::size_t size) {
     return strf("n/a: larger than msgsize_max (%ld here, /proc/sys/fs/mqueue/msgsize_max)", max);
   struct rlimit rl {};
   if (::getrlimit(RLIMIT_MSGQUEUE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-      3 * static_cast<rlim_t>(depth) * size > rl.rlim_cur)
-    return strf("n/a: 3 queues of %ld × %zu B exceed RLIMIT_MSGQUEUE (%llu B)", depth, size,
+      2 * static_cast<rlim_t>(depth) * (size + 64) > rl.rlim_cur)
+    return strf("n/a: two queues of %ld × %zu B exceed RLIMIT_MSGQUEUE (%llu B)", depth, size,
                 static_cast<unsigned long long>(rl.rlim_cur));
   return "";
 }

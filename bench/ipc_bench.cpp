@@ -40,6 +40,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -124,6 +125,8 @@ pid_t g_main_pid = 0;
   }
   ::_exit(1);  // a child: the parent sees the status and reports it
 }
+
+std::string strf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));  // printf to a string
 
 [[noreturn]] void sys_fail(const char* what) {
   int e = errno;
@@ -547,6 +550,162 @@ class seqpacket_channel final : public channel {
   int fds_[2] = {-1, -1};
 };
 
+// ---- the reference "limit": a bare single-producer/single-consumer spin ring ----
+//
+// Not a product: no blocking (it busy-polls), no priorities, no second producer or
+// consumer, no crash safety, no names. It is the fastest honest way to hand fixed-size
+// messages from one process to another through shared memory, so its row says what
+// the machine allows; the queues' rows are read against it.
+//
+// Layout: one anonymous MAP_SHARED mapping, made by the parent before fork():
+//
+//   offset 0     head   (std::atomic<uint64_t>) messages ever published; sender writes
+//   offset 128   tail   (std::atomic<uint64_t>) messages ever consumed; receiver writes
+//   offset 256   depth slots of stride bytes (the message size rounded up to 64)
+//
+// head and tail are 128 bytes apart, so the adjacent-line prefetcher does not pair
+// their lines either. Invariants:
+//   1. 0 <= head - tail <= depth; depth is a power of two.
+//   2. Message i (tail <= i < head) is in slot i % depth, complete: the sender copies it
+//      in before it publishes head = i + 1 (release), and the receiver reads head with
+//      acquire before it copies the slot out.
+//   3. The sender reuses slot i % depth only once tail > i - depth (acquire on tail,
+//      published with release after the receiver's copy).
+//   4. The shared tail may lag the receiver's own: it publishes it every depth/16
+//      messages (every message at depth 1) and whenever it has caught up with the head
+//      it knows of, so always before it waits.
+// Each side keeps its own index and a cached copy of the other's, so a side reads the
+// shared word of the other only when its cached copy says "full" or "empty". The
+// batched tail (4) keeps a sender that polls a full ring from pulling tail's line
+// away from the receiver on every message (1 KiB streaming: +25-40 % here, pinned).
+//
+// Waiting is a spin with a pause instruction. Every 256 pauses (about 6 µs here)
+// without progress it calls sched_yield(): it never sleeps, but if the scheduler put
+// both processes on one CPU the peer gets to run (without it a hand-over would cost a
+// time slice). With a CPU for each side a wait of a few µs never gets that far.
+//
+// The bench's message is copied into a slot and out of it, as every queue here copies
+// it; the fill and the check of every word happen outside the transport, as for all.
+
+struct ring_indices {
+  alignas(128) std::atomic<std::uint64_t> head;
+  alignas(128) std::atomic<std::uint64_t> tail;
+};
+constexpr std::size_t ring_slots_offset = 256;
+static_assert(sizeof(ring_indices) == ring_slots_offset && offsetof(ring_indices, tail) == 128);
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+
+template <class Ready>
+void spin_until(Ready ready) {
+  for (unsigned n = 1; !ready(); ++n) {
+    PIPC_BENCH_PAUSE();
+    if ((n & 255) == 0) ::sched_yield();
+  }
+}
+
+class ring_sender final : public endpoint {
+ public:
+  ring_sender(void* base, std::size_t size, std::size_t stride, std::uint64_t depth)
+      : idx_(static_cast<ring_indices*>(base)),
+        slots_(static_cast<std::byte*>(base) + ring_slots_offset),
+        size_(size),
+        stride_(stride),
+        depth_(depth),
+        head_(idx_->head.load(std::memory_order_relaxed)),
+        cached_tail_(idx_->tail.load(std::memory_order_acquire)) {}
+  void send(const std::byte* data, std::size_t size) override {
+    if (size != size_) die("limit-spin-ring: a %zu-byte message on a ring of %zu-byte slots", size, size_);
+    if (head_ - cached_tail_ == depth_) {  // full as far as we know: look again
+      spin_until([this] {
+        cached_tail_ = idx_->tail.load(std::memory_order_acquire);
+        return head_ - cached_tail_ < depth_;
+      });
+    }
+    std::memcpy(slots_ + (head_ & (depth_ - 1)) * stride_, data, size);
+    ++head_;
+    idx_->head.store(head_, std::memory_order_release);
+  }
+  std::size_t receive(std::byte*, std::size_t) override { die("limit-spin-ring: receive on the sending end"); }
+
+ private:
+  ring_indices* idx_;
+  std::byte* slots_;
+  std::size_t size_, stride_;
+  std::uint64_t depth_;
+  std::uint64_t head_;         // ours: the next message's number
+  std::uint64_t cached_tail_;  // the receiver's tail, as last read
+};
+
+class ring_receiver final : public endpoint {
+ public:
+  ring_receiver(void* base, std::size_t size, std::size_t stride, std::uint64_t depth)
+      : idx_(static_cast<ring_indices*>(base)),
+        slots_(static_cast<std::byte*>(base) + ring_slots_offset),
+        size_(size),
+        stride_(stride),
+        depth_(depth),
+        tail_(idx_->tail.load(std::memory_order_relaxed)),
+        published_(tail_),
+        batch_(std::max<std::uint64_t>(1, depth / 16)),
+        cached_head_(idx_->head.load(std::memory_order_acquire)) {}
+  void send(const std::byte*, std::size_t) override { die("limit-spin-ring: send on the receiving end"); }
+  std::size_t receive(std::byte* buffer, std::size_t capacity) override {
+    if (capacity < size_) die("limit-spin-ring: a %zu-byte buffer for %zu-byte slots", capacity, size_);
+    if (tail_ == cached_head_) {  // empty as far as we know: look again
+      spin_until([this] {
+        cached_head_ = idx_->head.load(std::memory_order_acquire);
+        return cached_head_ != tail_;
+      });
+    }
+    std::memcpy(buffer, slots_ + (tail_ & (depth_ - 1)) * stride_, size_);
+    ++tail_;
+    // Publish the freed slots in batches, and always before waiting: a sender that
+    // finds the ring full polls tail, and a store per message would pull its line back
+    // and forth once per message.
+    if (tail_ - published_ >= batch_ || tail_ == cached_head_) {
+      idx_->tail.store(tail_, std::memory_order_release);
+      published_ = tail_;
+    }
+    return size_;
+  }
+
+ private:
+  ring_indices* idx_;
+  std::byte* slots_;
+  std::size_t size_, stride_;
+  std::uint64_t depth_;
+  std::uint64_t tail_;         // ours: the next message's number
+  std::uint64_t published_;    // the tail last stored for the sender
+  std::uint64_t batch_;        // free slots published at a time
+  std::uint64_t cached_head_;  // the sender's head, as last read
+};
+
+class ring_channel final : public channel {
+ public:
+  // Requires: depth is a power of two.
+  ring_channel(std::uint64_t depth, std::size_t size)
+      : size_(size), stride_((size + 63) / 64 * 64), depth_(depth), bytes_(ring_slots_offset + depth * stride_) {
+    // MAP_POPULATE: the pages exist before the first message, as the engine's do
+    // after its open, so no first-touch fault lands in a timed part.
+    base_ = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (base_ == MAP_FAILED) sys_fail("mmap (limit-spin-ring)");
+    new (base_) ring_indices{};
+  }
+  ~ring_channel() override { ::munmap(base_, bytes_); }
+  std::unique_ptr<endpoint> open_sender() override {
+    return std::make_unique<ring_sender>(base_, size_, stride_, depth_);
+  }
+  std::unique_ptr<endpoint> open_receiver() override {
+    return std::make_unique<ring_receiver>(base_, size_, stride_, depth_);
+  }
+
+ private:
+  std::size_t size_, stride_;
+  std::uint64_t depth_;
+  std::size_t bytes_;
+  void* base_ = nullptr;
+};
+
 // ---- a deliberately broken transport, to show that the checks catch one ----
 //
 // With PIPC_BENCH_BREAK=drop|duplicate|corrupt|truncate|reorder in the environment,
@@ -613,10 +772,61 @@ struct transport {
                             // so depth does not matter; measured once per transport)
   bool byte_stream;         // messages over PIPE_BUF may interleave with two writers
   std::function<std::unique_ptr<channel>(std::size_t size)> make;
+  bool stream = true;       // streamed (false: a configuration for ping-pong only)
+  std::string no_contention = {};  // why contention does not apply at all, if it does not
+  // Why a message of this size cannot go through this transport here ("" if it can).
+  std::function<std::string(std::size_t size)> size_limit = {};
 };
+
+// Kernel queues: msgsize_max (raised only by root), and RLIMIT_MSGQUEUE, which every
+// queue of this user counts against (a ping-pong has two queues; the kernel charges
+// each message's size plus some bookkeeping, here taken as 64 bytes).
+std::string kernel_mq_limit(long depth, std::size_t size) {
+  long max = 8192;
+  if (std::FILE* f = std::fopen("/proc/sys/fs/mqueue/msgsize_max", "r")) {
+    if (std::fscanf(f, "%ld", &max) != 1) max = 8192;
+    std::fclose(f);
+  }
+  if (static_cast<long>(size) > max)
+    return strf("n/a: larger than msgsize_max (%ld here, /proc/sys/fs/mqueue/msgsize_max)", max);
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_MSGQUEUE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+      2 * static_cast<rlim_t>(depth) * (size + 64) > rl.rlim_cur)
+    return strf("n/a: two queues of %ld × %zu B exceed RLIMIT_MSGQUEUE (%llu B)", depth, size,
+                static_cast<unsigned long long>(rl.rlim_cur));
+  return "";
+}
+
+// AF_UNIX datagrams: a packet must fit the socket's send buffer (SO_SNDBUF, whose
+// default is net.core.wmem_default). Tried on a fresh socket pair, once per size.
+std::string seqpacket_limit(std::size_t size) {
+  static std::map<std::size_t, std::string> known;
+  if (auto it = known.find(size); it != known.end()) return it->second;
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) sys_fail("socketpair");
+  std::vector<std::byte> probe(size);
+  std::string why;
+  if (::send(fds[0], probe.data(), size, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno == EMSGSIZE) {
+    int sndbuf = 0;
+    socklen_t len = sizeof sndbuf;
+    ::getsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, &len);
+    why = strf("n/a: a packet must fit the socket's send buffer (SO_SNDBUF %d here): EMSGSIZE", sndbuf);
+  }
+  ::close(fds[0]);
+  ::close(fds[1]);
+  return known[size] = why;
+}
 
 std::vector<transport> all_transports() {
   std::vector<transport> t;
+  const std::string ring = "reference, not a product: bare SPSC ring in shared memory, busy-polling, no blocking, "
+                           "no priorities — the machine's limit";
+  t.push_back({"limit-spin-ring/1", ring + "; 1 slot (ping-pong)", 1, true, false,
+               [](std::size_t size) { return std::make_unique<ring_channel>(1, size); }, false,
+               "single producer, single consumer (reference only)"});
+  t.push_back({"limit-spin-ring/1024", ring + "; 1024 slots (streaming)", 1024, false, false,
+               [](std::size_t size) { return std::make_unique<ring_channel>(1024, size); }, true,
+               "single producer, single consumer (reference only)"});
   for (long depth : {10L, 1024L}) {
     t.push_back({"pipc-shm/" + std::to_string(depth), "pipc engine, C++ API (pipc::message_queue, backend::shm)", depth,
                  depth == 10, false, [depth](std::size_t size) {
@@ -628,13 +838,15 @@ std::vector<transport> all_transports() {
                  [depth](std::size_t size) { return std::make_unique<capi_channel>(depth, size); }});
   }
   t.push_back({"pipc-kernel/10", "pipc::message_queue, backend::kernel (mq_* underneath)", 10, true, false,
-               [](std::size_t size) { return std::make_unique<pipc_channel>(pipc::backend::kernel, 10, size); }});
+               [](std::size_t size) { return std::make_unique<pipc_channel>(pipc::backend::kernel, 10, size); },
+               true, "", [](std::size_t size) { return kernel_mq_limit(10, size); }});
   t.push_back({"kernel-mq/10", "raw kernel queue: mq_open/mq_send/mq_receive, maxmsg 10 (msg_max here)", 10, true,
-               false, [](std::size_t size) { return std::make_unique<mq_channel>(10, size); }});
+               false, [](std::size_t size) { return std::make_unique<mq_channel>(10, size); }, true, "",
+               [](std::size_t size) { return kernel_mq_limit(10, size); }});
   t.push_back({"pipe", "pipe2(), one write()/read() of the message size per message", 0, true, true,
                [](std::size_t size) { return std::make_unique<pipe_channel>(size); }});
   t.push_back({"unix-seqpacket", "socketpair(AF_UNIX, SOCK_SEQPACKET)", 0, true, false,
-               [](std::size_t) { return std::make_unique<seqpacket_channel>(); }});
+               [](std::size_t) { return std::make_unique<seqpacket_channel>(); }, true, "", seqpacket_limit});
   if (const char* how = std::getenv("PIPC_BENCH_BREAK")) {
     std::string h = how;
     t.push_back({"broken", "a socket pair that damages its 5000th message (PIPC_BENCH_BREAK=" + h + ")", 0, true, false,
@@ -1315,8 +1527,23 @@ bool wants(const settings& s, const char* m) {
   return std::find(s.measurements.begin(), s.measurements.end(), m) != s.measurements.end();
 }
 
+// Why transport t cannot carry messages of `size` here ("" if it can).
+std::string size_skip(const transport& t, std::size_t size) { return t.size_limit ? t.size_limit(size) : ""; }
+
+// Whether transport t is ping-ponged / streamed at all (whatever the size).
+bool pings(const transport& t, const settings& s) { return t.latency || s.latency_all_depths; }
+
+// Why transport t is not in the contention measurement at `size` ("" if it is).
 // Pipes are byte streams: with two writers, writes over PIPE_BUF may interleave.
-bool contention_applies(const transport& t, std::size_t size) { return !(t.byte_stream && size > PIPE_BUF); }
+std::string contention_skip(const transport& t, std::size_t size) {
+  if (!t.no_contention.empty()) return "skipped: " + t.no_contention;
+  if (t.byte_stream && size > PIPE_BUF) return "skipped: > PIPE_BUF, writes may interleave";
+  return size_skip(t, size);
+}
+
+// The reference rows that the queues are read against.
+const char* const limit_latency = "limit-spin-ring/1";
+const char* const limit_stream = "limit-spin-ring/1024";
 
 std::string machine_line() {
   std::string model = "unknown CPU";
@@ -1419,6 +1646,23 @@ void print_probes(std::FILE* out, const std::string& m) {
   std::fprintf(out, ".\n\n");
 }
 
+// A note under a table when the limit row's two processes mostly shared one CPU: a
+// ring that spins is no limit then (each hand-over waits for a sched_yield), so the
+// ratios against it do not say how far a transport is from the machine's limit.
+void note_shared_limit(std::FILE* out, const std::string& m, const char* limit, const std::vector<std::size_t>& sizes) {
+  std::string where;
+  for (std::size_t size : sizes) {
+    auto same = result(m, limit, size, "same_cpu_share");
+    if (same && same->median >= 0.5) where += (where.empty() ? "" : ", ") + size_label(size);
+  }
+  if (where.empty()) return;
+  std::fprintf(out,
+               "Note: at %s, `%s` ran with both processes on one CPU in most samples (same CPU): a spinning ring "
+               "is no limit then, each hand-over waiting for a sched_yield, so the ratios to it there do not "
+               "measure the distance to the machine's limit (a busy machine, or the scheduler, did that).\n\n",
+               where.c_str(), limit);
+}
+
 void print_tables(std::FILE* out, const std::vector<transport>& ts, const settings& s, double seconds) {
   std::fprintf(out, "# pipc-bench results\n\n");
   std::fprintf(out, "Machine: %s.  \n", machine_line().c_str());
@@ -1451,42 +1695,67 @@ void print_tables(std::FILE* out, const std::vector<transport>& ts, const settin
     std::fprintf(out,
                  "## Ping-pong round trip, µs (%ld round trips per repetition after %ld of warm-up)\n\n"
                  "One message in flight, so depth does not matter: each transport is measured at its smallest "
-                 "depth. Boost column: Boost at depth 10.\n\n",
-                 s.round_trips, s.warmup_round_trips);
+                 "depth. p99/p50: the ratio within each repetition (median [min–max] over them). "
+                 "p50 / limit: this p50 over `%s`'s (the bare spin ring, not a product; 1 is the machine's limit). "
+                 "Boost column: Boost at depth 10.\n\n",
+                 s.round_trips, s.warmup_round_trips, limit_latency);
     print_probes(out, "latency");
-    std::fprintf(out, "| transport | depth | size | p50 | p99 | p99.9 | p50 × kernel mq | p50 × Boost | same CPU |\n");
-    std::fprintf(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    std::fprintf(out,
+                 "| transport | depth | size | p50 | p99 | p99.9 | p99/p50 | p50 / limit | p50 × kernel mq | p50 × Boost "
+                 "| same CPU |\n");
+    std::fprintf(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    auto tail = [](double v) { return v >= 100 ? strf("%.0f", v) : strf("%.1f", v); };
     for (std::size_t size : s.sizes) {
       auto k = result("latency", kernel, size, "rtt_p50_ns");
       auto b = result("latency", "boost/10", size, "rtt_p50_ns");
+      auto lim = result("latency", limit_latency, size, "rtt_p50_ns");
       for (const auto& t : ts) {
+        if (!pings(t, s)) continue;
+        if (std::string why = size_skip(t, size); !why.empty()) {
+          std::fprintf(out, "| %s | %s | %s | %s | | | | | | | |\n", t.name.c_str(), depth_label(t).c_str(),
+                       size_label(size).c_str(), why.c_str());
+          continue;
+        }
         auto p50 = result("latency", t.name, size, "rtt_p50_ns");
         if (!p50) continue;
         auto p99 = result("latency", t.name, size, "rtt_p99_ns");
         auto p999 = result("latency", t.name, size, "rtt_p999_ns");
+        auto spread = result("latency", t.name, size, "rtt_p99_over_p50");
         auto same = result("latency", t.name, size, "same_cpu_share");
         std::optional<double> rk, rb;
         if (k) rk = k->median / p50->median;
         if (b) rb = b->median / p50->median;
-        std::fprintf(out, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t.name.c_str(), depth_label(t).c_str(),
-                     size_label(size).c_str(), with_range(*p50, us).c_str(), with_range(*p99, us).c_str(),
-                     with_range(*p999, us).c_str(), ratio(rk).c_str(), ratio(rb).c_str(), percent(same).c_str());
+        const std::string vs_limit = lim ? strf("%.2f", p50->median / lim->median) : "–";
+        std::fprintf(out, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t.name.c_str(),
+                     depth_label(t).c_str(), size_label(size).c_str(), with_range(*p50, us).c_str(),
+                     with_range(*p99, us).c_str(), with_range(*p999, us).c_str(), with_range(*spread, tail).c_str(),
+                     vs_limit.c_str(), ratio(rk).c_str(), ratio(rb).c_str(), percent(same).c_str());
       }
     }
     std::fprintf(out, "\n");
+    note_shared_limit(out, "latency", limit_latency, s.sizes);
   }
   if (wants(s, "stream")) {
     std::fprintf(out,
                  "## One-way streaming, one sender → one receiver (%.0f ms timed per repetition after %ld "
                  "messages of warm-up; every message verified)\n\n"
-                 "MB/s counts payload bytes (10^6 bytes). × Boost compares with Boost at the same depth.\n\n",
-                 s.stream_ms, s.stream_warmup);
+                 "MB/s counts payload bytes (10^6 bytes). × Boost compares with Boost at the same depth. "
+                 "of limit: the median as a share of `%s`'s (the bare spin ring, not a product).\n\n",
+                 s.stream_ms, s.stream_warmup, limit_stream);
     print_probes(out, "stream");
-    std::fprintf(out, "| transport | depth | size | messages/s | MB/s | × kernel mq | × Boost | same CPU |\n");
-    std::fprintf(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    std::fprintf(out,
+                 "| transport | depth | size | messages/s | MB/s | of limit | × kernel mq | × Boost | same CPU |\n");
+    std::fprintf(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for (std::size_t size : s.sizes) {
       auto k = result("stream", kernel, size, "msgs_per_s");
+      auto lim = result("stream", limit_stream, size, "msgs_per_s");
       for (const auto& t : ts) {
+        if (!t.stream) continue;
+        if (std::string why = size_skip(t, size); !why.empty()) {
+          std::fprintf(out, "| %s | %s | %s | %s | | | | | |\n", t.name.c_str(), depth_label(t).c_str(),
+                       size_label(size).c_str(), why.c_str());
+          continue;
+        }
         auto r = result("stream", t.name, size, "msgs_per_s");
         if (!r) continue;
         auto mb = result("stream", t.name, size, "mb_per_s");
@@ -1495,33 +1764,47 @@ void print_tables(std::FILE* out, const std::vector<transport>& ts, const settin
         std::optional<double> rk, rb;
         if (k) rk = r->median / k->median;
         if (b) rb = r->median / b->median;
-        std::fprintf(out, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", t.name.c_str(), depth_label(t).c_str(),
+        const std::string of_limit = lim ? strf("%.0f%%", 100 * r->median / lim->median) : "–";
+        std::fprintf(out, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t.name.c_str(), depth_label(t).c_str(),
                      size_label(size).c_str(), with_range(*r, rate).c_str(), with_range(*mb, mbs).c_str(),
-                     ratio(rk).c_str(), ratio(rb).c_str(), percent(same).c_str());
+                     of_limit.c_str(), ratio(rk).c_str(), ratio(rb).c_str(), percent(same).c_str());
       }
     }
     std::fprintf(out, "\n");
+    note_shared_limit(out, "stream", limit_stream, s.sizes);
   }
   if (wants(s, "contention")) {
     std::fprintf(out,
                  "## Contention: 2 producers + 2 consumers on one channel (%.0f ms per repetition; every message "
                  "verified, per-producer counts and checksums reconciled)\n\n"
-                 "Fairness = min/max of the two counts (1 = equal shares): producers = messages each got "
-                 "in, consumers = messages each took out.\n\n",
+                 "Fairness = min/max of the two counts in the timed part (1 = equal shares, 0.5 = one got twice "
+                 "the other's, 0 = one starved): producers = messages each got in, consumers = messages each took "
+                 "out. `min` is the lowest over the repetitions (the issue's bar: ≥ 0.5 in every one; below it in "
+                 "bold); `each repetition` lists them in the order they ran.\n\n",
                  s.contention_ms);
     print_probes(out, "contention");
     std::fprintf(out,
-                 "| transport | depth | size | messages/s | producer fairness | consumer fairness | × kernel mq | "
-                 "× Boost |\n");
-    std::fprintf(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-    auto fair = [](double v) { return strf("%.2f", v); };
+                 "| transport | depth | size | messages/s | producer fairness: min | each repetition | consumer "
+                 "fairness: min | each repetition | × kernel mq | × Boost |\n");
+    std::fprintf(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    auto fair = [](double v) { return v < 0.5 ? strf("**%.2f**", v) : strf("%.2f", v); };
+    auto each = [&](const std::string& name, std::size_t size, const char* metric) {
+      std::string line;
+      auto it = g_values.find({"contention", name, size, metric});
+      if (it == g_values.end()) return line;
+      for (double v : it->second) {
+        if (!line.empty()) line += ' ';
+        line += fair(v);
+      }
+      return line;
+    };
     for (std::size_t size : s.sizes) {
       auto k = result("contention", kernel, size, "msgs_per_s");
       for (const auto& t : ts) {
-        if (!selected(t, s)) continue;
-        if (!contention_applies(t, size)) {
-          std::fprintf(out, "| %s | %s | %s | skipped: > PIPE_BUF, writes may interleave | | | | |\n", t.name.c_str(),
-                       depth_label(t).c_str(), size_label(size).c_str());
+        if (!t.stream) continue;
+        if (std::string why = contention_skip(t, size); !why.empty()) {
+          std::fprintf(out, "| %s | %s | %s | %s | | | | | | |\n", t.name.c_str(), depth_label(t).c_str(),
+                       size_label(size).c_str(), why.c_str());
           continue;
         }
         auto r = result("contention", t.name, size, "msgs_per_s");
@@ -1532,11 +1815,10 @@ void print_tables(std::FILE* out, const std::vector<transport>& ts, const settin
         std::optional<double> rk, rb;
         if (k) rk = r->median / k->median;
         if (b) rb = r->median / b->median;
-        std::fprintf(out, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", t.name.c_str(), depth_label(t).c_str(),
-                     size_label(size).c_str(), with_range(*r, rate).c_str(),
-                     (fair(pf->median) + " [" + fair(pf->min) + "–" + fair(pf->max) + "]").c_str(),
-                     (fair(cf->median) + " [" + fair(cf->min) + "–" + fair(cf->max) + "]").c_str(), ratio(rk).c_str(),
-                     ratio(rb).c_str());
+        std::fprintf(out, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t.name.c_str(),
+                     depth_label(t).c_str(), size_label(size).c_str(), with_range(*r, rate).c_str(),
+                     fair(pf->min).c_str(), each(t.name, size, "producer_fairness").c_str(), fair(cf->min).c_str(),
+                     each(t.name, size, "consumer_fairness").c_str(), ratio(rk).c_str(), ratio(rb).c_str());
       }
     }
     std::fprintf(out, "\n");
@@ -1583,9 +1865,18 @@ void print_tables(std::FILE* out, const std::vector<transport>& ts, const settin
 void write_csv(const std::string& path, const std::vector<transport>& ts, const settings& s) {
   std::FILE* f = std::fopen(path.c_str(), "w");
   if (f == nullptr) sys_fail(("fopen " + path).c_str());
-  std::fprintf(f, "measurement,transport,depth,size,metric,unit,median,min,max,reps,samples_per_rep\n");
+  std::fprintf(f, "measurement,transport,depth,size,metric,unit,median,min,max,reps,samples_per_rep,per_rep\n");
+  // Every repetition's value, in the order they ran, separated by ';'.
+  auto per_rep = [](const std::vector<double>& v) {
+    std::string line;
+    for (double x : v) {
+      if (!line.empty()) line += ';';
+      line += strf("%.6g", x);
+    }
+    return line;
+  };
   const std::pair<const char*, std::vector<const char*>> metrics[] = {
-      {"latency", {"rtt_p50_ns", "rtt_p99_ns", "rtt_p999_ns", "same_cpu_share"}},
+      {"latency", {"rtt_p50_ns", "rtt_p99_ns", "rtt_p999_ns", "rtt_p99_over_p50", "same_cpu_share"}},
       {"stream", {"msgs_per_s", "mb_per_s", "same_cpu_share"}},
       {"contention", {"msgs_per_s", "mb_per_s", "producer_fairness", "consumer_fairness", "jain_producers"}},
   };
@@ -1602,9 +1893,9 @@ void write_csv(const std::string& path, const std::vector<transport>& ts, const 
                              : mv == "mb_per_s"   ? "MB/s"
                                                   : "ratio";
           auto samples = g_samples.find({m, t.name, size});
-          std::fprintf(f, "%s,%s,%ld,%zu,%s,%s,%.6g,%.6g,%.6g,%d,%" PRIu64 "\n", m, t.name.c_str(), t.depth, size,
+          std::fprintf(f, "%s,%s,%ld,%zu,%s,%s,%.6g,%.6g,%.6g,%d,%" PRIu64 ",%s\n", m, t.name.c_str(), t.depth, size,
                        metric, unit, sm.median, sm.min, sm.max, sm.reps,
-                       samples == g_samples.end() ? std::uint64_t{0} : samples->second);
+                       samples == g_samples.end() ? std::uint64_t{0} : samples->second, per_rep(it->second).c_str());
         }
       }
     }
@@ -1614,8 +1905,9 @@ void write_csv(const std::string& path, const std::vector<transport>& ts, const 
       auto it = g_values.find({"create", c.name, create_size, metric});
       if (it == g_values.end()) continue;
       const summary sm = summarise(it->second);
-      std::fprintf(f, "create,%s,%ld,%ld,%s,ns,%.6g,%.6g,%.6g,%d,%ld\n", c.name.c_str(), create_depth, create_size, metric,
-                   sm.median, sm.min, sm.max, sm.reps, s.create_rounds * s.create_batch);
+      std::fprintf(f, "create,%s,%ld,%ld,%s,ns,%.6g,%.6g,%.6g,%d,%ld,%s\n", c.name.c_str(), create_depth, create_size,
+                   metric, sm.median, sm.min, sm.max, sm.reps, s.create_rounds * s.create_batch,
+                   per_rep(it->second).c_str());
     }
   }
   // The machine-state probe: one row per measurement, over its repetitions.
@@ -1625,8 +1917,8 @@ void write_csv(const std::string& path, const std::vector<transport>& ts, const 
       if (x != "n/a") v.push_back(std::strtod(x.c_str(), nullptr));
     if (v.empty()) continue;
     const summary sm = summarise(v);
-    std::fprintf(f, "%s,cache-line-probe,0,0,probe_rtt_ns,ns,%.6g,%.6g,%.6g,%d,200000\n", m.c_str(), sm.median, sm.min,
-                 sm.max, sm.reps);
+    std::fprintf(f, "%s,cache-line-probe,0,0,probe_rtt_ns,ns,%.6g,%.6g,%.6g,%d,200000,%s\n", m.c_str(), sm.median,
+                 sm.min, sm.max, sm.reps, per_rep(v).c_str());
   }
   if (std::fclose(f) != 0) sys_fail(("fclose " + path).c_str());
 }
@@ -1641,7 +1933,8 @@ void write_csv(const std::string& path, const std::vector<transport>& ts, const 
                "  --warmup N           untimed ping-pong round trips first (default 1000)\n"
                "  --stream-ms MS       timed part of each streaming repetition (default 100)\n"
                "  --contention-ms MS   timed part of each contention repetition (default 100, after 30 of warm-up)\n"
-               "  --sizes A,B,...      message sizes in bytes, multiples of 8, >= 16 (default 64,1024,8192)\n"
+               "  --sizes A,B,...      message sizes in bytes, multiples of 8, 16 to 1048576 (default 64,1024,8192);\n"
+               "                       a transport that cannot carry a size shows n/a and why\n"
                "  --only S1,S2,...     only transports whose name contains one of these\n"
                "  --measure M1,...     latency, stream, contention, create (default all)\n"
                "  --latency-all-depths ping-pong every depth, not only the smallest\n"
@@ -1671,6 +1964,8 @@ long to_long(const char* opt, const char* v, long lo) {
   }
   return n;
 }
+
+constexpr long max_size = 1L << 20;  // --sizes: 1 MiB
 
 settings parse(int argc, char** argv) {
   settings s;
@@ -1708,8 +2003,8 @@ settings parse(int argc, char** argv) {
       s.sizes.clear();
       for (const auto& v : split(value())) {
         long n = to_long("--sizes", v.c_str(), 16);
-        if (n % 8 != 0 || n > 8192) {
-          std::fprintf(stderr, "pipc-bench: --sizes: %ld is not a multiple of 8 in 16..8192\n", n);
+        if (n % 8 != 0 || n > max_size) {
+          std::fprintf(stderr, "pipc-bench: --sizes: %ld is not a multiple of 8 in 16..%ld (1 MiB)\n", n, max_size);
           usage(2);
         }
         s.sizes.push_back(static_cast<std::size_t>(n));
@@ -1743,7 +2038,7 @@ settings parse(int argc, char** argv) {
     }
   }
   if (list) {
-    for (const auto& t : all_transports()) std::printf("%-16s %s\n", t.name.c_str(), t.description.c_str());
+    for (const auto& t : all_transports()) std::printf("%-20s %s\n", t.name.c_str(), t.description.c_str());
     std::exit(0);
   }
   return s;
@@ -1789,18 +2084,21 @@ int main(int argc, char** argv) {
         note_probe("latency", s, rep);
         for (std::size_t size : s.sizes) {
           for (const auto& t : ts) {
-            if (!t.latency && !s.latency_all_depths) continue;
-            watchdog(static_cast<double>(s.round_trips + s.warmup_round_trips) * 200e-6);
+            if (!pings(t, s) || !size_skip(t, size).empty()) continue;
+            // 200 µs per round trip, and 4 copies, a fill and a check of 1 ns per byte.
+            watchdog(static_cast<double>(s.round_trips + s.warmup_round_trips) *
+                     (200e-6 + 6e-9 * static_cast<double>(size)));
             latency_result r = ping_pong(t, size, s);
             ::alarm(0);
             record("latency", t.name, size, "rtt_p50_ns", r.p50_ns);
             record("latency", t.name, size, "rtt_p99_ns", r.p99_ns);
             record("latency", t.name, size, "rtt_p999_ns", r.p999_ns);
+            record("latency", t.name, size, "rtt_p99_over_p50", r.p99_ns / r.p50_ns);
             record("latency", t.name, size, "same_cpu_share", r.same_cpu);
             note_samples("latency", t.name, size, static_cast<std::uint64_t>(s.round_trips));
             std::fprintf(
                 stderr,
-                "latency    %-6s rep %d/%d %-16s p50 %8.2f µs  p99 %8.2f µs  p99.9 %8.2f µs  same CPU %3.0f%%\n",
+                "latency    %-6s rep %d/%d %-20s p50 %8.2f µs  p99 %8.2f µs  p99.9 %8.2f µs  same CPU %3.0f%%\n",
                 size_label(size).c_str(), rep + 1, s.reps, t.name.c_str(), r.p50_ns / 1e3, r.p99_ns / 1e3,
                 r.p999_ns / 1e3, r.same_cpu * 100);
           }
@@ -1813,7 +2111,8 @@ int main(int argc, char** argv) {
         note_probe("stream", s, rep);
         for (std::size_t size : s.sizes) {
           for (const auto& t : ts) {
-            watchdog(s.stream_ms / 1e3);
+            if (!t.stream || !size_skip(t, size).empty()) continue;
+            watchdog(s.stream_ms / 1e3 + static_cast<double>(s.stream_warmup * size) * 2e-9);
             stream_result r = stream(t, size, s);
             ::alarm(0);
             record("stream", t.name, size, "msgs_per_s", r.msgs_per_s);
@@ -1821,7 +2120,7 @@ int main(int argc, char** argv) {
             record("stream", t.name, size, "same_cpu_share", r.same_cpu);
             note_samples("stream", t.name, size, r.messages);
             std::fprintf(stderr,
-                         "stream     %-6s rep %d/%d %-16s %10.3f M msg/s  %9.1f MB/s  (%" PRIu64
+                         "stream     %-6s rep %d/%d %-20s %10.3f M msg/s  %9.1f MB/s  (%" PRIu64
                          " msgs)  same CPU %3.0f%%\n",
                          size_label(size).c_str(), rep + 1, s.reps, t.name.c_str(), r.msgs_per_s / 1e6,
                          r.msgs_per_s * static_cast<double>(size) / 1e6, r.messages, r.same_cpu * 100);
@@ -1835,7 +2134,7 @@ int main(int argc, char** argv) {
         note_probe("contention", s, rep);
         for (std::size_t size : s.sizes) {
           for (const auto& t : ts) {
-            if (!contention_applies(t, size)) continue;
+            if (!t.stream || !contention_skip(t, size).empty()) continue;
             watchdog(s.contention_ms / 1e3);
             contention_result r = contention(t, size, s);
             ::alarm(0);
@@ -1846,7 +2145,7 @@ int main(int argc, char** argv) {
             record("contention", t.name, size, "jain_producers", r.jain);
             note_samples("contention", t.name, size, r.messages);
             std::fprintf(stderr,
-                         "contention %-6s rep %d/%d %-16s %10.3f M msg/s  fairness producers %.2f consumers %.2f\n",
+                         "contention %-6s rep %d/%d %-20s %10.3f M msg/s  fairness producers %.2f consumers %.2f\n",
                          size_label(size).c_str(), rep + 1, s.reps, t.name.c_str(), r.msgs_per_s / 1e6,
                          r.producer_fairness, r.consumer_fairness);
           }

@@ -1,20 +1,40 @@
-// pipc-micro: in-process costs of pipc's message queues (Google Benchmark), for the
-// engine (backend::shm) and the kernel backend, at 64 B, 1 KiB and 8 KiB messages:
+// pipc-micro: in-process costs of pipc's message queues (Google Benchmark), at 64 B,
+// 1 KiB and 8 KiB messages, through four ways in (the second part of each row's name):
+//   shm        pipc::message_queue on the engine (backend::shm)
+//   shm-c      the C API on the engine (pipc_mq_*)
+//   kernel     pipc::message_queue on the kernel (backend::kernel)
+//   kernel-mq  raw mq_* on the kernel, without pipc
+// Rows:
 //   SendReceive      one send then one receive on the same queue, nobody else on it
 //                    (the uncontended fast path: no waiting, no wake-up)
 //   SendReceivePriorities  eight sends at eight priorities (0 and 32767 among them,
 //                    one repeated), then eight receives: the engine's side heap
 //                    (a message of another priority than the ring's)
-//   TryReceiveEmpty  try_receive on an empty queue
-//   OpenClose        open an existing queue by name and close it
+//   TryReceiveEmpty  a non-blocking receive on an empty queue (try_receive; O_NONBLOCK
+//                    and EAGAIN through the C API and mq_receive)
+//   Open             open an existing queue by name that this process has no other
+//                    descriptor of: only the open is timed (manual time, one clock
+//                    read on each side of it); the close is not
+//   OpenHeld         the same while the process holds another descriptor of the queue
+//                    (the engine then reuses its mapping of the region)
+//   Close            close the process's only descriptor of a queue (the engine unmaps
+//                    the region): only the close is timed
+//   OpenClose        Open and Close together, both timed
 //   CreateUnlink     create a new queue, close it, remove its name
 //   CreateExisting   create_only (O_CREAT | O_EXCL) of a name that exists: EEXIST
-// Cross-process numbers come from pipc-bench; see bench/README.md.
+// Open/shm against Open/kernel-mq, in one run, is the engine's open as a multiple of
+// the kernel's. Cross-process numbers come from pipc-bench; see bench/README.md.
 
 #include <benchmark/benchmark.h>
+#include <fcntl.h>
+#include <mqueue.h>
+#include <pipc/c/mqueue.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstddef>
+#include <cstring>
 #include <pipc/pipc.hpp>
 #include <string>
 #include <system_error>
@@ -52,6 +72,9 @@ class scratch_queue {
 
   pipc::message_queue& queue() { return queue_; }
   const std::string& name() const { return name_; }
+  // Closes this process's descriptor and keeps the name: a later open is then the
+  // process's first of the queue (the engine maps and checks the region anew).
+  void let_go() { queue_.close(); }
 
  private:
   std::string name_;
@@ -103,9 +126,48 @@ void TryReceiveEmpty(benchmark::State& state, pipc::backend which) {
   state.SetItemsProcessed(state.iterations());
 }
 
+using clock_type = std::chrono::steady_clock;
+double seconds(clock_type::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// Held: another descriptor of the queue stays open in this process meanwhile (the
+// engine then reuses its mapping); otherwise each open is the process's first.
+template <bool Held>
+void Open(benchmark::State& state, pipc::backend which) {
+  const auto size = static_cast<std::size_t>(state.range(0));
+  scratch_queue q("open", which, size);
+  if (!Held) q.let_go();
+  const pipc::mq_options o = options(which, size);
+  for (auto _ : state) {
+    const auto t0 = clock_type::now();
+    pipc::message_queue other = pipc::message_queue::open(q.name(), pipc::open_mode::open_only, o);
+    const auto t1 = clock_type::now();
+    benchmark::DoNotOptimize(other);
+    other.close();
+    state.SetIterationTime(seconds(t1 - t0));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+void Close(benchmark::State& state, pipc::backend which) {
+  const auto size = static_cast<std::size_t>(state.range(0));
+  scratch_queue q("close", which, size);
+  q.let_go();
+  const pipc::mq_options o = options(which, size);
+  for (auto _ : state) {
+    pipc::message_queue other = pipc::message_queue::open(q.name(), pipc::open_mode::open_only, o);
+    benchmark::DoNotOptimize(other);
+    const auto t0 = clock_type::now();
+    other.close();
+    const auto t1 = clock_type::now();
+    state.SetIterationTime(seconds(t1 - t0));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 void OpenClose(benchmark::State& state, pipc::backend which) {
   const auto size = static_cast<std::size_t>(state.range(0));
   scratch_queue q("open", which, size);
+  q.let_go();
   const pipc::mq_options o = options(which, size);
   for (auto _ : state) {
     pipc::message_queue other = pipc::message_queue::open(q.name(), pipc::open_mode::open_only, o);
@@ -141,20 +203,219 @@ void CreateExisting(benchmark::State& state, pipc::backend which) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// ---- The C API on the engine and raw mq_* on the kernel: the same rows ----
+
+// The calls of one C-style API: the C API (pipc_mq_*) or the kernel's (mq_*).
+struct c_api {
+  using descriptor = pipc_mqd_t;
+  static descriptor create(const char* name, long depth, long size) {
+    struct pipc_mq_attr attr {};
+    attr.mq_maxmsg = depth;
+    attr.mq_msgsize = size;
+    return ::pipc_mq_open(name, O_CREAT | O_EXCL | O_RDWR, static_cast<mode_t>(0600), &attr);
+  }
+  static descriptor open(const char* name, int flags) { return ::pipc_mq_open(name, flags); }
+  static int close(descriptor d) { return ::pipc_mq_close(d); }
+  static int unlink(const char* name) { return ::pipc_mq_unlink(name); }
+  static int send(descriptor d, const char* m, std::size_t n, unsigned p) { return ::pipc_mq_send(d, m, n, p); }
+  static ssize_t receive(descriptor d, char* b, std::size_t n) { return ::pipc_mq_receive(d, b, n, nullptr); }
+};
+
+struct posix_api {
+  using descriptor = mqd_t;
+  static descriptor create(const char* name, long depth, long size) {
+    struct mq_attr attr {};
+    attr.mq_maxmsg = depth;
+    attr.mq_msgsize = size;
+    return ::mq_open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600, &attr);
+  }
+  static descriptor open(const char* name, int flags) { return ::mq_open(name, flags | O_CLOEXEC); }
+  static int close(descriptor d) { return ::mq_close(d); }
+  static int unlink(const char* name) { return ::mq_unlink(name); }
+  static int send(descriptor d, const char* m, std::size_t n, unsigned p) { return ::mq_send(d, m, n, p); }
+  static ssize_t receive(descriptor d, char* b, std::size_t n) { return ::mq_receive(d, b, n, nullptr); }
+};
+
+template <class Api>
+bool failed(typename Api::descriptor d) {
+  return d == static_cast<typename Api::descriptor>(-1);
+}
+
+// A queue that exists for one benchmark and is removed after it; like scratch_queue.
+template <class Api>
+class scratch_c_queue {
+ public:
+  scratch_c_queue(const char* what, std::size_t size)
+      : name_(queue_name(what)), d_(Api::create(name_.c_str(), 10, static_cast<long>(size))) {}
+  ~scratch_c_queue() {
+    if (!failed<Api>(d_)) Api::close(d_);
+    Api::unlink(name_.c_str());
+  }
+  scratch_c_queue(const scratch_c_queue&) = delete;
+  scratch_c_queue& operator=(const scratch_c_queue&) = delete;
+
+  // False, with the benchmark skipped, if the queue could not be made.
+  bool ok(benchmark::State& state) const {
+    if (!failed<Api>(d_)) return true;
+    state.SkipWithError(("create " + name_ + ": " + std::strerror(errno)).c_str());
+    return false;
+  }
+  // As scratch_queue::let_go.
+  void let_go() {
+    Api::close(d_);
+    d_ = static_cast<typename Api::descriptor>(-1);
+  }
+  typename Api::descriptor descriptor() const { return d_; }
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+  typename Api::descriptor d_;
+};
+
+template <class Api>
+void SendReceiveC(benchmark::State& state) {
+  const auto size = static_cast<std::size_t>(state.range(0));
+  scratch_c_queue<Api> q("pair", size);
+  if (!q.ok(state)) return;
+  std::vector<char> message(size, 0x5a);
+  std::vector<char> buffer(size);
+  for (auto _ : state) {
+    if (Api::send(q.descriptor(), message.data(), size, 0) != 0) state.SkipWithError("send failed");
+    ssize_t n = Api::receive(q.descriptor(), buffer.data(), size);
+    if (n != static_cast<ssize_t>(size)) state.SkipWithError("receive failed");
+    benchmark::DoNotOptimize(n);
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(size));
+}
+
+template <class Api>
+void SendReceivePrioritiesC(benchmark::State& state) {
+  static constexpr unsigned order[] = {3, 7, 1, 3, pipc::max_priority, 0, 7, 12};
+  const auto size = static_cast<std::size_t>(state.range(0));
+  scratch_c_queue<Api> q("prio", size);
+  if (!q.ok(state)) return;
+  std::vector<char> message(size, 0x5a);
+  std::vector<char> buffer(size);
+  for (auto _ : state) {
+    for (unsigned p : order)
+      if (Api::send(q.descriptor(), message.data(), size, p) != 0) state.SkipWithError("send failed");
+    for (std::size_t i = 0; i < std::size(order); ++i) {
+      ssize_t n = Api::receive(q.descriptor(), buffer.data(), size);
+      if (n != static_cast<ssize_t>(size)) state.SkipWithError("receive failed");
+      benchmark::DoNotOptimize(n);
+    }
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(std::size(order)));
+}
+
+template <class Api>
+void TryReceiveEmptyC(benchmark::State& state) {
+  const auto size = static_cast<std::size_t>(state.range(0));
+  scratch_c_queue<Api> q("empty", size);
+  if (!q.ok(state)) return;
+  typename Api::descriptor d = Api::open(q.name().c_str(), O_RDONLY | O_NONBLOCK);
+  if (failed<Api>(d)) {
+    state.SkipWithError("open (O_NONBLOCK) failed");
+    return;
+  }
+  std::vector<char> buffer(size);
+  for (auto _ : state) {
+    ssize_t n = Api::receive(d, buffer.data(), size);
+    benchmark::DoNotOptimize(n);
+    if (n >= 0 || errno != EAGAIN) state.SkipWithError("a receive on an empty queue did not fail with EAGAIN");
+  }
+  Api::close(d);
+  state.SetItemsProcessed(state.iterations());
+}
+
+template <class Api, bool Held>
+void OpenC(benchmark::State& state) {
+  scratch_c_queue<Api> q("open", static_cast<std::size_t>(state.range(0)));
+  if (!q.ok(state)) return;
+  if (!Held) q.let_go();
+  for (auto _ : state) {
+    const auto t0 = clock_type::now();
+    typename Api::descriptor d = Api::open(q.name().c_str(), O_RDWR);
+    const auto t1 = clock_type::now();
+    if (failed<Api>(d)) state.SkipWithError("open failed");
+    benchmark::DoNotOptimize(d);
+    Api::close(d);
+    state.SetIterationTime(seconds(t1 - t0));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+template <class Api>
+void CloseC(benchmark::State& state) {
+  scratch_c_queue<Api> q("close", static_cast<std::size_t>(state.range(0)));
+  if (!q.ok(state)) return;
+  q.let_go();
+  for (auto _ : state) {
+    typename Api::descriptor d = Api::open(q.name().c_str(), O_RDWR);
+    if (failed<Api>(d)) state.SkipWithError("open failed");
+    benchmark::DoNotOptimize(d);
+    const auto t0 = clock_type::now();
+    Api::close(d);
+    const auto t1 = clock_type::now();
+    state.SetIterationTime(seconds(t1 - t0));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+template <class Api>
+void OpenCloseC(benchmark::State& state) {
+  scratch_c_queue<Api> q("open", static_cast<std::size_t>(state.range(0)));
+  if (!q.ok(state)) return;
+  q.let_go();
+  for (auto _ : state) {
+    typename Api::descriptor d = Api::open(q.name().c_str(), O_RDWR);
+    if (failed<Api>(d)) state.SkipWithError("open failed");
+    benchmark::DoNotOptimize(d);
+    Api::close(d);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 void sizes(benchmark::internal::Benchmark* b) { b->Arg(64)->Arg(1024)->Arg(8192); }
 
-BENCHMARK_CAPTURE(SendReceive, shm, pipc::backend::shm)->Apply(sizes);
-BENCHMARK_CAPTURE(SendReceive, kernel, pipc::backend::kernel)->Apply(sizes);
-BENCHMARK_CAPTURE(SendReceivePriorities, shm, pipc::backend::shm)->Arg(64);
-BENCHMARK_CAPTURE(SendReceivePriorities, kernel, pipc::backend::kernel)->Arg(64);
-BENCHMARK_CAPTURE(TryReceiveEmpty, shm, pipc::backend::shm)->Apply(sizes);
-BENCHMARK_CAPTURE(TryReceiveEmpty, kernel, pipc::backend::kernel)->Apply(sizes);
-BENCHMARK_CAPTURE(OpenClose, shm, pipc::backend::shm)->Apply(sizes);
-BENCHMARK_CAPTURE(OpenClose, kernel, pipc::backend::kernel)->Apply(sizes);
-BENCHMARK_CAPTURE(CreateUnlink, shm, pipc::backend::shm)->Apply(sizes);
-BENCHMARK_CAPTURE(CreateUnlink, kernel, pipc::backend::kernel)->Apply(sizes);
-BENCHMARK_CAPTURE(CreateExisting, shm, pipc::backend::shm)->Arg(8192);
-BENCHMARK_CAPTURE(CreateExisting, kernel, pipc::backend::kernel)->Arg(8192);
+using backend_fn = void (*)(benchmark::State&, pipc::backend);
+
+// Registers `row` for the four ways in, in the order shm, shm-c, kernel, kernel-mq, so
+// that the rows to compare stand together; c_engine / c_kernel null: no such row.
+void each(const std::string& row, backend_fn cxx, void (*c_engine)(benchmark::State&),
+                                     void (*c_kernel)(benchmark::State&),
+                                     void (*args)(benchmark::internal::Benchmark*), bool manual_time = false) {
+  std::vector<benchmark::internal::Benchmark*> made;
+  made.push_back(benchmark::RegisterBenchmark((row + "/shm").c_str(), cxx, pipc::backend::shm));
+  if (c_engine) made.push_back(benchmark::RegisterBenchmark((row + "/shm-c").c_str(), c_engine));
+  made.push_back(benchmark::RegisterBenchmark((row + "/kernel").c_str(), cxx, pipc::backend::kernel));
+  if (c_kernel) made.push_back(benchmark::RegisterBenchmark((row + "/kernel-mq").c_str(), c_kernel));
+  for (auto* b : made) {
+    args(b);
+    if (manual_time) b->UseManualTime();
+  }
+}
+
+void size_64(benchmark::internal::Benchmark* b) { b->Arg(64); }
+void size_8192(benchmark::internal::Benchmark* b) { b->Arg(8192); }
+
+[[maybe_unused]] const bool registered = [] {
+  each("SendReceive", SendReceive, SendReceiveC<c_api>, SendReceiveC<posix_api>, sizes);
+  each("SendReceivePriorities", SendReceivePriorities, SendReceivePrioritiesC<c_api>,
+       SendReceivePrioritiesC<posix_api>, size_64);
+  each("TryReceiveEmpty", TryReceiveEmpty, TryReceiveEmptyC<c_api>, TryReceiveEmptyC<posix_api>, sizes);
+  each("Open", Open<false>, OpenC<c_api, false>, OpenC<posix_api, false>, sizes, true);
+  each("OpenHeld", Open<true>, OpenC<c_api, true>, OpenC<posix_api, true>, sizes, true);
+  each("Close", Close, CloseC<c_api>, CloseC<posix_api>, sizes, true);
+  each("OpenClose", OpenClose, OpenCloseC<c_api>, OpenCloseC<posix_api>, sizes);
+  each("CreateUnlink", CreateUnlink, nullptr, nullptr, sizes);
+  each("CreateExisting", CreateExisting, nullptr, nullptr, size_8192);
+  return true;
+}();
 
 }  // namespace
 

@@ -149,12 +149,16 @@ struct alignas(64) header {
   std::uint32_t reserved1;
   atomic_u32 claim_slot;                // the slot a side send is filling; 0 = none
   std::uint32_t claim_position;         // the free ring position it was taken from
+  atomic_u64 sender_turns;              // turns of woken senders (wait.hpp); written by
+                                        // receivers that wake senders, and by those senders
 
   // ---- receiver state: written under recv_lock; side_count also read by senders ----
   alignas(64) atomic_u64 recv_cursors;  // {free_tail, ready_head}
   atomic_u32 side_count;                // messages in the side heap: its entries in use
   atomic_u32 recv_taking;               // the slot a receive is taking; | taking_side if
                                         // it comes from the side heap
+  atomic_u64 receiver_turns;            // turns of woken receivers (wait.hpp); written by
+                                        // senders that wake receivers, and by those receivers
 
   // ---- waiting: futex words and sleeper counts, written only when a side sleeps ----
   // Waiters wait for the queue to leave the state that blocks them; these words exist
@@ -215,6 +219,7 @@ static_assert(offsetof(header, send_cursors) == 256 && offsetof(header, next_seq
 static_assert(offsetof(header, ring_priority) == 272 && offsetof(header, claim_slot) == 280);
 static_assert(offsetof(header, recv_cursors) == 320 && offsetof(header, side_count) == 328);
 static_assert(offsetof(header, recv_taking) == 332 && offsetof(header, msg_seq) == 384);
+static_assert(offsetof(header, sender_turns) == 288 && offsetof(header, receiver_turns) == 336);
 static_assert(offsetof(header, space_seq) == 392 && offsetof(header, event_seq) == 400);
 static_assert(offsetof(header, sender_cpu) == 408 && offsetof(header, receiver_cpu) == 412);
 static_assert(offsetof(header, msg_woken_ns) == 416 && offsetof(header, space_woken_ns) == 424);

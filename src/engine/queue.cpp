@@ -178,6 +178,48 @@ void count_operation(atomic_u64& messages, atomic_u64& bytes, atomic_u32& last_p
 
 }  // namespace
 
+namespace {
+
+// A call's turn (wait.hpp, "Turns"): held from a wake-up until the call's next try,
+// and given back however the call ends (a cancellation unwinds through it). The last
+// turn given back wakes the side's waiters that left the messages (or slots) to the
+// woken.
+struct turn {
+  atomic_u64& turns;
+  atomic_u32& word;      // the side's futex word
+  atomic_u32& sleepers;  // and its sleeper count
+  bool held = false;
+
+  turn(atomic_u64& t, atomic_u32& w, atomic_u32& s) noexcept : turns(t), word(w), sleepers(s) {}
+  turn(const turn&) = delete;
+  turn& operator=(const turn&) = delete;
+  ~turn() { end(); }
+  void end() noexcept {
+    if (!held) return;
+    held = false;
+    if (end_turn(turns)) {
+      committed();
+      wake_sleepers(word, sleepers);
+    }
+  }
+};
+
+// How long a call that leaves what it found to woken waiters waits for them: until they
+// have had their turns (turn_hold_us at most), or its own limit, if earlier.
+wait_limit turn_wait_limit(const wait_limit& limit) noexcept {
+  const std::int64_t now = sys::now_ns(CLOCK_MONOTONIC);
+  wait_limit capped = wait_limit::at({CLOCK_MONOTONIC, now + std::int64_t{turn_hold_us} * 1000});
+  capped.interrupt = limit.interrupt;
+  if (limit.kind == wait_limit::until) {
+    const std::int64_t left =
+        limit.when.ns - (limit.when.clock == CLOCK_MONOTONIC ? now : sys::now_ns(limit.when.clock));
+    if (now + left < capped.when.ns) capped.when.ns = now + left;
+  }
+  return capped;
+}
+
+}  // namespace
+
 // How long this call may wait for the lock: a non-blocking description waits no more
 // than a try.
 wait_limit queue::lock_limit(const wait_limit& limit) const noexcept {
@@ -194,9 +236,10 @@ int queue::would_block() const noexcept {
 // in `sleepers`) and the poll helpers, and brings this descriptor's eventfd up to date.
 // Inline: it ends every send and receive, and an out-of-line call costs the
 // uncontended pair about 5 ns (7 %).
-inline void queue::after_commit(atomic_u32& word, atomic_u32& sleepers, atomic_u64& woken_ns) noexcept {
+inline void queue::after_commit(atomic_u32& word, atomic_u32& sleepers, atomic_u64& woken_ns, atomic_u64& turns,
+                                std::uint32_t granted) noexcept {
   committed();
-  wake_sleepers(word, sleepers, &woken_ns);
+  wake_sleepers(word, sleepers, &woken_ns, &turns, granted);
   announce_event(region_->hdr());
   if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
 }
@@ -212,6 +255,14 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
   if (priority >= priorities) return EINVAL;
   header* h = r.hdr();
   const auto max = static_cast<std::uint32_t>(r.geo.max_messages);
+  bool woken = false;  // see wait_while
+  turn mine(h->sender_turns, h->space_seq, h->space_sleepers);
+  const wait_words words{h->space_seq, h->space_sleepers, h->space_woken_ns, h->receiver_cpu};
+  // Is every free slot owed to woken senders (wait.hpp, "Turns")?
+  auto owed = [&] {
+    const std::uint32_t turns = turns_held(h->sender_turns);
+    return turns != 0 && r.geo.max_messages - r.depth() <= turns;
+  };
 
   for (;;) {
     if (r.faulted()) return corrupt;  // the file was truncated (region.hpp)
@@ -223,13 +274,22 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
       if (nonblocking_.load(std::memory_order_relaxed) || limit.kind == wait_limit::none || deadline_passed(limit)) {
         return would_block();
       }
-      int e = wait_while([&] { return !r.has_room(); },
-                         {h->space_seq, h->space_sleepers, h->space_woken_ns, h->receiver_cpu}, spin_ns_, send_spin_,
-                         limit);
+      mine.end();
+      int e = wait_while([&] { return !r.has_room(); }, words, spin_ns_, send_spin_, woken, limit);
+      mine.held = woken;
       if (e == EINTR && interruptible) return EINTR;
       if (e == recheck_due) r.check_size();
       if (e == 0) r.await_room_batch(spin_ns_);
       continue;  // on ETIMEDOUT the check above reports it, unless room appeared
+    }
+    // The room is owed to woken senders: leave it to them, unless this call would give up.
+    if (!mine.held && owed() && !nonblocking_.load(std::memory_order_relaxed) && limit.kind != wait_limit::none &&
+        !deadline_passed(limit)) {
+      int e = wait_while([&] { return !r.has_room() || owed(); }, words, spin_ns_, send_spin_, woken,
+                         turn_wait_limit(limit));
+      mine.held = woken;
+      if (e == EINTR && interruptible) return EINTR;
+      continue;
     }
 
     if (int e = r.lock_send(lock_limit(limit)); e != 0) return e == ETIMEDOUT ? would_block() : e;
@@ -302,7 +362,9 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
       }
     }
 
-    // Fill the slot, then commit with one store (docs/engine.md, "Commit points").
+    // Fill the slot, then commit with one store (docs/engine.md, "Commit points"); the
+    // turns of sleeping receivers first (wait.hpp, "Turns").
+    const std::uint32_t granted = grant_turns(h->msg_sleepers, h->receiver_turns);
     const std::uint64_t seq = h->next_seq;
     s->size = static_cast<std::uint32_t>(size);
     s->priority = priority;
@@ -330,7 +392,7 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
     count_operation(h->messages_sent, h->bytes_sent, h->last_sender, h->sender_cpu, size);
     unlock();
 
-    after_commit(h->msg_seq, h->msg_sleepers, h->msg_woken_ns);
+    after_commit(h->msg_seq, h->msg_sleepers, h->msg_woken_ns, h->receiver_turns, granted);
     if (notify) {
       if (due.kind == notify_signal_kind) {
         if (due.signo != 0) sys::send_mesgq_signal(due.pid, due.signo, due.value);
@@ -370,6 +432,14 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
   waiter_count waiting;
 
   std::uint64_t held_before = 0;  // recv_lock's word at the previous look
+  bool woken = false;             // see wait_while
+  turn mine(h->receiver_turns, h->msg_seq, h->msg_sleepers);
+  const wait_words words{h->msg_seq, h->msg_sleepers, h->msg_woken_ns, h->sender_cpu};
+  // Is every message owed to woken receivers (wait.hpp, "Turns")?
+  auto owed = [&] {
+    const std::uint32_t turns = turns_held(h->receiver_turns);
+    return turns != 0 && r.depth() <= turns;
+  };
   for (;;) {
     if (r.faulted()) return corrupt;  // the file was truncated (region.hpp)
     // Empty? Then there is nothing to lock for: wait for a message, or report. But a
@@ -387,13 +457,22 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
         if (r.faulted() || !r.cursors_plausible()) return corrupt;
         if (giving_up) return would_block();
         if (waiting.entry == nullptr) waiting.entry = enter_waiters(r);
-        int e = wait_while([&] { return !r.has_message(); },
-                           {h->msg_seq, h->msg_sleepers, h->msg_woken_ns, h->sender_cpu}, spin_ns_, receive_spin_,
-                           limit);
+        mine.end();
+        int e = wait_while([&] { return !r.has_message(); }, words, spin_ns_, receive_spin_, woken, limit);
+        mine.held = woken;
         if (e == EINTR && interruptible) return EINTR;
         if (e == recheck_due) r.check_size();
         continue;  // on ETIMEDOUT the check above reports it, unless a message came
       }
+    } else if (!mine.held && owed() && !nonblocking_.load(std::memory_order_relaxed) &&
+               limit.kind != wait_limit::none && !deadline_passed(limit)) {
+      // The messages are owed to woken receivers: leave them to them, unless this call
+      // would give up.
+      int e = wait_while([&] { return !r.has_message() || owed(); }, words, spin_ns_, receive_spin_, woken,
+                         turn_wait_limit(limit));
+      mine.held = woken;
+      if (e == EINTR && interruptible) return EINTR;
+      continue;
     }
 
     if (int e = r.lock_recv(lock_limit(limit)); e != 0) return e == ETIMEDOUT ? would_block() : e;
@@ -471,7 +550,9 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
       }
     }
 
-    // Copy out, then commit with one store (docs/engine.md, "Commit points").
+    // Copy out, then commit with one store (docs/engine.md, "Commit points"); the turns
+    // of sleeping senders first (wait.hpp, "Turns").
+    const std::uint32_t granted = grant_turns(h->space_sleepers, h->sender_turns);
     size = c.size;
     priority = c.priority;
     if (size != 0) std::memcpy(buffer, r.payload(s), size);
@@ -489,7 +570,7 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
     count_operation(h->messages_received, h->bytes_received, h->last_receiver, h->receiver_cpu, size);
     r.unlock_recv();
 
-    after_commit(h->space_seq, h->space_sleepers, h->space_woken_ns);
+    after_commit(h->space_seq, h->space_sleepers, h->space_woken_ns, h->sender_turns, granted);
     // A fault during this receive means the message read may be zeros: report it.
     return r.faulted() ? corrupt : 0;
   }

@@ -68,15 +68,93 @@ inline std::uint32_t sleepers_after_commit(atomic_u32& sleepers) noexcept {
 #endif
 }
 
-// Called after committed(), outside the locks. `woken_ns` (null for poll helpers) gets
-// the time of the wake-up, for the sleepers' spin policy (budget_after_sleep).
-inline void wake_sleepers(atomic_u32& word, atomic_u32& sleepers, atomic_u64* woken_ns = nullptr) noexcept {
+// ---- Turns: fairness between the waiters of one side (docs/engine.md, "Fairness") ----
+//
+// Waiters of one side (two receivers, say) compete for each message, and one that
+// spins beats one that sleeps: by the time the kernel has woken the sleeper, the
+// spinner took what it was woken for, and it sleeps again. A receiver that had a CPU to
+// itself starved a competitor that shared the producers' CPU (and so slept instead of
+// spinning) down to 1 message in 250. So a wake-up comes with turns, as the kernel's
+// queues hand a message to the receiver they wake: the waker counts the sleepers it
+// wakes into the side's turn word, and until they have had their go (or turn_hold_us
+// passed: a woken waiter that was stopped or died holds up the others no longer), a
+// blocking call of that side that was not woken leaves that many messages (receivers)
+// or free slots (senders) to them. A call about to give up (non-blocking, a try, a
+// deadline passed) takes what is there: a message must never sit in the queue while a
+// non-blocking receive reports EAGAIN.
+//
+// The word: {u32 count (low half), u32 stamp}: the turns, and when they were last
+// granted (CLOCK_MONOTONIC µs, modulo 2^32). Whatever another process writes there only
+// delays this side's calls by up to turn_hold_us each.
+inline constexpr std::uint32_t turn_hold_us = 1000;
+inline constexpr std::uint32_t max_turns = 64;
+
+inline std::uint32_t now_us32() noexcept {
+  return static_cast<std::uint32_t>(sys::now_ns(CLOCK_MONOTONIC) / 1000);
+}
+
+// The turns in word `w` at time `now`: 0 when none, or when they expired.
+constexpr std::uint32_t turns_in(std::uint64_t w, std::uint32_t now) noexcept {
+  if (static_cast<std::uint32_t>(w) == 0 || now - static_cast<std::uint32_t>(w >> 32) > turn_hold_us) return 0;
+  return std::min(static_cast<std::uint32_t>(w), max_turns);
+}
+
+// The turns held now (no clock read when there are none: the usual case).
+inline std::uint32_t turns_held(const atomic_u64& turns) noexcept {
+  const std::uint64_t w = turns.load(std::memory_order_relaxed);
+  return static_cast<std::uint32_t>(w) == 0 ? 0 : turns_in(w, now_us32());
+}
+
+// Adds `delta` turns (negative: takes some back, never below 0), stamped now.
+inline void add_turns(atomic_u64& turns, std::int64_t delta) noexcept {
+  const std::uint32_t now = now_us32();
+  std::uint64_t w = turns.load(std::memory_order_relaxed);
+  for (;;) {
+    const auto count = static_cast<std::uint32_t>(
+        std::clamp<std::int64_t>(std::int64_t{turns_in(w, now)} + delta, 0, max_turns));
+    const std::uint64_t next = count == 0 ? 0 : (std::uint64_t{now} << 32 | count);
+    if (turns.compare_exchange_weak(w, next, std::memory_order_relaxed)) return;
+  }
+}
+
+// A woken waiter has had its go. True when it held the last turn.
+inline bool end_turn(atomic_u64& turns) noexcept {
+  std::uint64_t w = turns.load(std::memory_order_relaxed);
+  while (static_cast<std::uint32_t>(w) != 0) {
+    const std::uint64_t next = static_cast<std::uint32_t>(w) == 1 ? 0 : w - 1;
+    if (turns.compare_exchange_weak(w, next, std::memory_order_relaxed)) return next == 0;
+  }
+  return false;
+}
+
+// Before a commit that may end the other side's wait: turns for its announced sleepers,
+// so that a competitor that spins sees them as soon as it sees the change (the commit's
+// release store publishes them). Returns the turns granted, for wake_sleepers.
+inline std::uint32_t grant_turns(const atomic_u32& sleepers, atomic_u64& turns) noexcept {
+  const std::uint32_t announced = std::min(sleepers.load(std::memory_order_relaxed), max_turns);
+  if (announced != 0) add_turns(turns, announced);
+  return announced;
+}
+
+// Called after committed(), outside the locks. `woken_ns` gets the time of the wake-up,
+// for the sleepers' spin policy (budget_after_sleep); `turns` (with the `granted` turns
+// that grant_turns gave before the commit) ends up with one turn per sleeper that the
+// FUTEX_WAKE woke: those that announced a sleep but were not asleep (they saw the change
+// themselves, or left) give theirs back, and sleepers that announced after
+// grant_turns get theirs late. Both null for poll helpers, and for a waiter waking its
+// own side.
+inline void wake_sleepers(atomic_u32& word, atomic_u32& sleepers, atomic_u64* woken_ns = nullptr,
+                          atomic_u64* turns = nullptr, std::uint32_t granted = 0) noexcept {
+  int woke = 0;
   if (sleepers_after_commit(sleepers) != 0 && sleepers.exchange(0, std::memory_order_seq_cst) != 0) {
     if (woken_ns != nullptr) {
       woken_ns->store(static_cast<std::uint64_t>(sys::now_ns(CLOCK_MONOTONIC)), std::memory_order_relaxed);
     }
     word.fetch_add(1, std::memory_order_seq_cst);
-    sys::futex_wake(&word, INT_MAX);
+    woke = sys::futex_wake(&word, INT_MAX);
+  }
+  if (turns != nullptr && static_cast<std::uint32_t>(woke) != granted) {
+    add_turns(*turns, woke - std::int64_t{granted});
   }
 }
 
@@ -155,11 +233,15 @@ constexpr std::int64_t budget_after_spin(std::int64_t budget, bool crowded, std:
 // When the last operation of the other side ran on this CPU, spinning would only keep
 // it from running, so the waiter sleeps at once. The spin's length is the budget
 // (`budget`, per open description and side; see budget_after_sleep).
+//
+// `woken` is set when the wait ends with a wake-up (see "Turns" above): the caller
+// then holds a turn, until its next try.
 template <class Blocked>
 int wait_while(Blocked blocked, const wait_words& w, std::int64_t spin_ns, std::atomic<std::int64_t>& budget,
-               const detail::wait_limit& limit) {
+               bool& woken, const detail::wait_limit& limit) {
   const std::int64_t start = spin_ns > 0 ? sys::now_ns(CLOCK_MONOTONIC) : 0;
   bool descheduled = false;
+  woken = false;
   if (spin_ns > 0 && !last_ran_here(w.peer_cpu)) {
     const std::int64_t allowed = std::clamp(budget.load(std::memory_order_relaxed), min_spin_ns, spin_ns);
     const std::int64_t until = start + allowed;
@@ -197,8 +279,8 @@ int wait_while(Blocked blocked, const wait_words& w, std::int64_t spin_ns, std::
     const std::int64_t now = sys::now_ns(CLOCK_MONOTONIC);
     // The waker's stamp, if it belongs to this wait (a foreign value falls outside it);
     // else the whole wait is the need.
-    const auto woken = static_cast<std::int64_t>(w.woken_ns.load(std::memory_order_relaxed));
-    const std::int64_t needed = woken >= start && woken <= now ? woken - start : now - start;
+    const auto stamp = static_cast<std::int64_t>(w.woken_ns.load(std::memory_order_relaxed));
+    const std::int64_t needed = stamp >= start && stamp <= now ? stamp - start : now - start;
     const std::uint32_t peer = w.peer_cpu.load(std::memory_order_relaxed);
     const slept_wait what{needed, peer == 0 || peer != cpu_before, crowded};
     budget.store(budget_after_sleep(budget.load(std::memory_order_relaxed), what, spin_ns), std::memory_order_relaxed);
@@ -228,6 +310,7 @@ int wait_while(Blocked blocked, const wait_words& w, std::int64_t spin_ns, std::
     if (e == ETIMEDOUT && !limited) return recheck_due;
     if (e == ETIMEDOUT || e == EINTR) return e;
     learn();
+    woken = true;
     return 0;
   }
   // Interruptible: sleep a tick at a time, acting on pending signals in between. The
@@ -238,6 +321,7 @@ int wait_while(Blocked blocked, const wait_words& w, std::int64_t spin_ns, std::
     if (e == ETIMEDOUT && sys::now_ns(CLOCK_MONOTONIC) >= wake_at) return limited ? ETIMEDOUT : recheck_due;
     if (e != ETIMEDOUT && e != EINTR) {
       learn();
+      woken = true;
       return 0;  // woken, or the word moved on
     }
     if (interrupt->before_sleep() == EINTR) return EINTR;

@@ -275,8 +275,9 @@ int futex_wait(const void* word, std::uint32_t expected, clockid_t clock, const 
   return rc == -1 ? errno : 0;
 }
 
-void futex_wake(const void* word, int count) noexcept {
-  ::syscall(SYS_futex, word, FUTEX_WAKE, count, nullptr, nullptr, 0);
+int futex_wake(const void* word, int count) noexcept {
+  const long woken = ::syscall(SYS_futex, word, FUTEX_WAKE, count, nullptr, nullptr, 0);
+  return woken > 0 ? static_cast<int>(woken) : 0;
 }
 
 int send_mesgq_signal(pid_t pid, int signo, std::uint64_t value) noexcept {

@@ -114,7 +114,8 @@ int populate_write(void* addr, std::size_t length) noexcept;
 // asynchronous cancellation enabled, and a cancellation unwinds out of it
 // (sys/interrupt.hpp).
 int futex_wait(const void* word, std::uint32_t expected, clockid_t clock, const std::int64_t* abs_ns);
-void futex_wake(const void* word, int count) noexcept;
+// Wakes up to `count` sleepers of `word`; returns how many it woke.
+int futex_wake(const void* word, int count) noexcept;
 
 // Processes and signals.
 // Queues `signo` to `pid` as a message queue notification: si_code SI_MESGQ, si_value

@@ -237,8 +237,8 @@ class cpu_hogs {
         CPU_ZERO(&set);
         CPU_SET(cpu, &set);
         ::sched_setaffinity(0, sizeof set, &set);
-        for (volatile std::uint64_t n = 0;; n = n + 1) {
-        }
+        std::atomic<std::uint64_t> n{0};
+        for (;;) n.fetch_add(1, std::memory_order_relaxed);
       }
       if (pid > 0) pids_.push_back(pid);
     }
@@ -294,6 +294,88 @@ TEST(SpinPolicy, ReceiverBacksOffWhenTheMachineIsOversubscribed) {
   // With CPUs to spare these 40 µs answers keep the budget at the full 200 µs (the
   // test above); here most receives must find it backed off.
   EXPECT_GE(at_floor, count / 2) << "mean budget " << sum / count << " ns";
+}
+
+}  // namespace
+
+// ---- turns: fairness between the waiters of one side ----
+
+namespace {
+
+TEST(Turns, WordCountsTurnsUntilTheyExpire) {
+  std::atomic<std::uint64_t> turns{0};
+  EXPECT_EQ(eng::turns_held(turns), 0u);
+  eng::add_turns(turns, 2);
+  EXPECT_EQ(eng::turns_held(turns), 2u);
+  EXPECT_FALSE(eng::end_turn(turns));
+  EXPECT_TRUE(eng::end_turn(turns)) << "the last turn given back says so";
+  EXPECT_EQ(turns.load(), 0u);
+  EXPECT_FALSE(eng::end_turn(turns)) << "never below 0";
+  // Taking back more than there are leaves none.
+  eng::add_turns(turns, 1);
+  eng::add_turns(turns, -3);
+  EXPECT_EQ(turns.load(), 0u);
+  // Expired turns count as none, whatever the count.
+  const std::uint32_t long_ago = eng::now_us32() - 2 * eng::turn_hold_us;
+  EXPECT_EQ(eng::turns_in(std::uint64_t{long_ago} << 32 | 5, eng::now_us32()), 0u);
+  // A forged count is capped.
+  EXPECT_EQ(eng::turns_in(std::uint64_t{eng::now_us32()} << 32 | 0xffffffffu, eng::now_us32()), eng::max_turns);
+}
+
+// A receiver that sleeps (no spin) and one that spins compete for messages sent one at
+// a time. Without turns the spinner took nearly every message: by the time the kernel
+// woke the sleeper, it was gone. With turns, a message that woke the sleeper is its own.
+TEST(Turns, WokenReceiverGetsTheMessageItWasWokenFor) {
+  const auto [cpu_a, cpu_b] = two_cpus();
+  if (cpu_a < 0) GTEST_SKIP() << "needs two CPUs";
+  cpus_to_spare spare;
+  spin_queue sq("turns-recv", 0);  // the sleeper's description: no spin
+  ASSERT_NE(sq.q, nullptr);
+  eng::open_request request;
+  request.name = sq.guard.name();
+  request.flags = O_RDWR;
+  request.spin_ns = 1'000'000'000;  // the spinner's: spins (almost) for good
+  std::unique_ptr<eng::queue> spinner_q;
+  ASSERT_EQ(eng::queue::open(request, spinner_q), 0);
+  constexpr int count = 400;
+  std::atomic<int> taken[2] = {0, 0};
+  std::atomic<bool> stop{false};
+  auto receive_loop = [&](eng::queue& q, int who) {
+    for (;;) {
+      std::uint64_t v = 0;
+      std::size_t size = 0;
+      unsigned priority = 0;
+      const int e = q.receive(&v, sizeof v, size, priority,
+                              wait_limit::at({CLOCK_MONOTONIC, pipc::sys::now_ns(CLOCK_MONOTONIC) + 50'000'000}), false);
+      if (stop.load()) return;
+      if (e == 0) taken[who].fetch_add(1);
+    }
+  };
+  std::thread sleeper([&] { receive_loop(*sq.q, 0); });
+  std::thread spinner([&, cpu = cpu_b] {
+    pin_to(cpu);
+    receive_loop(*spinner_q, 1);
+  });
+  affinity_guard restore;
+  pin_to(cpu_a);
+  for (int i = 0; i < count; ++i) {
+    // One message at a time, each after both receivers are waiting again.
+    std::this_thread::sleep_for(std::chrono::microseconds(300));
+    std::uint64_t v = static_cast<std::uint64_t>(i);
+    ASSERT_EQ(sq.q->send(&v, sizeof v, 0, wait_limit::blocking(), false), 0);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (taken[0].load() + taken[1].load() <= i && std::chrono::steady_clock::now() < until) {
+    }
+  }
+  stop.store(true);
+  for (int i = 0; i < 2; ++i) {
+    std::uint64_t v = 0;
+    sq.q->send(&v, sizeof v, 0, wait_limit::immediate(), false);
+  }
+  sleeper.join();
+  spinner.join();
+  EXPECT_EQ(taken[0].load() + taken[1].load(), count);
+  EXPECT_GE(taken[0].load(), count / 2) << "sleeper " << taken[0].load() << ", spinner " << taken[1].load();
 }
 
 }  // namespace

@@ -8,7 +8,7 @@
 // caught.
 //
 // The tests map /dev/shm/pipc.mq.<name> themselves and write at the offsets of
-// src/engine/layout.hpp (layout version 4). Two areas are left alone by the random
+// src/engine/layout.hpp (layout version 5). Two areas are left alone by the random
 // scribble tests on purpose:
 //   * the lock words (header::send_lock, header::recv_lock) beyond the values that
 //     ScribbledLockWordsAreRecoveredOrWaitedFor writes: a word naming a live thread is

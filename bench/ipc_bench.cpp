@@ -1429,7 +1429,9 @@ void print_probes(std::FILE* out, const std::string& m) {
 // would. Kernel queues take part only where msgsize_max allows the size.
 
 constexpr std::size_t large_sizes[] = {64 * 1024, 1024 * 1024};
-constexpr long large_depth = 16;
+// Queue depths: a few large messages in flight (their slots stay in the caches), and
+// more than the last-level cache holds at 1 MiB (every slot comes from memory).
+constexpr long large_depths[] = {4, 16};
 constexpr std::size_t large_header_bytes = 64;
 
 std::string large_size_label(std::size_t size) {
@@ -1545,8 +1547,8 @@ class large_copy_channel final : public large_channel {
 
 class large_loan_channel final : public large_channel {
  public:
-  explicit large_loan_channel(std::size_t size) : name_(unique_name("/")), size_(size) {
-    options_.max_messages = large_depth;
+  large_loan_channel(long depth, std::size_t size) : name_(unique_name("/")), size_(size) {
+    options_.max_messages = depth;
     options_.message_size = static_cast<long>(size);
     options_.spin = g_engine_spin;
     keeper_ = pipc::message_queue::open(name_, pipc::open_mode::create_only, options_);
@@ -1591,31 +1593,34 @@ long kernel_msgsize_max() {
 
 std::vector<large_transport> large_transports() {
   std::vector<large_transport> t;
-  const std::string depth = "/" + std::to_string(large_depth);
-  t.push_back({"pipc-shm" + depth + " copy", "engine, message_queue::send / receive into process buffers", false, "",
+  for (long d : large_depths) {
+    const std::string depth = "/" + std::to_string(d);
+    const std::string copy = "pipc-shm" + depth + " copy";
+    t.push_back({copy, "engine, message_queue::send / receive into process buffers", false, "",
+                 [d](std::size_t size) {
+                   return std::make_unique<large_copy_channel>(
+                       std::make_unique<pipc_channel>(pipc::backend::shm, d, size), size);
+                 }});
+    t.push_back({"pipc-shm" + depth + " in place",
+                 "engine, message_queue::loan + commit / receive_view: written and read in the slot (zero copy)",
+                 false, copy, [d](std::size_t size) { return std::make_unique<large_loan_channel>(d, size); }});
+    t.push_back({"pipc-shm" + depth + " in place, header",
+                 "as in place, but the consumer reads only the first 64 bytes", true, copy,
+                 [d](std::size_t size) { return std::make_unique<large_loan_channel>(d, size); }});
+#if defined(PIPC_BENCH_HAVE_BOOST)
+    t.push_back({"boost" + depth, "boost::interprocess::message_queue, copying send / receive", false, copy,
+                 [d](std::size_t size) {
+                   return std::make_unique<large_copy_channel>(std::make_unique<boost_channel>(d, size), size);
+                 }});
+#endif
+  }
+  const std::string copy = "pipc-shm/" + std::to_string(large_depths[0]) + " copy";
+  t.push_back({"kernel-mq/10", "raw kernel queue (mq_*), maxmsg 10, when msgsize_max allows the size", false, copy,
                [](std::size_t size) {
-                 return std::make_unique<large_copy_channel>(
-                     std::make_unique<pipc_channel>(pipc::backend::shm, large_depth, size), size);
-               }});
-  t.push_back({"pipc-shm" + depth + " in place",
-               "engine, message_queue::loan + commit / receive_view: written and read in the slot (zero copy)", false,
-               "pipc-shm" + depth + " copy",
-               [](std::size_t size) { return std::make_unique<large_loan_channel>(size); }});
-  t.push_back({"pipc-shm" + depth + " in place, header",
-               "as in place, but the consumer reads only the first 64 bytes", true, "pipc-shm" + depth + " copy",
-               [](std::size_t size) { return std::make_unique<large_loan_channel>(size); }});
-  t.push_back({"kernel-mq/10", "raw kernel queue (mq_*), maxmsg 10, when msgsize_max allows the size", false,
-               "pipc-shm" + depth + " copy", [](std::size_t size) {
                  return std::make_unique<large_copy_channel>(std::make_unique<mq_channel>(10, size), size);
                }});
-#if defined(PIPC_BENCH_HAVE_BOOST)
-  t.push_back({"boost" + depth, "boost::interprocess::message_queue, copying send / receive", false,
-               "pipc-shm" + depth + " copy", [](std::size_t size) {
-                 return std::make_unique<large_copy_channel>(std::make_unique<boost_channel>(large_depth, size), size);
-               }});
-#endif
-  t.push_back({"pipe", "pipe2() (64 KiB pipe buffer), write()/read() of the whole message", false,
-               "pipc-shm" + depth + " copy", [](std::size_t size) {
+  t.push_back({"pipe", "pipe2() (64 KiB pipe buffer), write()/read() of the whole message", false, copy,
+               [](std::size_t size) {
                  return std::make_unique<large_copy_channel>(std::make_unique<pipe_channel>(size), size);
                }});
   return t;
@@ -1738,13 +1743,14 @@ void run_large(const settings& s) {
 
 void print_large_table(std::FILE* out, const settings& s) {
   std::fprintf(out,
-               "## Large messages: copy vs in place (depth %ld; streaming %s ms timed per repetition, then "
-               "ping-pong)\n\n"
+               "## Large messages: copy vs in place (queue depths 4 and 16; streaming %s ms timed per "
+               "repetition, then ping-pong)\n\n"
                "Every row but \"header\" writes every byte at the producer and reads (checks) every byte at the "
                "consumer; the header row's consumer reads the first 64 bytes only. × copy: the row's figure "
-               "as a multiple of the engine's copying path (> 1 is better; for round trips, copy's time / this "
-               "row's). Kernel queues: msgsize_max is %ld here, so they take part only at sizes up to it.\n\n",
-               large_depth, s.round_trips < 10'000 ? "30" : "200", kernel_msgsize_max());
+               "as a multiple of the engine's copying path at the same depth (the pipe: at depth 4; > 1 is "
+               "better; for round trips, copy's time / this row's). Kernel queues: msgsize_max is %ld here, so "
+               "they take part only at sizes up to it.\n\n",
+               s.round_trips < 10'000 ? "30" : "200", kernel_msgsize_max());
   print_probes(out, "large");
   std::fprintf(out, "| transport | size | messages/s | MB/s | × copy | ping-pong p50 µs | p99 µs | p50 × copy |\n");
   std::fprintf(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
@@ -1788,7 +1794,9 @@ void write_large_csv(std::FILE* f) {
         const std::string_view mv = metric;
         const char* unit = mv.ends_with("_ns") ? "ns" : mv == "msgs_per_s" ? "msg/s" : "MB/s";
         auto samples = g_samples.find({"large", t.name, size});
-        std::fprintf(f, "large,%s,%ld,%zu,%s,%s,%.6g,%.6g,%.6g,%d,%" PRIu64 "\n", t.name.c_str(), large_depth, size,
+        const auto slash = t.name.find('/');
+        const long depth = slash == std::string::npos ? 0 : std::strtol(t.name.c_str() + slash + 1, nullptr, 10);
+        std::fprintf(f, "large,%s,%ld,%zu,%s,%s,%.6g,%.6g,%.6g,%d,%" PRIu64 "\n", t.name.c_str(), depth, size,
                      metric, unit, sm.median, sm.min, sm.max, sm.reps,
                      samples == g_samples.end() ? std::uint64_t{0} : samples->second);
       }

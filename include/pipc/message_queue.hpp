@@ -313,12 +313,13 @@ class PIPC_EXPORT message_queue {
   }
 
   // Sends a message of `size` bytes written in place by fill(std::span<std::byte>): a
-  // loan, fill, commit. If fill returns a size, that many bytes are sent. If fill throws,
-  // nothing is sent and the exception propagates.
+  // loan, fill, commit. If fill returns a std::size_t, that many bytes (<= size) are
+  // sent; any other result is ignored. If fill throws, nothing is sent and the exception
+  // propagates.
   template <class Fill>
   void send_in_place(std::size_t size, unsigned priority, Fill&& fill) {
     send_loan l = loan(size);
-    if constexpr (std::is_convertible_v<std::invoke_result_t<Fill&, std::span<std::byte>>, std::size_t>) {
+    if constexpr (std::is_same_v<std::invoke_result_t<Fill&, std::span<std::byte>>, std::size_t>) {
       const std::size_t used = fill(l.data());
       l.commit(used, priority);
     } else {

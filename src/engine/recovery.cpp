@@ -160,13 +160,30 @@ int region::reclaim_loans() noexcept {
   }
   std::uint32_t sending = 0, receiving = 0;
   int reclaimed = 0;
+  // Owners already looked at in this scan: loans mostly belong to a few processes, and
+  // each look reads /proc (the maps file, too) while both locks are held.
+  struct owner {
+    std::uint32_t pid, start;
+    bool alive;
+  };
+  constexpr std::size_t remembered = 8;
+  owner seen[remembered] = {};
+  std::size_t looks = 0;  // the latest `remembered` of them are in seen[]
+  auto alive = [&](std::uint32_t pid, std::uint32_t start) {
+    for (std::size_t i = 0; i < std::min(looks, remembered); ++i) {
+      if (seen[i].pid == pid && seen[i].start == start) return seen[i].alive;
+    }
+    const bool a = loan_owner_alive(pid, start, *this);
+    seen[looks++ % remembered] = {pid, start, a};
+    return a;
+  };
   for (std::uint32_t k = 1; k <= max; ++k) {
     if (present[k]) continue;
     slot_header* s = slot(k);
     const std::uint32_t state = s->state.load(std::memory_order_acquire);
     if (state == slot_side) continue;
     if ((state == slot_send_loan || state == slot_recv_loan) &&
-        loan_owner_alive(read_once(s->owner_pid), read_once(s->owner_start), *this)) {
+        alive(read_once(s->owner_pid), read_once(s->owner_start))) {
       ++(state == slot_send_loan ? sending : receiving);
       continue;
     }

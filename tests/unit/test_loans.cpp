@@ -463,6 +463,41 @@ TEST(EngineLoans, StoppedHoldersHoldOnlyTheirSlots) {
   EXPECT_TRUE(q.try_send(bytes("c")));
 }
 
+// The loan scan takes nothing from a live process: a sender that finds the queue full
+// of another process's loans scans (and scans again) and still finds it full, and every
+// loan commits afterwards.
+TEST(EngineLoans, ScanLeavesLiveLoansOfAnotherProcessAlone) {
+  unlink_guard guard(unique_name("loan-scan-live"), name_kind::engine_queue);
+  message_queue q = engine_queue(guard.name(), 3, 64);
+  const std::string name = guard.name();
+  signal_pipe ready;
+  signal_pipe go;
+  pipc::test::child c([&]() -> int {
+    message_queue cq = message_queue::open(name, open_mode::open_only, pipc::test::engine_options(3, 64));
+    pipc::send_loan a = cq.loan(1), b = cq.loan(1), d = cq.loan(1);
+    put(a.data(), "a");
+    put(b.data(), "b");
+    put(d.data(), "d");
+    ready.tell();
+    if (!go.heard(20s)) return 2;
+    a.commit(0);
+    b.commit(0);
+    d.commit(0);
+    return 0;
+  });
+  ASSERT_TRUE(ready.heard());
+  for (int i = 0; i < 3; ++i) {
+    std::this_thread::sleep_for(60ms);  // a scan is due again
+    EXPECT_FALSE(q.try_send(bytes("x")));
+  }
+  EXPECT_EQ(q.stats().send_loans, 3);
+  go.tell();
+  EXPECT_EQ(c.wait(), 0);
+  EXPECT_EQ(take(q), "a");
+  EXPECT_EQ(take(q), "b");
+  EXPECT_EQ(take(q), "d");
+}
+
 // A commit killed after it marked its slot RING but before it published the message
 // leaves a slot in no ring and no loan: the loan scan gives it back too.
 TEST(EngineLoans, SlotOfACommitKilledBeforePublishingComesBack) {

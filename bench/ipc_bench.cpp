@@ -879,7 +879,7 @@ struct settings {
   bool latency_all_depths = false;
   std::vector<std::size_t> sizes = {64, 1024, 8192};
   std::vector<std::string> only;
-  std::vector<std::string> measurements = {"latency", "stream", "contention", "create"};
+  std::vector<std::string> measurements = {"latency", "stream", "contention", "create", "large"};
   std::string csv_path;
   std::string md_path;
 };
@@ -1663,6 +1663,430 @@ void note_shared_limit(std::FILE* out, const std::string& m, const char* limit, 
                where.c_str(), limit);
 }
 
+// ---------------------------------------------------------------------------------
+// Large messages (measurement "large"): 64 KiB and 1 MiB between two processes, through
+// the engine's copying calls and through its loans (send_loan / received_message: zero
+// copy), against Boost.Interprocess and a pipe. The producer writes every byte of every
+// message and the consumer reads every byte (checks every word) on every path: the
+// honest comparison. The "header" row's consumer reads only the first 64 bytes (the
+// tag and seven pattern words), as a consumer that forwards or filters by a header
+// would. Kernel queues take part only where msgsize_max allows the size.
+
+constexpr std::size_t large_sizes[] = {64 * 1024, 1024 * 1024};
+// Queue depths: a few large messages in flight (their slots stay in the caches), and
+// more than the last-level cache holds at 1 MiB (every slot comes from memory).
+constexpr long large_depths[] = {4, 16};
+constexpr std::size_t large_header_bytes = 64;
+
+std::string large_size_label(std::size_t size) {
+  return size % (1024 * 1024) == 0 ? std::to_string(size >> 20) + " MiB" : size_label(size);
+}
+
+// fill() and intact() of `message`, on memory the transport lends (8-byte aligned).
+void large_fill(std::byte* p, std::size_t size, std::uint64_t tag) noexcept {
+  auto* w = reinterpret_cast<std::uint64_t*>(p);
+  const std::size_t n = size / 8;
+  w[0] = tag;
+  std::uint64_t v = mix(tag);
+  for (std::size_t i = 1; i < n; ++i) {
+    v += golden;
+    w[i] = v;
+  }
+}
+// Checks the first `check` bytes (all of them, or the header); returns the tag, with
+// `ok` false if anything differs from what large_fill wrote.
+std::uint64_t large_check(const std::byte* p, std::size_t check, bool& ok) noexcept {
+  const auto* w = reinterpret_cast<const std::uint64_t*>(p);
+  const std::uint64_t tag = w[0];
+  const std::size_t n = check / 8;
+  std::uint64_t diff = 0;
+  std::uint64_t v = mix(tag);
+  for (std::size_t i = 1; i < n; ++i) {
+    v += golden;
+    diff |= w[i] ^ v;
+  }
+  ok = diff == 0;
+  return tag;
+}
+
+// One process's end of a large-message channel.
+class large_end {
+ public:
+  virtual ~large_end() = default;
+  // Writes a whole message for `tag` and sends it.
+  virtual void send(std::uint64_t tag) = 0;
+  // Receives a message, checks it (every byte, or with header_only the first 64) and
+  // returns its tag.
+  virtual std::uint64_t receive(bool header_only) = 0;
+};
+
+// Through a transport's copying send/receive: written into a buffer of the producer,
+// copied in and out by the transport, read in a buffer of the consumer.
+class large_copy_end final : public large_end {
+ public:
+  large_copy_end(std::unique_ptr<endpoint> e, std::size_t size) : e_(std::move(e)), size_(size), buffer_(size) {}
+  void send(std::uint64_t tag) override {
+    large_fill(buffer_.bytes(), size_, tag);
+    e_->send(buffer_.bytes(), size_);
+  }
+  std::uint64_t receive(bool header_only) override {
+    const std::size_t n = e_->receive(buffer_.bytes(), size_);
+    bool ok = n == size_;
+    const std::uint64_t tag = large_check(buffer_.bytes(), header_only ? large_header_bytes : size_, ok);
+    if (!ok || n != size_) die("large: a %zu-byte message (tag %#" PRIx64 ") arrived damaged (%zu bytes)", size_, tag, n);
+    return tag;
+  }
+
+ private:
+  std::unique_ptr<endpoint> e_;
+  std::size_t size_;
+  message buffer_;
+};
+
+// Through the engine's loans: written in the queue's slot, read there.
+class large_loan_end final : public large_end {
+ public:
+  large_loan_end(pipc::message_queue q, std::size_t size) : q_(std::move(q)), size_(size) {}
+  void send(std::uint64_t tag) override {
+    pipc::send_loan l = q_.loan(size_);
+    large_fill(l.data().data(), size_, tag);
+    l.commit(0);
+  }
+  std::uint64_t receive(bool header_only) override {
+    pipc::received_message m = q_.receive_view();
+    bool ok = true;
+    const std::uint64_t tag = large_check(m.data().data(), header_only ? large_header_bytes : size_, ok);
+    if (!ok || m.size() != size_) {
+      die("large: a %zu-byte loan (tag %#" PRIx64 ") arrived damaged (%zu bytes)", size_, tag, m.size());
+    }
+    return tag;
+  }
+
+ private:
+  pipc::message_queue q_;
+  std::size_t size_;
+};
+
+class large_channel {
+ public:
+  virtual ~large_channel() = default;
+  virtual std::unique_ptr<large_end> open_sender() = 0;
+  virtual std::unique_ptr<large_end> open_receiver() = 0;
+};
+
+class large_copy_channel final : public large_channel {
+ public:
+  large_copy_channel(std::unique_ptr<channel> c, std::size_t size) : c_(std::move(c)), size_(size) {}
+  std::unique_ptr<large_end> open_sender() override {
+    return std::make_unique<large_copy_end>(c_->open_sender(), size_);
+  }
+  std::unique_ptr<large_end> open_receiver() override {
+    return std::make_unique<large_copy_end>(c_->open_receiver(), size_);
+  }
+
+ private:
+  std::unique_ptr<channel> c_;
+  std::size_t size_;
+};
+
+class large_loan_channel final : public large_channel {
+ public:
+  large_loan_channel(long depth, std::size_t size) : name_(unique_name("/")), size_(size) {
+    options_.max_messages = depth;
+    options_.message_size = static_cast<long>(size);
+    options_.spin = g_engine_spin;
+    keeper_ = pipc::message_queue::open(name_, pipc::open_mode::create_only, options_);
+    remember_name('s', "/pipc.mq." + name_.substr(1));
+  }
+  ~large_loan_channel() override {
+    keeper_.close();
+    std::error_code ec;
+    pipc::message_queue::unlink(name_, pipc::backend::shm, ec);
+    forget_name("/pipc.mq." + name_.substr(1));
+  }
+  std::unique_ptr<large_end> open_sender() override { return open_end(pipc::access::write_only); }
+  std::unique_ptr<large_end> open_receiver() override { return open_end(pipc::access::read_only); }
+
+ private:
+  std::unique_ptr<large_end> open_end(pipc::access a) {
+    pipc::mq_options o = options_;
+    o.access = a;
+    return std::make_unique<large_loan_end>(pipc::message_queue::open(name_, pipc::open_mode::open_only, o), size_);
+  }
+  std::string name_;
+  std::size_t size_;
+  pipc::mq_options options_;
+  pipc::message_queue keeper_;
+};
+
+struct large_transport {
+  std::string name;
+  std::string description;
+  bool header_only;  // the consumer reads only the first 64 bytes
+  std::string baseline;  // the row it is compared with ("×" column); empty: none
+  std::function<std::unique_ptr<large_channel>(std::size_t size)> make;
+};
+
+// The kernel's cap on a queue's message size here (/proc/sys/fs/mqueue/msgsize_max).
+long kernel_msgsize_max() {
+  std::ifstream in("/proc/sys/fs/mqueue/msgsize_max");
+  long v = 0;
+  in >> v;
+  return in ? v : 0;
+}
+
+std::vector<large_transport> large_transports() {
+  std::vector<large_transport> t;
+  for (long d : large_depths) {
+    const std::string depth = "/" + std::to_string(d);
+    const std::string copy = "pipc-shm" + depth + " copy";
+    t.push_back({copy, "engine, message_queue::send / receive into process buffers", false, "",
+                 [d](std::size_t size) {
+                   return std::make_unique<large_copy_channel>(
+                       std::make_unique<pipc_channel>(pipc::backend::shm, d, size), size);
+                 }});
+    t.push_back({"pipc-shm" + depth + " in place",
+                 "engine, message_queue::loan + commit / receive_view: written and read in the slot (zero copy)",
+                 false, copy, [d](std::size_t size) { return std::make_unique<large_loan_channel>(d, size); }});
+    t.push_back({"pipc-shm" + depth + " in place, header",
+                 "as in place, but the consumer reads only the first 64 bytes", true, copy,
+                 [d](std::size_t size) { return std::make_unique<large_loan_channel>(d, size); }});
+#if defined(PIPC_BENCH_HAVE_BOOST)
+    t.push_back({"boost" + depth, "boost::interprocess::message_queue, copying send / receive", false, copy,
+                 [d](std::size_t size) {
+                   return std::make_unique<large_copy_channel>(std::make_unique<boost_channel>(d, size), size);
+                 }});
+#endif
+  }
+  const std::string copy = "pipc-shm/" + std::to_string(large_depths[0]) + " copy";
+  t.push_back({"kernel-mq/4",
+                "raw kernel queue (mq_*), maxmsg 4, where msgsize_max and RLIMIT_MSGQUEUE allow the size", false, copy,
+               [](std::size_t size) {
+                 return std::make_unique<large_copy_channel>(std::make_unique<mq_channel>(4, size), size);
+               }});
+  t.push_back({"pipe", "pipe2() (64 KiB pipe buffer), write()/read() of the whole message", false, copy,
+               [](std::size_t size) {
+                 return std::make_unique<large_copy_channel>(std::make_unique<pipe_channel>(size), size);
+               }});
+  return t;
+}
+
+// Why a kernel queue of 4 messages of `size` bytes cannot be made here ("" if it can):
+// msgsize_max, or RLIMIT_MSGQUEUE (which only a privileged process raises). Tried once
+// per size with a queue of its own.
+std::string kernel_large_problem(std::size_t size) {
+  static std::map<std::size_t, std::string> known;
+  if (auto it = known.find(size); it != known.end()) return it->second;
+  std::string problem;
+  const long max = kernel_msgsize_max();
+  if (static_cast<long>(size) > max) {
+    problem = strf("msgsize_max is %ld here", max);
+  } else {
+    // Two at once, as a ping-pong needs.
+    const std::string names[2] = {unique_name("/"), unique_name("/")};
+    mqd_t q[2] = {static_cast<mqd_t>(-1), static_cast<mqd_t>(-1)};
+    mq_attr attr{};
+    attr.mq_maxmsg = 4;
+    attr.mq_msgsize = static_cast<long>(size);
+    for (int i = 0; i < 2 && problem.empty(); ++i) {
+      q[i] = ::mq_open(names[i].c_str(), O_RDWR | O_CREAT | O_EXCL, 0600, &attr);
+      if (q[i] == static_cast<mqd_t>(-1)) {
+        const int e = errno;
+        rlimit limit{};
+        ::getrlimit(RLIMIT_MSGQUEUE, &limit);
+        problem = strf("two queues of 4 × %s: mq_open: %s (RLIMIT_MSGQUEUE %llu bytes)",
+                       large_size_label(size).c_str(), std::strerror(e),
+                       static_cast<unsigned long long>(limit.rlim_cur));
+      }
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (q[i] == static_cast<mqd_t>(-1)) continue;
+      ::mq_close(q[i]);
+      ::mq_unlink(names[i].c_str());
+    }
+  }
+  known[size] = problem;
+  return problem;
+}
+
+bool large_applies(const large_transport& t, std::size_t size) {
+  return t.name.rfind("kernel-mq", 0) != 0 || kernel_large_problem(size).empty();
+}
+
+struct large_result {
+  double msgs_per_s = 0;
+  std::uint64_t messages = 0;
+  double p50_ns = 0, p99_ns = 0;
+};
+
+// Streams for `ms` (after `warm` messages), then ping-pongs `round_trips` times.
+large_result large_once(const large_transport& t, std::size_t size, double ms, long warm, long round_trips,
+                        const settings& s) {
+  large_result r;
+  {
+    auto ch = t.make(size);
+    reset_control();
+    pid_t child = spawn(s, 1, [&] {
+      auto out = ch->open_sender();
+      std::uint64_t seq = 0;
+      while (g_control->phase.load(std::memory_order_relaxed) != stopping) out->send(make_tag(0, seq++));
+      out->send(end_bit | make_tag(0, seq));
+    });
+    auto in = ch->open_receiver();
+    const auto timed_ns = static_cast<std::int64_t>(ms * 1e6);
+    std::uint64_t expected = 0;
+    std::int64_t t0 = 0, t1 = 0;
+    for (;;) {
+      const std::uint64_t tag = in->receive(t.header_only);
+      if (tag & end_bit) {
+        t1 = now_ns();
+        if (tag != (end_bit | make_tag(0, expected))) die("%s: the large stream lost messages", t.name.c_str());
+        break;
+      }
+      if (tag != make_tag(0, expected)) die("%s: large message %" PRIu64 " out of order", t.name.c_str(), expected);
+      ++expected;
+      if (expected == static_cast<std::uint64_t>(warm)) {
+        t0 = now_ns();
+      } else if (expected > static_cast<std::uint64_t>(warm) &&
+                 g_control->phase.load(std::memory_order_relaxed) != stopping && now_ns() - t0 >= timed_ns) {
+        g_control->phase.store(stopping, std::memory_order_relaxed);
+      }
+    }
+    wait_for(child, "large sender");
+    r.messages = expected - static_cast<std::uint64_t>(warm);
+    r.msgs_per_s = static_cast<double>(r.messages) * 1e9 / static_cast<double>(t1 - t0);
+  }
+  {
+    auto ping = t.make(size);
+    auto pong = t.make(size);
+    pid_t child = spawn(s, 1, [&] {
+      auto in = ping->open_receiver();
+      auto out = pong->open_sender();
+      for (;;) {
+        const std::uint64_t tag = in->receive(t.header_only);
+        out->send(tag);  // a whole new message, written by the echo
+        if (tag & end_bit) return;
+      }
+    });
+    auto out = ping->open_sender();
+    auto in = pong->open_receiver();
+    std::vector<std::int64_t> rtt;
+    const long total = round_trips + round_trips / 10 + 1;
+    for (long i = 0; i < total; ++i) {
+      const std::uint64_t tag = make_tag(0, static_cast<std::uint64_t>(i));
+      const std::int64_t a = now_ns();
+      out->send(tag);
+      const std::uint64_t back = in->receive(t.header_only);
+      const std::int64_t b = now_ns();
+      if (back != tag) die("%s: large ping-pong reply %ld is wrong", t.name.c_str(), i);
+      if (i > round_trips / 10) rtt.push_back(b - a);
+    }
+    out->send(end_bit);
+    in->receive(t.header_only);
+    wait_for(child, "large echo");
+    std::sort(rtt.begin(), rtt.end());
+    r.p50_ns = percentile(rtt, 0.50);
+    r.p99_ns = percentile(rtt, 0.99);
+  }
+  return r;
+}
+
+bool large_selected(const large_transport& t, const settings& s) {
+  if (s.only.empty()) return true;
+  for (const auto& o : s.only)
+    if (t.name.find(o) != std::string::npos) return true;
+  return false;
+}
+
+void run_large(const settings& s) {
+  const bool quick = s.round_trips < 10'000;
+  for (int rep = 0; rep < s.reps; ++rep) {
+    note_probe("large", s, rep);
+    for (std::size_t size : large_sizes) {
+      const long round_trips = size >= (1u << 20) ? (quick ? 50 : 300) : (quick ? 200 : 2000);
+      const long warm = quick ? 4 : 16;
+      const double ms = quick ? 30 : 200;
+      for (const auto& t : large_transports()) {
+        if (!large_selected(t, s) || !large_applies(t, size)) continue;
+        watchdog(ms / 1e3 + static_cast<double>(round_trips) * 5e-3);
+        large_result r = large_once(t, size, ms, warm, round_trips, s);
+        ::alarm(0);
+        record("large", t.name, size, "msgs_per_s", r.msgs_per_s);
+        record("large", t.name, size, "mb_per_s", r.msgs_per_s * static_cast<double>(size) / 1e6);
+        record("large", t.name, size, "rtt_p50_ns", r.p50_ns);
+        record("large", t.name, size, "rtt_p99_ns", r.p99_ns);
+        note_samples("large", t.name, size, r.messages);
+        std::fprintf(stderr, "large      %-6s rep %d/%d %-28s %9.0f msg/s %8.0f MB/s  ping-pong p50 %8.1f µs  p99 %8.1f µs\n",
+                     large_size_label(size).c_str(), rep + 1, s.reps, t.name.c_str(), r.msgs_per_s,
+                     r.msgs_per_s * static_cast<double>(size) / 1e6, r.p50_ns / 1e3, r.p99_ns / 1e3);
+      }
+    }
+  }
+}
+
+void print_large_table(std::FILE* out, const settings& s) {
+  std::fprintf(out,
+               "## Large messages: copy vs in place (queue depths 4 and 16; streaming %s ms timed per "
+               "repetition, then ping-pong)\n\n"
+               "Every row but \"header\" writes every byte at the producer and reads (checks) every byte at the "
+               "consumer; the header row's consumer reads the first 64 bytes only. × copy: the row's figure "
+               "as a multiple of the engine's copying path at the same depth (the pipe: at depth 4; > 1 is "
+               "better; for round trips, copy's time / this row's). Kernel queues: msgsize_max is %ld here; "
+               "they take part at the sizes where two queues of 4 such messages can be made.\n\n",
+               s.round_trips < 10'000 ? "30" : "200", kernel_msgsize_max());
+  print_probes(out, "large");
+  std::fprintf(out, "| transport | size | messages/s | MB/s | × copy | ping-pong p50 µs | p99 µs | p50 × copy |\n");
+  std::fprintf(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  for (std::size_t size : large_sizes) {
+    for (const auto& t : large_transports()) {
+      if (!large_selected(t, s)) continue;
+      if (!large_applies(t, size)) {
+        std::fprintf(out, "| %s | %s | not measured: %s | | | | | |\n", t.name.c_str(),
+                     large_size_label(size).c_str(), kernel_large_problem(size).c_str());
+        continue;
+      }
+      auto r = result("large", t.name, size, "msgs_per_s");
+      if (!r) continue;
+      auto mb = result("large", t.name, size, "mb_per_s");
+      auto p50 = result("large", t.name, size, "rtt_p50_ns");
+      auto p99 = result("large", t.name, size, "rtt_p99_ns");
+      std::optional<double> xs, xl;
+      if (!t.baseline.empty()) {
+        if (auto b = result("large", t.baseline, size, "msgs_per_s")) xs = r->median / b->median;
+        if (auto b = result("large", t.baseline, size, "rtt_p50_ns")) xl = b->median / p50->median;
+      }
+      std::fprintf(out, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", t.name.c_str(), large_size_label(size).c_str(),
+                   with_range(*r, rate).c_str(), with_range(*mb, mbs).c_str(), ratio(xs).c_str(),
+                   with_range(*p50, us).c_str(), with_range(*p99, us).c_str(), ratio(xl).c_str());
+    }
+  }
+  std::fprintf(out, "\n");
+  for (const auto& t : large_transports()) {
+    if (large_selected(t, s)) std::fprintf(out, "- `%s`: %s\n", t.name.c_str(), t.description.c_str());
+  }
+  std::fprintf(out, "\n");
+}
+
+void write_large_csv(std::FILE* f) {
+  for (std::size_t size : large_sizes) {
+    for (const auto& t : large_transports()) {
+      for (const char* metric : {"msgs_per_s", "mb_per_s", "rtt_p50_ns", "rtt_p99_ns"}) {
+        auto it = g_values.find({"large", t.name, size, metric});
+        if (it == g_values.end()) continue;
+        const summary sm = summarise(it->second);
+        const std::string_view mv = metric;
+        const char* unit = mv.ends_with("_ns") ? "ns" : mv == "msgs_per_s" ? "msg/s" : "MB/s";
+        auto samples = g_samples.find({"large", t.name, size});
+        const auto slash = t.name.find('/');
+        const long depth = slash == std::string::npos ? 0 : std::strtol(t.name.c_str() + slash + 1, nullptr, 10);
+        std::fprintf(f, "large,%s,%ld,%zu,%s,%s,%.6g,%.6g,%.6g,%d,%" PRIu64 "\n", t.name.c_str(), depth, size,
+                     metric, unit, sm.median, sm.min, sm.max, sm.reps,
+                     samples == g_samples.end() ? std::uint64_t{0} : samples->second);
+      }
+    }
+  }
+}
+
 void print_tables(std::FILE* out, const std::vector<transport>& ts, const settings& s, double seconds) {
   std::fprintf(out, "# pipc-bench results\n\n");
   std::fprintf(out, "Machine: %s.  \n", machine_line().c_str());
@@ -1855,6 +2279,7 @@ void print_tables(std::FILE* out, const std::vector<transport>& ts, const settin
     }
     std::fprintf(out, "\n");
   }
+  if (wants(s, "large")) print_large_table(out, s);
   if (!wants(s, "latency") && !wants(s, "stream") && !wants(s, "contention")) return;
   std::fprintf(out, "Transports:\n\n");
   for (const auto& t : ts)
@@ -1910,6 +2335,7 @@ void write_csv(const std::string& path, const std::vector<transport>& ts, const 
                    per_rep(it->second).c_str());
     }
   }
+  write_large_csv(f);
   // The machine-state probe: one row per measurement, over its repetitions.
   for (const auto& [m, values] : g_probes) {
     std::vector<double> v;
@@ -1936,7 +2362,7 @@ void write_csv(const std::string& path, const std::vector<transport>& ts, const 
                "  --sizes A,B,...      message sizes in bytes, multiples of 8, 16 to 1048576 (default 64,1024,8192);\n"
                "                       a transport that cannot carry a size shows n/a and why\n"
                "  --only S1,S2,...     only transports whose name contains one of these\n"
-               "  --measure M1,...     latency, stream, contention, create (default all)\n"
+               "  --measure M1,...     latency, stream, contention, create, large (default all)\n"
                "  --latency-all-depths ping-pong every depth, not only the smallest\n"
                "  --pin                pin the processes to distinct CPUs (sched_setaffinity)\n"
                "  --spin-ns N          the engine's spin before sleeping (default: the library's, 20 us)\n"
@@ -2014,7 +2440,7 @@ settings parse(int argc, char** argv) {
     } else if (a == "--measure") {
       s.measurements = split(value());
       for (const auto& m : s.measurements)
-        if (m != "latency" && m != "stream" && m != "contention" && m != "create") {
+        if (m != "latency" && m != "stream" && m != "contention" && m != "create" && m != "large") {
           std::fprintf(stderr, "pipc-bench: --measure: unknown measurement \"%s\"\n", m.c_str());
           usage(2);
         }
@@ -2175,6 +2601,10 @@ int main(int argc, char** argv) {
                        rep + 1, s.reps, cs[i].name.c_str(), r[i].create_ns / 1e3, r[i].exists_ns / 1e3);
         }
       }
+    }
+    if (wants(s, "large")) {
+      phase_timer timer("large");
+      run_large(s);
     }
   } catch (const std::exception& e) {
     die("%s", e.what());

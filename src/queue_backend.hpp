@@ -54,6 +54,18 @@ class queue_backend {
   virtual int set_nonblocking(bool on) noexcept = 0;
   virtual int notify(notification request) noexcept = 0;
   virtual int native_handle() const noexcept = 0;
+  // Zero copy (send_loan, received_message). A backend that cannot lend its own memory
+  // (the kernel's) lends a buffer of this process instead, through these defaults:
+  // send_begin allocates message_size bytes without waiting for room, send_commit sends
+  // them as send() with a blocking limit does (the loan stays if that fails),
+  // receive_begin receives into a new buffer. `data` is what send_begin/receive_begin
+  // gave; EINVAL for anything else where the backend can tell.
+  virtual int send_begin(std::size_t size, const wait_limit& limit, std::byte*& data) noexcept;
+  virtual int send_commit(std::byte* data, std::size_t size, unsigned priority) noexcept;
+  virtual int send_abort(std::byte* data) noexcept;
+  virtual int receive_begin(const wait_limit& limit, const std::byte*& data, received& out) noexcept;
+  virtual int receive_end(const std::byte* data) noexcept;
+
   // The state and counters of the queue (message_queue::stats()); a backend without
   // its own reports ENOTSUP and message_queue reads what it can by itself.
   virtual int get_stats(mq_stats& out) noexcept {

@@ -36,6 +36,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 #include <vector>
 
 namespace pipc {
@@ -106,12 +107,101 @@ struct mq_stats {
   // the waker resets). -1: unknown.
   long blocked_receivers = -1;
   long blocked_senders = -1;
+  // Engine queues: slots lent out now (send_loan, received_message), to senders filling
+  // them and to receivers reading them; a process killed in the middle of a loan call may
+  // leave a count one high until the next loan scan (docs/engine.md, "Loans"). -1: none
+  // kept (kernel).
+  long send_loans = -1;
+  long receive_loans = -1;
   std::vector<pid_t> blocked_receiver_pids;
 };
 
 namespace detail {
 class queue_backend;
 }
+
+class message_queue;
+
+// A slot of a queue lent to a sender to fill in place (message_queue::loan): write the
+// message into data(), then commit() it. Zero copy on backend::shm, where data() is the
+// slot in the queue's shared memory; on backend::kernel a buffer of this process that
+// commit() sends as send() would.
+//
+// The loan holds one of the queue's max_messages slots, and no lock: other senders and
+// receivers go on meanwhile. A message's place in the queue is decided when it is
+// committed (the oldest of the highest priority is received first, as for send()).
+// Destroying or abort()ing an uncommitted loan gives the slot back and sends nothing; so
+// does the death of the process (docs/engine.md, "Loans").
+//
+// Move-only. Not for concurrent use by several threads. It keeps its queue's open
+// description alive (a close() of the message_queue takes effect when the last loan
+// ends). Requires: use by the process that took it (not a child of fork).
+class PIPC_EXPORT send_loan {
+ public:
+  send_loan() noexcept = default;
+  send_loan(send_loan&& other) noexcept;
+  send_loan& operator=(send_loan&& other) noexcept;
+  send_loan(const send_loan&) = delete;
+  send_loan& operator=(const send_loan&) = delete;
+  ~send_loan();  // abort()
+
+  // The bytes to fill: as many as were asked for. Empty for an empty loan.
+  std::span<std::byte> data() const noexcept { return {data_, size_}; }
+  std::size_t size() const noexcept { return size_; }
+
+  // Sends data() (or its first `size` bytes, size <= this->size()) with `priority`; the
+  // loan is then empty. Never waits for room (the slot is already held) on backend::shm;
+  // on backend::kernel it sends as send() does. EINVAL (priority > max_priority),
+  // EMSGSIZE, or a backend error: the loan then stays, to commit again or abort.
+  void commit(unsigned priority = 0);
+  void commit(unsigned priority, std::error_code& ec) noexcept;
+  void commit(std::size_t size, unsigned priority);
+  void commit(std::size_t size, unsigned priority, std::error_code& ec) noexcept;
+  // Gives the slot back without sending. Idempotent.
+  void abort() noexcept;
+
+  explicit operator bool() const noexcept { return data_ != nullptr; }
+
+ private:
+  friend class message_queue;
+  std::shared_ptr<detail::queue_backend> q_;
+  std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+// A message received in place (message_queue::receive_view): data() is the message in
+// the queue's slot (backend::shm: shared memory, no copy; backend::kernel: a buffer of
+// this process). release() or destruction frees the slot for senders. The message has
+// left the queue when the view is made: if the process dies holding it, the message is
+// dropped, as if it had been received with receive() (docs/engine.md, "Loans").
+//
+// Move-only; not for concurrent use; keeps the open description alive as send_loan
+// does. The bytes are in memory that every opener of the queue may write: copy what
+// must not change under you before you validate it.
+class PIPC_EXPORT received_message {
+ public:
+  received_message() noexcept = default;
+  received_message(received_message&& other) noexcept;
+  received_message& operator=(received_message&& other) noexcept;
+  received_message(const received_message&) = delete;
+  received_message& operator=(const received_message&) = delete;
+  ~received_message();  // release()
+
+  std::span<const std::byte> data() const noexcept { return {data_, size_}; }
+  std::size_t size() const noexcept { return size_; }
+  unsigned priority() const noexcept { return priority_; }
+  // Frees the slot. Idempotent.
+  void release() noexcept;
+
+  explicit operator bool() const noexcept { return data_ != nullptr; }
+
+ private:
+  friend class message_queue;
+  std::shared_ptr<detail::queue_backend> q_;
+  const std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+  unsigned priority_ = 0;
+};
 
 class PIPC_EXPORT message_queue {
  public:
@@ -188,6 +278,64 @@ class PIPC_EXPORT message_queue {
     return receive_until_(buffer, detail::make_deadline(tp), ec);
   }
 
+  // ---- zero copy (send_loan, received_message; docs/engine.md, "Loans") ----
+
+  // Lends a free slot to fill with a message of up to `size` bytes (<= message_size,
+  // EMSGSIZE otherwise). Waits for room as send() does (EAGAIN on a non-blocking
+  // description); the try/for/until forms report a full queue as nullopt. EBADF if
+  // opened read_only. backend::kernel: returns a buffer at once (see send_loan).
+  send_loan loan(std::size_t size);
+  send_loan loan(std::size_t size, std::error_code& ec) noexcept;
+  std::optional<send_loan> try_loan(std::size_t size);
+  std::optional<send_loan> try_loan(std::size_t size, std::error_code& ec) noexcept;
+  template <class Rep, class Period>
+  std::optional<send_loan> loan_for(std::size_t size, std::chrono::duration<Rep, Period> d) {
+    return loan_until_(size, detail::make_deadline(d));
+  }
+  template <class Clock, class Duration>
+  std::optional<send_loan> loan_until(std::size_t size, std::chrono::time_point<Clock, Duration> tp) {
+    return loan_until_(size, detail::make_deadline(tp));
+  }
+
+  // Takes the next message (the oldest of the highest priority, as receive()) and lends
+  // it in place until the view is released. Waits as receive() does.
+  received_message receive_view();
+  received_message receive_view(std::error_code& ec) noexcept;
+  std::optional<received_message> try_receive_view();
+  std::optional<received_message> try_receive_view(std::error_code& ec) noexcept;
+  template <class Rep, class Period>
+  std::optional<received_message> receive_view_for(std::chrono::duration<Rep, Period> d) {
+    return receive_view_until_(detail::make_deadline(d));
+  }
+  template <class Clock, class Duration>
+  std::optional<received_message> receive_view_until(std::chrono::time_point<Clock, Duration> tp) {
+    return receive_view_until_(detail::make_deadline(tp));
+  }
+
+  // Sends a message of `size` bytes written in place by fill(std::span<std::byte>): a
+  // loan, fill, commit. If fill returns a std::size_t, that many bytes (<= size) are
+  // sent; any other result is ignored. If fill throws, nothing is sent and the exception
+  // propagates.
+  template <class Fill>
+  void send_in_place(std::size_t size, unsigned priority, Fill&& fill) {
+    send_loan l = loan(size);
+    if constexpr (std::is_same_v<std::invoke_result_t<Fill&, std::span<std::byte>>, std::size_t>) {
+      const std::size_t used = fill(l.data());
+      l.commit(used, priority);
+    } else {
+      fill(l.data());
+      l.commit(priority);
+    }
+  }
+  // Receives the next message and calls read(std::span<const std::byte>, unsigned
+  // priority) on it in place; the slot is freed when read returns (or throws). Returns
+  // what read returns.
+  template <class Read>
+  decltype(auto) receive_in_place(Read&& read) {
+    received_message m = receive_view();
+    return read(m.data(), m.priority());
+  }
+
   // The queue's attributes and current depth.
   mq_attributes attributes() const;
   mq_attributes attributes(std::error_code& ec) const noexcept;
@@ -240,9 +388,13 @@ class PIPC_EXPORT message_queue {
   std::optional<received> receive_until_(std::span<std::byte> buffer, const detail::deadline& dl);
   std::optional<received> receive_until_(std::span<std::byte> buffer, const detail::deadline& dl,
                                          std::error_code& ec) noexcept;
+  std::optional<send_loan> loan_until_(std::size_t size, const detail::deadline& dl);
+  std::optional<received_message> receive_view_until_(const detail::deadline& dl);
+  int loan_(std::size_t size, const detail::deadline* dl, bool wait, send_loan& out) noexcept;
+  int receive_view_(const detail::deadline* dl, bool wait, received_message& out) noexcept;
   [[noreturn]] void fail(const char* op, std::error_code ec) const;
 
-  std::unique_ptr<detail::queue_backend> impl_;
+  std::shared_ptr<detail::queue_backend> impl_;
   std::string name_;
   pipc::backend backend_ = pipc::backend::shm;
 };

@@ -139,6 +139,50 @@ ssize_t receive(pipc_mqd_t mqdes, char* msg_ptr, size_t msg_len, unsigned* msg_p
   return static_cast<ssize_t>(size);
 }
 
+// The begin calls of the zero-copy extension: cancellation points as send and receive.
+void* send_begin(pipc_mqd_t mqdes, size_t msg_len, const timespec* abs_timeout, bool timed_call) {
+  pipc::sys::test_cancel();
+  descriptor_table::ref q = table().acquire(mqdes);
+  if (!q) {
+    fail(EBADF);
+    return nullptr;
+  }
+  std::byte* data = nullptr;
+  auto op = [&](const detail::wait_limit& limit) { return q->send_begin(msg_len, limit, true, data); };
+  int e = timed_call ? timed(abs_timeout, op) : op(detail::wait_limit::blocking());
+  if (e != 0) {
+    fail(e);
+    return nullptr;
+  }
+  return data;
+}
+
+const void* receive_begin(pipc_mqd_t mqdes, size_t* msg_len, unsigned* msg_prio, const timespec* abs_timeout,
+                          bool timed_call) {
+  pipc::sys::test_cancel();
+  descriptor_table::ref q = table().acquire(mqdes);
+  if (!q) {
+    fail(EBADF);
+    return nullptr;
+  }
+  if (msg_len == nullptr) {
+    fail(EINVAL);
+    return nullptr;
+  }
+  const std::byte* data = nullptr;
+  std::size_t size = 0;
+  unsigned priority = 0;
+  auto op = [&](const detail::wait_limit& limit) { return q->receive_begin(limit, true, data, size, priority); };
+  int e = timed_call ? timed(abs_timeout, op) : op(detail::wait_limit::blocking());
+  if (e != 0) {
+    fail(e);
+    return nullptr;
+  }
+  *msg_len = size;
+  if (msg_prio != nullptr) *msg_prio = priority;
+  return data;
+}
+
 // Could a queue be created with these attributes?
 bool valid_attributes(const pipc_mq_attr& attr) noexcept {
   return attr.mq_maxmsg > 0 && attr.mq_msgsize > 0 &&
@@ -360,6 +404,45 @@ ssize_t pipc_mq_receive(pipc_mqd_t mqdes, char* msg_ptr, size_t msg_len, unsigne
 ssize_t pipc_mq_timedreceive(pipc_mqd_t mqdes, char* PIPC_RESTRICT msg_ptr, size_t msg_len,
                              unsigned* PIPC_RESTRICT msg_prio, const struct timespec* PIPC_RESTRICT abs_timeout) {
   return pipc::capi::receive(mqdes, msg_ptr, msg_len, msg_prio, abs_timeout, true);
+}
+
+void* pipc_mq_send_begin(pipc_mqd_t mqdes, size_t msg_len) {
+  return pipc::capi::send_begin(mqdes, msg_len, nullptr, false);
+}
+
+void* pipc_mq_timedsend_begin(pipc_mqd_t mqdes, size_t msg_len, const struct timespec* abs_timeout) {
+  return pipc::capi::send_begin(mqdes, msg_len, abs_timeout, true);
+}
+
+int pipc_mq_send_commit(pipc_mqd_t mqdes, void* msg, size_t msg_len, unsigned msg_prio) {
+  descriptor_table::ref q = table().acquire(mqdes);
+  if (!q) return fail(EBADF);
+  int e = q->send_commit(msg, msg_len, msg_prio);
+  return e == 0 ? 0 : fail(e);
+}
+
+int pipc_mq_send_abort(pipc_mqd_t mqdes, void* msg) {
+  descriptor_table::ref q = table().acquire(mqdes);
+  if (!q) return fail(EBADF);
+  int e = q->send_abort(msg);
+  return e == 0 ? 0 : fail(e);
+}
+
+const void* pipc_mq_receive_begin(pipc_mqd_t mqdes, size_t* msg_len, unsigned* msg_prio) {
+  return pipc::capi::receive_begin(mqdes, msg_len, msg_prio, nullptr, false);
+}
+
+const void* pipc_mq_timedreceive_begin(pipc_mqd_t mqdes, size_t* PIPC_RESTRICT msg_len,
+                                       unsigned* PIPC_RESTRICT msg_prio,
+                                       const struct timespec* PIPC_RESTRICT abs_timeout) {
+  return pipc::capi::receive_begin(mqdes, msg_len, msg_prio, abs_timeout, true);
+}
+
+int pipc_mq_receive_end(pipc_mqd_t mqdes, const void* msg) {
+  descriptor_table::ref q = table().acquire(mqdes);
+  if (!q) return fail(EBADF);
+  int e = q->receive_end(msg);
+  return e == 0 ? 0 : fail(e);
 }
 
 int pipc_mq_getattr(pipc_mqd_t mqdes, struct pipc_mq_attr* mqstat) {

@@ -20,6 +20,18 @@ class engine_backend final : public detail::queue_backend {
     return q_->receive(buffer.data(), buffer.size(), out.size, out.priority, limit, false);
   }
 
+  int send_begin(std::size_t size, const detail::wait_limit& limit, std::byte*& data) noexcept override {
+    return q_->send_begin(size, limit, false, data);
+  }
+  int send_commit(std::byte* data, std::size_t size, unsigned priority) noexcept override {
+    return q_->send_commit(data, size, priority);
+  }
+  int send_abort(std::byte* data) noexcept override { return q_->send_abort(data); }
+  int receive_begin(const detail::wait_limit& limit, const std::byte*& data, received& out) noexcept override {
+    return q_->receive_begin(limit, false, data, out.size, out.priority);
+  }
+  int receive_end(const std::byte* data) noexcept override { return q_->receive_end(data); }
+
   int get_attributes(mq_attributes& out) noexcept override {
     return q_->attributes(out.max_messages, out.message_size, out.current_messages, out.nonblocking);
   }
@@ -67,6 +79,10 @@ class engine_backend final : public detail::queue_backend {
     out.created = std::chrono::system_clock::time_point(
         std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(s.created_ns)));
     out.notify_pid = static_cast<pid_t>(s.notify_pid);
+    std::uint32_t sending = 0, receiving = 0;
+    q_->loans(sending, receiving);
+    out.send_loans = sending;
+    out.receive_loans = receiving;
     return 0;
   }
 

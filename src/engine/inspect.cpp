@@ -47,11 +47,16 @@ int inspect_header(const void* raw, std::size_t got, std::uint64_t file_size, mq
   const auto n = static_cast<std::uint32_t>(geo.max_messages);
   out.max_messages = static_cast<long>(n);
   out.message_size = static_cast<long>(geo.message_size);
-  // Depth as region::depth() computes it: free_head + N − free_tail, clamped to 0 … N.
+  // Depth as region::depth() computes it: free_head + N − free_tail − the slots lent
+  // out, clamped to 0 … N.
   const std::uint32_t head = free_cursor(h->send_cursors.load(std::memory_order_relaxed));
   const std::uint32_t tail = free_cursor(h->recv_cursors.load(std::memory_order_relaxed));
-  const auto d = static_cast<std::int32_t>(head + n - tail);
+  const std::uint32_t sending = std::min(h->send_loans.load(std::memory_order_relaxed), n);
+  const std::uint32_t receiving = std::min(h->recv_loans.load(std::memory_order_relaxed), n);
+  const auto d = static_cast<std::int64_t>(static_cast<std::int32_t>(head + n - tail)) - sending - receiving;
   out.current_messages = static_cast<long>(std::clamp<std::int64_t>(d, 0, n));
+  out.send_loans = sending;
+  out.receive_loans = receiving;
   out.has_counters = true;
   out.messages_sent = h->messages_sent.load(std::memory_order_relaxed);
   out.messages_received = h->messages_received.load(std::memory_order_relaxed);

@@ -1,4 +1,4 @@
-// The engine's shared memory layout, version 4. docs/engine.md has the full design;
+// The engine's shared memory layout, version 5. docs/engine.md has the full design;
 // this file is its authoritative byte layout.
 //
 //   offset         size                  what
@@ -13,7 +13,8 @@
 //
 // Invariants, whenever neither lock is held (docs/engine.md, "Invariants"):
 //   1. Every slot is in exactly one of: the free ring [free_head, free_tail), the ready
-//      ring [ready_head, ready_tail), the side heap.
+//      ring [ready_head, ready_tail), the side heap, or lent out: SEND_LOAN or RECV_LOAN,
+//      naming its owner process (docs/engine.md, "Loans").
 //   2. Ready ring slots are RING and of priority ring_priority, in seq order.
 //   3. A slot is SIDE ⇔ exactly one entry of the side heap's first side_count names it,
 //      and that entry carries the slot's priority and seq.
@@ -33,8 +34,8 @@
 
 namespace pipc::engine {
 
-inline constexpr std::uint64_t magic = 0x0400'514d'4350'4950ULL;  // "PIPCMQ\0\4" little-endian
-inline constexpr std::uint32_t layout_version = 4;
+inline constexpr std::uint64_t magic = 0x0500'514d'4350'4950ULL;  // "PIPCMQ\0\5" little-endian
+inline constexpr std::uint32_t layout_version = 5;
 // The magic's first seven bytes, "PIPCMQ\0", name a pipc queue of any version; the eighth
 // is the version.
 inline constexpr std::uint64_t magic_family_mask = 0x00ff'ffff'ffff'ffffULL;
@@ -59,6 +60,10 @@ static_assert(atomic_u32::is_always_lock_free && atomic_u64::is_always_lock_free
 inline constexpr std::uint32_t slot_free = 0;
 inline constexpr std::uint32_t slot_side = 1;
 inline constexpr std::uint32_t slot_ring = 2;
+// A slot lent out (docs/engine.md, "Loans"): to a sender filling it in place, or to a
+// receiver reading its message in place. owner_pid and owner_start name the process.
+inline constexpr std::uint32_t slot_send_loan = 3;
+inline constexpr std::uint32_t slot_recv_loan = 4;
 // header::recv_taking: the slot number, with this bit for a side message (one from the
 // side heap).
 inline constexpr std::uint32_t taking_side = 1u << 31;
@@ -66,17 +71,18 @@ inline constexpr std::uint32_t taking_side = 1u << 31;
 // One message slot. The fields belong to whoever holds the slot: a sender that took it
 // from the free ring, the side heap (under recv_lock) or the receiver taking it.
 struct slot_header {
-  atomic_u32 state;        // slot_free | slot_side | slot_ring
-  std::uint32_t reserved0;
-  std::uint32_t size;      // payload bytes (≤ message_size)
-  std::uint32_t priority;  // < priorities
-  std::uint64_t seq;       // arrival order
-  std::uint32_t position;  // the free ring position the slot was last freed at
-  std::uint32_t reserved;
+  atomic_u32 state;           // slot_free | slot_side | slot_ring | slot_send_loan | slot_recv_loan
+  std::uint32_t owner_pid;    // a loan's owner process (written before the loan state)
+  std::uint32_t size;         // payload bytes (≤ message_size)
+  std::uint32_t priority;     // < priorities
+  std::uint64_t seq;          // arrival order
+  std::uint32_t position;     // the free ring position the slot was last freed at
+  std::uint32_t owner_start;  // low 32 bits of the loan owner's start time (0: unknown)
 };
 static_assert(sizeof(slot_header) == 32);
 static_assert(offsetof(slot_header, state) == 0 && offsetof(slot_header, size) == 8);
 static_assert(offsetof(slot_header, seq) == 16 && offsetof(slot_header, position) == 24);
+static_assert(offsetof(slot_header, owner_pid) == 4 && offsetof(slot_header, owner_start) == 28);
 
 // Ring entries and cursor words: two u32 halves of one u64, so that one store moves both.
 constexpr std::uint64_t ring_entry(std::uint32_t position, std::uint32_t slot) noexcept {
@@ -146,9 +152,15 @@ struct alignas(64) header {
   alignas(64) atomic_u64 send_cursors;  // {free_head, ready_tail}
   std::uint64_t next_seq;
   std::uint32_t ring_priority;          // the priority of every ready ring message
-  std::uint32_t reserved1;
+  atomic_u32 loan_commit;               // the lent slot a commit is putting on the ready
+                                        // ring (free_head stays); 0 = none
   atomic_u32 claim_slot;                // the slot a side send is filling; 0 = none
   std::uint32_t claim_position;         // the free ring position it was taken from
+  // Slots lent to senders: raised before a loan is taken, lowered after it is committed
+  // or given back, so never below the truth; a loan scan sets it exactly (any lock, or
+  // none: read-modify-writes only).
+  atomic_u32 send_loans;
+  std::uint32_t reserved2;
   atomic_u64 sender_turns;              // turns of woken senders (wait.hpp); written by
                                         // receivers that wake senders, and by those senders
 
@@ -157,6 +169,8 @@ struct alignas(64) header {
   atomic_u32 side_count;                // messages in the side heap: its entries in use
   atomic_u32 recv_taking;               // the slot a receive is taking; | taking_side if
                                         // it comes from the side heap
+  atomic_u32 recv_loans;                // slots lent to receivers (as send_loans)
+  std::uint32_t reserved3;
   atomic_u64 receiver_turns;            // turns of woken receivers (wait.hpp); written by
                                         // senders that wake receivers, and by those receivers
 
@@ -217,9 +231,11 @@ static_assert(offsetof(header, send_lock) == 128);
 static_assert(offsetof(header, recv_lock) == 192);
 static_assert(offsetof(header, send_cursors) == 256 && offsetof(header, next_seq) == 264);
 static_assert(offsetof(header, ring_priority) == 272 && offsetof(header, claim_slot) == 280);
+static_assert(offsetof(header, loan_commit) == 276 && offsetof(header, send_loans) == 288);
+static_assert(offsetof(header, recv_loans) == 336);
 static_assert(offsetof(header, recv_cursors) == 320 && offsetof(header, side_count) == 328);
 static_assert(offsetof(header, recv_taking) == 332 && offsetof(header, msg_seq) == 384);
-static_assert(offsetof(header, sender_turns) == 288 && offsetof(header, receiver_turns) == 336);
+static_assert(offsetof(header, sender_turns) == 296 && offsetof(header, receiver_turns) == 344);
 static_assert(offsetof(header, space_seq) == 392 && offsetof(header, event_seq) == 400);
 static_assert(offsetof(header, sender_cpu) == 408 && offsetof(header, receiver_cpu) == 412);
 static_assert(offsetof(header, msg_woken_ns) == 416 && offsetof(header, space_woken_ns) == 424);

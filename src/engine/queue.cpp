@@ -10,7 +10,9 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <utility>
+#include <vector>
 
 namespace pipc::engine {
 
@@ -18,6 +20,9 @@ using detail::encode;
 using detail::wait_limit;
 
 namespace {
+
+// queue::loans_ keys: a slot number, with this bit for a receive loan.
+constexpr std::uint32_t loan_receive = 1u << 31;
 
 // A token for a new open description: unique within the process, and unlike any other
 // process's (a random start, drawn once per process and again in a child of fork). Not
@@ -114,6 +119,18 @@ int queue::unlink(const std::string& name) noexcept {
 
 queue::~queue() {
   stop_notify_helper();
+  // Loans still outstanding go back: an uncommitted send loan sends nothing, a lent
+  // message is dropped. (In a child of fork the copied list names the parent's loans,
+  // which give_back_loan leaves alone.)
+  std::vector<std::uint32_t> left;
+  {
+    std::lock_guard lock(loans_mutex_);
+    left.swap(loans_);
+  }
+  for (std::uint32_t key : left) {
+    give_back_loan(key & ~loan_receive, (key & loan_receive) != 0 ? slot_recv_loan : slot_send_loan,
+                   wait_limit::immediate());
+  }
   header* h = region_->hdr();
   auto me = static_cast<std::uint32_t>(sys::current_pid());
   // Closing the registering descriptor ends the registration, and drops a thread
@@ -176,24 +193,31 @@ void count_operation(atomic_u64& messages, atomic_u64& bytes, atomic_u32& last_p
   store_if_changed(last_cpu, sys::current_cpu() + 1);
 }
 
-}  // namespace
-
-namespace {
+// A blocked receiver's count in the waiter table (notify.hpp), taken back however the
+// receive ends: a cancellation unwinds through it.
+struct waiter_count {
+  waiter_entry* entry = nullptr;
+  waiter_count() noexcept = default;
+  waiter_count(const waiter_count&) = delete;
+  waiter_count& operator=(const waiter_count&) = delete;
+  ~waiter_count() { leave_waiters(entry); }
+};
 
 // A call's turn (wait.hpp, "Turns"): held from a wake-up until the call's next try,
 // and given back however the call ends (a cancellation unwinds through it). The last
 // turn given back wakes the side's waiters that left the messages (or slots) to the
 // woken.
-struct turn {
+struct waiter_turn {
   atomic_u64& turns;
   atomic_u32& word;      // the side's futex word
   atomic_u32& sleepers;  // and its sleeper count
   bool held = false;
+  bool woken = false;    // the call's last wait ended with a wake-up (wait_while)
 
-  turn(atomic_u64& t, atomic_u32& w, atomic_u32& s) noexcept : turns(t), word(w), sleepers(s) {}
-  turn(const turn&) = delete;
-  turn& operator=(const turn&) = delete;
-  ~turn() { end(); }
+  waiter_turn(atomic_u64& t, atomic_u32& w, atomic_u32& s) noexcept : turns(t), word(w), sleepers(s) {}
+  waiter_turn(const waiter_turn&) = delete;
+  waiter_turn& operator=(const waiter_turn&) = delete;
+  ~waiter_turn() { end(); }
   void end() noexcept {
     if (!held) return;
     held = false;
@@ -203,6 +227,10 @@ struct turn {
     }
   }
 };
+
+// What before_send and before_receive return when the call should look at the queue
+// again (distinct from errno values, corrupt and recheck_due).
+constexpr int look_again = -2;
 
 // How long a call that leaves what it found to woken waiters waits for them: until they
 // have had their turns (turn_hold_us at most), or its own limit, if earlier.
@@ -220,6 +248,20 @@ wait_limit turn_wait_limit(const wait_limit& limit) noexcept {
 
 }  // namespace
 
+// One send's (or send_begin's) state across its looks at the queue.
+struct queue::send_call {
+  waiter_turn turn;
+  explicit send_call(header* h) noexcept : turn(h->sender_turns, h->space_seq, h->space_sleepers) {}
+};
+
+// One receive's (or receive_begin's).
+struct queue::receive_call {
+  waiter_count waiting;
+  waiter_turn turn;
+  std::uint64_t held_before = 0;  // recv_lock's word at the previous look
+  explicit receive_call(header* h) noexcept : turn(h->receiver_turns, h->msg_seq, h->msg_sleepers) {}
+};
+
 // How long this call may wait for the lock: a non-blocking description waits no more
 // than a try.
 wait_limit queue::lock_limit(const wait_limit& limit) const noexcept {
@@ -236,12 +278,87 @@ int queue::would_block() const noexcept {
 // in `sleepers`) and the poll helpers, and brings this descriptor's eventfd up to date.
 // Inline: it ends every send and receive, and an out-of-line call costs the
 // uncontended pair about 5 ns (7 %).
+// `turns` and `granted`: see wake_sleepers.
 inline void queue::after_commit(atomic_u32& word, atomic_u32& sleepers, atomic_u64& woken_ns, atomic_u64& turns,
                                 std::uint32_t granted) noexcept {
   committed();
   wake_sleepers(word, sleepers, &woken_ns, &turns, granted);
   announce_event(region_->hdr());
   if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
+}
+
+// A send's (or send_begin's) look before it locks: 0 when it should lock and take a
+// slot now; look_again when it waited, and must look again; or what the call returns.
+// A full queue is waited for without a lock (dead owners' loans are given back first if
+// a scan is due); free slots owed to woken senders (wait.hpp, "Turns") are left to them
+// by a call that would not give up otherwise.
+int queue::before_send(const wait_limit& limit, bool interruptible, send_call& call) {
+  region& r = *region_;
+  header* h = r.hdr();
+  const wait_words words{h->space_seq, h->space_sleepers, h->space_woken_ns, h->receiver_cpu};
+  const bool giving_up =
+      nonblocking_.load(std::memory_order_relaxed) || limit.kind == wait_limit::none || deadline_passed(limit);
+  if (r.has_room()) {
+    auto owed = [&] {
+      const std::uint32_t turns = turns_held(h->sender_turns);
+      return turns != 0 && r.geo.max_messages - r.depth() <= turns;
+    };
+    if (call.turn.held || giving_up || !owed()) return 0;
+    int e = wait_while([&] { return !r.has_room() || owed(); }, words, spin_ns_, send_spin_, call.turn.woken,
+                       turn_wait_limit(limit));
+    call.turn.held = call.turn.woken;
+    return e == EINTR && interruptible ? EINTR : look_again;
+  }
+  // (Recovering a dead owner's send never frees a slot, so a dead send_lock owner hides
+  // no room; the next sender that finds room takes the lock over and repairs the side.)
+  if (r.faulted() || !r.cursors_plausible()) return corrupt;
+  if (reclaim_dead_loans()) return look_again;
+  if (giving_up) return would_block();
+  call.turn.end();
+  int e = wait_while([&] { return !r.has_room(); }, words, spin_ns_, send_spin_, call.turn.woken, limit);
+  call.turn.held = call.turn.woken;
+  if (e == EINTR && interruptible) return EINTR;
+  if (e == recheck_due) r.check_size();
+  if (e == 0) r.await_room_batch(spin_ns_);
+  return look_again;  // on ETIMEDOUT the next look reports it, unless room appeared
+}
+
+// A receive's (or receive_begin's) look before it locks, as before_send. An empty queue
+// is waited for without a lock. But a side sender that died after its commit, holding
+// recv_lock, hides its message until the side is repaired: so a held recv_lock's owner
+// is checked (a system call or two) by a call about to give up, and by a waiter that
+// found the same owner at its previous look; a dead one sends the call to the locked
+// path, which repairs.
+int queue::before_receive(const wait_limit& limit, bool interruptible, receive_call& call) {
+  region& r = *region_;
+  header* h = r.hdr();
+  const wait_words words{h->msg_seq, h->msg_sleepers, h->msg_woken_ns, h->sender_cpu};
+  const bool giving_up =
+      nonblocking_.load(std::memory_order_relaxed) || limit.kind == wait_limit::none || deadline_passed(limit);
+  if (r.has_message()) {
+    auto owed = [&] {
+      const std::uint32_t turns = turns_held(h->receiver_turns);
+      return turns != 0 && r.depth() <= turns;
+    };
+    if (call.turn.held || giving_up || !owed()) return 0;
+    int e = wait_while([&] { return !r.has_message() || owed(); }, words, spin_ns_, receive_spin_, call.turn.woken,
+                       turn_wait_limit(limit));
+    call.turn.held = call.turn.woken;
+    return e == EINTR && interruptible ? EINTR : look_again;
+  }
+  const std::uint64_t held = h->recv_lock.load(std::memory_order_relaxed);
+  const bool dead_owner = held != 0 && (giving_up || held == call.held_before) && !lock_owner_alive(held, r.file());
+  call.held_before = held;
+  if (dead_owner) return 0;
+  if (r.faulted() || !r.cursors_plausible()) return corrupt;
+  if (giving_up) return would_block();
+  if (call.waiting.entry == nullptr) call.waiting.entry = enter_waiters(r);
+  call.turn.end();
+  int e = wait_while([&] { return !r.has_message(); }, words, spin_ns_, receive_spin_, call.turn.woken, limit);
+  call.turn.held = call.turn.woken;
+  if (e == EINTR && interruptible) return EINTR;
+  if (e == recheck_due) r.check_size();
+  return look_again;  // on ETIMEDOUT the next look reports it, unless a message came
 }
 
 int queue::send(const void* data, std::size_t size, unsigned priority, const wait_limit& caller_limit,
@@ -255,41 +372,13 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
   if (priority >= priorities) return EINVAL;
   header* h = r.hdr();
   const auto max = static_cast<std::uint32_t>(r.geo.max_messages);
-  bool woken = false;  // see wait_while
-  turn mine(h->sender_turns, h->space_seq, h->space_sleepers);
-  const wait_words words{h->space_seq, h->space_sleepers, h->space_woken_ns, h->receiver_cpu};
-  // Is every free slot owed to woken senders (wait.hpp, "Turns")?
-  auto owed = [&] {
-    const std::uint32_t turns = turns_held(h->sender_turns);
-    return turns != 0 && r.geo.max_messages - r.depth() <= turns;
-  };
+  send_call call(h);
 
   for (;;) {
     if (r.faulted()) return corrupt;  // the file was truncated (region.hpp)
-    // Full? Then there is nothing to lock for: wait for room, or report. (Recovering a
-    // dead owner's send never frees a slot, so a dead send_lock owner hides no room; the
-    // next sender that finds room takes the lock over and repairs the side.)
-    if (!r.has_room()) {
-      if (r.faulted() || !r.cursors_plausible()) return corrupt;
-      if (nonblocking_.load(std::memory_order_relaxed) || limit.kind == wait_limit::none || deadline_passed(limit)) {
-        return would_block();
-      }
-      mine.end();
-      int e = wait_while([&] { return !r.has_room(); }, words, spin_ns_, send_spin_, woken, limit);
-      mine.held = woken;
-      if (e == EINTR && interruptible) return EINTR;
-      if (e == recheck_due) r.check_size();
-      if (e == 0) r.await_room_batch(spin_ns_);
-      continue;  // on ETIMEDOUT the check above reports it, unless room appeared
-    }
-    // The room is owed to woken senders: leave it to them, unless this call would give up.
-    if (!mine.held && owed() && !nonblocking_.load(std::memory_order_relaxed) && limit.kind != wait_limit::none &&
-        !deadline_passed(limit)) {
-      int e = wait_while([&] { return !r.has_room() || owed(); }, words, spin_ns_, send_spin_, woken,
-                         turn_wait_limit(limit));
-      mine.held = woken;
-      if (e == EINTR && interruptible) return EINTR;
-      continue;
+    if (int e = before_send(limit, interruptible, call); e != 0) {
+      if (e == look_again) continue;
+      return e;
     }
 
     if (int e = r.lock_send(lock_limit(limit)); e != 0) return e == ETIMEDOUT ? would_block() : e;
@@ -348,7 +437,7 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
     bool notify = false;
     if (notify_check) {
       const std::uint32_t before = head + max - free_cursor(h->recv_cursors.load(std::memory_order_relaxed));
-      if (before == 0 && h->notify_pid.load() != 0 && !receivers_blocked(r)) {
+      if (before <= r.loans() && h->notify_pid.load() != 0 && !receivers_blocked(r)) {
         due = {h->notify_kind, static_cast<pid_t>(h->notify_pid.load()), h->notify_signo,
                std::uint64_t{h->notify_value_high} << 32 | static_cast<std::uint32_t>(h->notify_value)};
         // Believed only if it names a live process that maps this queue: a process that
@@ -408,15 +497,86 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
 }
 
 namespace {
-// A blocked receiver's count in the waiter table (notify.hpp), taken back however the
-// receive ends: a cancellation unwinds through it.
-struct waiter_count {
-  waiter_entry* entry = nullptr;
-  waiter_count() noexcept = default;
-  waiter_count(const waiter_count&) = delete;
-  waiter_count& operator=(const waiter_count&) = delete;
-  ~waiter_count() { leave_waiters(entry); }
+// The message a receive takes: the oldest of the highest priority.
+struct picked {
+  slot_header* s = nullptr;
+  std::uint32_t n = 0, size = 0, priority = 0;
+  std::uint64_t seq = 0;
+  bool from_side = false;
+  std::uint32_t free_tail = 0, head = 0, side_count = 0;  // the receiver state it was picked in
 };
+
+// Picks the message a receive takes now, checking every field it reads, and keeps the
+// high-water mark. 0, EAGAIN (no message), or corrupt. Caller holds recv_lock.
+int pick_message(region& r, picked& out) noexcept {
+  header* h = r.hdr();
+  const std::uint64_t w = h->recv_cursors.load(std::memory_order_relaxed);
+  const std::uint32_t free_tail = free_cursor(w);
+  const std::uint32_t head = ring_cursor(w);
+  std::uint32_t ring_n = 0;
+  const bool in_ring = r.entry_at(r.ready_ring(), head, ring_n);
+  const std::uint32_t side = h->side_count.load(std::memory_order_relaxed);
+  if ((!in_ring && side == 0) || region::check_due(free_tail)) {
+    if (!r.recv_cursors_sane(free_tail)) return corrupt;
+  }
+  if (!in_ring && side == 0) return EAGAIN;
+  if (side > r.geo.max_messages) return corrupt;
+  // Each candidate's fields are read once and checked; only those copies are used.
+  struct candidate {
+    slot_header* s = nullptr;
+    std::uint32_t n = 0, size = 0, priority = 0;
+    std::uint64_t seq = 0;
+  };
+  candidate ring_c;
+  if (in_ring) {
+    ring_c = {r.slot(ring_n), ring_n};
+    if (ring_c.s == nullptr) return corrupt;
+    ring_c.size = read_once(ring_c.s->size);
+    ring_c.priority = read_once(ring_c.s->priority);
+    ring_c.seq = read_once(ring_c.s->seq);
+    if (ring_c.size > r.geo.message_size || ring_c.priority >= priorities) return corrupt;
+  }
+  candidate side_c;
+  if (side != 0) {
+    // The side heap's first entry names its best message; the slot must be SIDE and
+    // carry the entry's key.
+    side_entry& top = r.side_heap()[0];
+    side_c.n = read_once(top.slot);
+    side_c.s = r.slot(side_c.n);
+    if (side_c.s == nullptr || side_c.s->state.load(std::memory_order_relaxed) != slot_side) return corrupt;
+    side_c.size = read_once(side_c.s->size);
+    side_c.priority = read_once(side_c.s->priority);
+    side_c.seq = read_once(side_c.s->seq);
+    if (side_c.priority != read_once(top.priority) || side_c.seq != read_once(top.seq) ||
+        side_c.priority >= priorities || side_c.size > r.geo.message_size) {
+      return corrupt;
+    }
+  }
+  // The oldest message of the highest priority: the side heap's best or the ring's.
+  const bool from_side =
+      side_c.s != nullptr && (ring_c.s == nullptr || received_before({0, side_c.priority, side_c.seq},
+                                                                     {0, ring_c.priority, ring_c.seq}));
+  const candidate& c = from_side ? side_c : ring_c;
+  out = {c.s, c.n, c.size, c.priority, c.seq, from_side, free_tail, head, side};
+
+  // The high-water mark. Every peak of the depth is followed by a receive, so the
+  // receivers keep the mark: the depth exceeds it exactly when the ready ring holds a
+  // message at ready_head + (mark − side_count), an entry usually on the line just
+  // read. Only then are the senders' cursors read, for the exact depth. (stats() adds
+  // the current depth, for a peak that no receive has followed yet.)
+  if (std::uint32_t mark = h->high_water.load(std::memory_order_relaxed); mark < r.geo.max_messages) {
+    std::uint32_t unused = 0;
+    if (side > mark || r.entry_at(r.ready_ring(), head + (mark - side), unused)) {
+      std::uint64_t depth = r.depth();
+      if (depth > mark && depth <= r.geo.max_messages) {
+        h->high_water.store(static_cast<std::uint32_t>(depth), std::memory_order_relaxed);
+      }
+    }
+  }
+
+  return 0;
+}
+
 }  // namespace
 
 int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsigned& priority,
@@ -425,130 +585,34 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
   region& r = *region_;
   if (capacity < r.geo.message_size) return EMSGSIZE;
   header* h = r.hdr();
-  // Declared before `waiting`, so destroyed after it: the mask comes back last.
+  // Declared before `call`, so destroyed after it: the mask comes back last.
   sys::interruption interrupt;
   wait_limit limit = caller_limit;
   if (interruptible) limit.interrupt = &interrupt;
-  waiter_count waiting;
+  receive_call call(h);
 
-  std::uint64_t held_before = 0;  // recv_lock's word at the previous look
-  bool woken = false;             // see wait_while
-  turn mine(h->receiver_turns, h->msg_seq, h->msg_sleepers);
-  const wait_words words{h->msg_seq, h->msg_sleepers, h->msg_woken_ns, h->sender_cpu};
-  // Is every message owed to woken receivers (wait.hpp, "Turns")?
-  auto owed = [&] {
-    const std::uint32_t turns = turns_held(h->receiver_turns);
-    return turns != 0 && r.depth() <= turns;
-  };
   for (;;) {
     if (r.faulted()) return corrupt;  // the file was truncated (region.hpp)
-    // Empty? Then there is nothing to lock for: wait for a message, or report. But a
-    // side sender that died after its commit, holding recv_lock, hides its message
-    // until the side is repaired: so a held recv_lock's owner is checked (a system call
-    // or two) by a call about to give up, and by a waiter that found the same owner at
-    // its previous look; a dead one sends this call to the locked path, which repairs.
-    if (!r.has_message()) {
-      const std::uint64_t held = h->recv_lock.load(std::memory_order_relaxed);
-      const bool giving_up =
-          nonblocking_.load(std::memory_order_relaxed) || limit.kind == wait_limit::none || deadline_passed(limit);
-      const bool dead_owner = held != 0 && (giving_up || held == held_before) && !lock_owner_alive(held, r.file());
-      held_before = held;
-      if (!dead_owner) {
-        if (r.faulted() || !r.cursors_plausible()) return corrupt;
-        if (giving_up) return would_block();
-        if (waiting.entry == nullptr) waiting.entry = enter_waiters(r);
-        mine.end();
-        int e = wait_while([&] { return !r.has_message(); }, words, spin_ns_, receive_spin_, woken, limit);
-        mine.held = woken;
-        if (e == EINTR && interruptible) return EINTR;
-        if (e == recheck_due) r.check_size();
-        continue;  // on ETIMEDOUT the check above reports it, unless a message came
-      }
-    } else if (!mine.held && owed() && !nonblocking_.load(std::memory_order_relaxed) &&
-               limit.kind != wait_limit::none && !deadline_passed(limit)) {
-      // The messages are owed to woken receivers: leave them to them, unless this call
-      // would give up.
-      int e = wait_while([&] { return !r.has_message() || owed(); }, words, spin_ns_, receive_spin_, woken,
-                         turn_wait_limit(limit));
-      mine.held = woken;
-      if (e == EINTR && interruptible) return EINTR;
-      continue;
+    if (int e = before_receive(limit, interruptible, call); e != 0) {
+      if (e == look_again) continue;
+      return e;
     }
 
     if (int e = r.lock_recv(lock_limit(limit)); e != 0) return e == ETIMEDOUT ? would_block() : e;
     // Caller holds recv_lock from here to unlock_recv().
-    auto fail = [&] {
+    picked c;
+    if (const int e = pick_message(r, c); e != 0) {
       r.unlock_recv();
-      return corrupt;
-    };
-    const std::uint64_t w = h->recv_cursors.load(std::memory_order_relaxed);
-    const std::uint32_t free_tail = free_cursor(w);
-    const std::uint32_t head = ring_cursor(w);
-    std::uint32_t ring_n = 0;
-    const bool in_ring = r.entry_at(r.ready_ring(), head, ring_n);
-    const std::uint32_t side = h->side_count.load(std::memory_order_relaxed);
-    if ((!in_ring && side == 0) || region::check_due(free_tail)) {
-      if (!r.recv_cursors_sane(free_tail)) return fail();
+      if (e == EAGAIN) continue;  // another receiver was first
+      return e;
     }
-    if (!in_ring && side == 0) {
-      r.unlock_recv();
-      continue;  // another receiver was first
-    }
-    if (side > r.geo.max_messages) return fail();
-    // Each candidate's fields are read once and checked; only those copies are used.
-    struct candidate {
-      slot_header* s = nullptr;
-      std::uint32_t n = 0, size = 0, priority = 0;
-      std::uint64_t seq = 0;
-    };
-    candidate ring_c;
-    if (in_ring) {
-      ring_c = {r.slot(ring_n), ring_n};
-      if (ring_c.s == nullptr) return fail();
-      ring_c.size = read_once(ring_c.s->size);
-      ring_c.priority = read_once(ring_c.s->priority);
-      ring_c.seq = read_once(ring_c.s->seq);
-      if (ring_c.size > r.geo.message_size || ring_c.priority >= priorities) return fail();
-    }
-    candidate side_c;
-    if (side != 0) {
-      // The side heap's first entry names its best message; the slot must be SIDE and
-      // carry the entry's key.
-      side_entry& top = r.side_heap()[0];
-      side_c.n = read_once(top.slot);
-      side_c.s = r.slot(side_c.n);
-      if (side_c.s == nullptr || side_c.s->state.load(std::memory_order_relaxed) != slot_side) return fail();
-      side_c.size = read_once(side_c.s->size);
-      side_c.priority = read_once(side_c.s->priority);
-      side_c.seq = read_once(side_c.s->seq);
-      if (side_c.priority != read_once(top.priority) || side_c.seq != read_once(top.seq) ||
-          side_c.priority >= priorities || side_c.size > r.geo.message_size) {
-        return fail();
-      }
-    }
-    // The oldest message of the highest priority: the side heap's best or the ring's.
-    const bool from_side =
-        side_c.s != nullptr && (ring_c.s == nullptr || received_before({0, side_c.priority, side_c.seq},
-                                                                       {0, ring_c.priority, ring_c.seq}));
-    const candidate& c = from_side ? side_c : ring_c;
     slot_header* s = c.s;
     const std::uint32_t n = c.n;
+    const bool from_side = c.from_side;
+    const std::uint32_t free_tail = c.free_tail;
+    const std::uint32_t head = c.head;
+    const std::uint32_t side = c.side_count;
     h->recv_taking.store(from_side ? n | taking_side : n, std::memory_order_relaxed);
-
-    // The high-water mark. Every peak of the depth is followed by a receive, so the
-    // receivers keep the mark: the depth exceeds it exactly when the ready ring holds a
-    // message at ready_head + (mark − side_count), an entry usually on the line just
-    // read. Only then are the senders' cursors read, for the exact depth. (stats() adds
-    // the current depth, for a peak that no receive has followed yet.)
-    if (std::uint32_t mark = h->high_water.load(std::memory_order_relaxed); mark < r.geo.max_messages) {
-      std::uint32_t unused = 0;
-      if (side > mark || r.entry_at(r.ready_ring(), head + (mark - side), unused)) {
-        std::uint64_t depth = r.depth();
-        if (depth > mark && depth <= r.geo.max_messages) {
-          h->high_water.store(static_cast<std::uint32_t>(depth), std::memory_order_relaxed);
-        }
-      }
-    }
 
     // Copy out, then commit with one store (docs/engine.md, "Commit points"); the turns
     // of sleeping senders first (wait.hpp, "Turns").
@@ -574,6 +638,340 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
     // A fault during this receive means the message read may be zeros: report it.
     return r.faulted() ? corrupt : 0;
   }
+}
+
+// ---- loans (docs/engine.md, "Loans") ----
+
+namespace {
+
+// A process gives dead owners' loans back at most this often per description: a scan
+// holds both locks and reads /proc for every loan.
+constexpr std::int64_t loan_scan_interval_ns = 50'000'000;
+
+std::uint32_t own_start_low() noexcept { return static_cast<std::uint32_t>(own_start_time()); }
+
+// Is slot `s` lent to this process, in `state`?
+bool lent_to_me(const slot_header* s, std::uint32_t state) noexcept {
+  return s->state.load(std::memory_order_acquire) == state &&
+         read_once(s->owner_pid) == static_cast<std::uint32_t>(sys::current_pid()) &&
+         read_once(s->owner_start) == own_start_low();
+}
+
+// Names this process as the owner of slot `s`, then stores the loan state (release).
+void lend(slot_header* s, std::uint32_t state) noexcept {
+  std::atomic_ref<std::uint32_t>(s->owner_pid).store(static_cast<std::uint32_t>(sys::current_pid()),
+                                                     std::memory_order_relaxed);
+  std::atomic_ref<std::uint32_t>(s->owner_start).store(own_start_low(), std::memory_order_relaxed);
+  s->state.store(state, std::memory_order_release);
+}
+
+}  // namespace
+
+int queue::reserve_loan() noexcept {
+  std::lock_guard lock(loans_mutex_);
+  if (loans_.capacity() >= region_->geo.max_messages) return 0;
+  try {
+    loans_.reserve(region_->geo.max_messages);
+  } catch (...) {
+    return ENOMEM;
+  }
+  return 0;
+}
+
+void queue::record_loan(std::uint32_t key) noexcept {
+  std::lock_guard lock(loans_mutex_);
+  if (loans_.size() < loans_.capacity()) loans_.push_back(key);  // never more than N slots
+}
+
+bool queue::forget_loan(std::uint32_t key) noexcept {
+  std::lock_guard lock(loans_mutex_);
+  for (auto& k : loans_) {
+    if (k == key) {
+      k = loans_.back();
+      loans_.pop_back();
+      return true;
+    }
+  }
+  return false;
+}
+
+// Gives slot `n`, lent to this process in `state`, back to the free ring. Takes and
+// releases recv_lock (waiting as `limit` allows: the destructor does not hang on a
+// stopped holder).
+int queue::give_back_loan(std::uint32_t n, std::uint32_t state, const wait_limit& limit) noexcept {
+  region& r = *region_;
+  header* h = r.hdr();
+  slot_header* s = r.slot(n);
+  if (s == nullptr) return corrupt;
+  if (int e = r.lock_recv(limit); e != 0) return e;
+  // The slot is this process's until it gives it back: anything else is a foreign write.
+  if (!lent_to_me(s, state)) {
+    r.unlock_recv();
+    return corrupt;
+  }
+  const std::uint32_t granted = grant_turns(h->space_sleepers, h->sender_turns);
+  r.give_back(n, s);
+  (state == slot_send_loan ? h->send_loans : h->recv_loans).fetch_sub(1, std::memory_order_relaxed);
+  r.unlock_recv();
+  after_commit(h->space_seq, h->space_sleepers, h->space_woken_ns, h->sender_turns, granted);
+  return r.faulted() ? corrupt : 0;
+}
+
+// Caller holds no lock. Takes both, at most once per loan_scan_interval_ns, and only
+// while the header says slots are lent out.
+bool queue::reclaim_dead_loans() noexcept {
+  region& r = *region_;
+  if (r.loans() == 0) return false;
+  const std::int64_t now = sys::now_ns(CLOCK_MONOTONIC);
+  std::int64_t due = next_loan_scan_ns_.load(std::memory_order_relaxed);
+  if (now < due || !next_loan_scan_ns_.compare_exchange_strong(due, now + loan_scan_interval_ns)) return false;
+  if (r.lock_both(wait_limit::immediate()) != 0) return false;
+  const int reclaimed = r.reclaim_loans();
+  r.unlock_both();
+  if (reclaimed <= 0) return false;
+  header* h = r.hdr();
+  after_commit(h->space_seq, h->space_sleepers, h->space_woken_ns, h->sender_turns, 0);
+  return true;
+}
+
+int queue::send_begin(std::size_t size, const wait_limit& caller_limit, bool interruptible, std::byte*& data) {
+  if (!can_send_) return EBADF;
+  sys::interruption interrupt;  // the caller's signal mask comes back with it
+  wait_limit limit = caller_limit;
+  if (interruptible) limit.interrupt = &interrupt;
+  region& r = *region_;
+  if (size > r.geo.message_size) return EMSGSIZE;
+  if (int e = reserve_loan(); e != 0) return e;
+  header* h = r.hdr();
+  send_call call(h);
+
+  for (;;) {
+    if (r.faulted()) return corrupt;
+    if (int e = before_send(limit, interruptible, call); e != 0) {
+      if (e == look_again) continue;
+      return e;
+    }
+    if (int e = r.lock_send(lock_limit(limit)); e != 0) return e == ETIMEDOUT ? would_block() : e;
+    // Caller holds send_lock from here to the unlock.
+    const std::uint64_t w = h->send_cursors.load(std::memory_order_relaxed);
+    const std::uint32_t head = free_cursor(w);
+    std::uint32_t n = 0;
+    const bool room = r.entry_at(r.free_ring(), head, n);
+    if ((!room || region::check_due(head)) && !r.send_cursors_sane(head)) {
+      r.unlock_send();
+      return corrupt;
+    }
+    if (!room) {
+      r.unlock_send();
+      continue;  // filled up meanwhile
+    }
+    slot_header* s = r.slot(n);
+    if (s == nullptr) {
+      r.unlock_send();
+      return corrupt;
+    }
+    // Count the loan first (the count is never below the truth), name the owner, then
+    // take the slot off the free ring: the cursor store is the loan's commit.
+    h->send_loans.fetch_add(1, std::memory_order_relaxed);
+    lend(s, slot_send_loan);
+    h->send_cursors.store(cursors(head + 1, ring_cursor(w)), std::memory_order_release);
+    r.unlock_send();
+
+    record_loan(n);
+    announce_event(h);
+    if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
+    data = r.payload(s);
+    if (r.faulted()) {
+      send_abort(data);
+      return corrupt;
+    }
+    return 0;
+  }
+}
+
+namespace {
+// The slot of loan `data` if this process holds it; 0 otherwise (a child of fork has
+// its parent's list of loans, not the loans).
+std::uint32_t own_loan_slot(const region& r, const void* data) noexcept {
+  const std::uint32_t n = r.slot_of_payload(data);
+  if (n == 0 || read_once(r.slot(n)->owner_pid) != static_cast<std::uint32_t>(sys::current_pid())) return 0;
+  return n;
+}
+}  // namespace
+
+int queue::send_abort(const void* data) noexcept {
+  const std::uint32_t n = own_loan_slot(*region_, data);
+  if (n == 0 || !forget_loan(n)) return EINVAL;
+  return give_back_loan(n, slot_send_loan);
+}
+
+int queue::send_commit(const void* data, std::size_t size, unsigned priority) noexcept {
+  region& r = *region_;
+  const std::uint32_t n = own_loan_slot(r, data);
+  if (n == 0) return EINVAL;
+  {
+    std::lock_guard lock(loans_mutex_);
+    if (std::find(loans_.begin(), loans_.end(), n) == loans_.end()) return EINVAL;
+  }
+  // A bad size or priority leaves the loan outstanding: the caller may commit again or
+  // abort.
+  if (size > r.geo.message_size) return EMSGSIZE;
+  if (priority >= priorities) return EINVAL;
+  if (!forget_loan(n)) return EINVAL;  // another thread committed it meanwhile
+  header* h = r.hdr();
+  slot_header* s = r.slot(n);
+
+  if (int e = r.lock_send(); e != 0) return e;
+  // Caller holds send_lock from here to the unlock.
+  if (!lent_to_me(s, slot_send_loan)) {
+    r.unlock_send();
+    return corrupt;
+  }
+  const std::uint64_t w = h->send_cursors.load(std::memory_order_relaxed);
+  const std::uint32_t head = free_cursor(w);
+  const std::uint32_t tail = ring_cursor(w);
+  // As send: the ready ring takes its priority, or this one on an empty queue.
+  bool ring = priority == h->ring_priority;
+  if (!ring && h->side_count.load(std::memory_order_acquire) == 0 &&
+      ring_cursor(h->recv_cursors.load(std::memory_order_acquire)) == tail) {
+    h->ring_priority = priority;
+    ring = true;
+  }
+  const bool notify_check = h->notify_pid.load(std::memory_order_relaxed) != 0;
+  const bool both = !ring || notify_check;
+  if (both) {
+    if (int e = r.lock_recv(); e != 0) {
+      r.unlock_send();
+      return e;
+    }
+  }
+  auto unlock = [&] { both ? r.unlock_both() : r.unlock_send(); };
+  const auto max = static_cast<std::uint32_t>(r.geo.max_messages);
+  const std::uint32_t side = ring ? 0 : h->side_count.load(std::memory_order_relaxed);
+  if (side >= max) {
+    unlock();
+    return corrupt;
+  }
+  due_notification due;
+  bool notify = false;
+  if (notify_check) {
+    // The slot is off the free ring and counted in send_loans: it is not a message yet.
+    const std::uint32_t before = head + max - free_cursor(h->recv_cursors.load(std::memory_order_relaxed));
+    if (before <= r.loans() && h->notify_pid.load() != 0 && !receivers_blocked(r)) {
+      due = {h->notify_kind, static_cast<pid_t>(h->notify_pid.load()), h->notify_signo,
+             std::uint64_t{h->notify_value_high} << 32 | static_cast<std::uint32_t>(h->notify_value)};
+      notify = same_process_alive(due.pid, h->notify_start_time) && mapped_by(due.pid, r) == sys::maps_answer::yes;
+      if (notify && due.kind == notify_thread_kind) {
+        h->notify_fired_pid = static_cast<std::uint32_t>(due.pid);
+        h->notify_fired_token = h->notify_token;
+      }
+      h->notify_pid.store(0);
+    }
+  }
+
+  // The turns of sleeping receivers (wait.hpp, "Turns"), then the seq: a commit killed
+  // after it leaves a gap, never a repeat.
+  const std::uint32_t granted = grant_turns(h->msg_sleepers, h->receiver_turns);
+  const std::uint64_t seq = h->next_seq;
+  h->next_seq = seq + 1;
+  s->size = static_cast<std::uint32_t>(size);
+  s->priority = priority;
+  s->seq = seq;
+  if (ring) {
+    // A death between the RING store and the commit leaves a slot in no ring and no
+    // loan: a loan scan gives it back (the message is dropped).
+    s->state.store(slot_ring, std::memory_order_relaxed);
+    h->loan_commit.store(n, std::memory_order_release);
+    r.entry(r.ready_ring(), tail).store(ring_entry(tail, n), std::memory_order_release);  // the commit
+    h->send_cursors.store(cursors(head, tail + 1), std::memory_order_release);
+    h->loan_commit.store(0, std::memory_order_release);
+  } else {
+    s->state.store(slot_side, std::memory_order_release);  // the commit
+    r.heap_push(side, {n, priority, seq});
+    h->side_count.store(side + 1, std::memory_order_release);
+  }
+  h->send_loans.fetch_sub(1, std::memory_order_relaxed);
+  count_operation(h->messages_sent, h->bytes_sent, h->last_sender, h->sender_cpu, size);
+  unlock();
+
+  after_commit(h->msg_seq, h->msg_sleepers, h->msg_woken_ns, h->receiver_turns, granted);
+  if (notify) {
+    if (due.kind == notify_signal_kind) {
+      if (due.signo != 0) sys::send_mesgq_signal(due.pid, due.signo, due.value);
+    } else if (due.kind == notify_thread_kind) {
+      h->notify_seq.fetch_add(1);
+      sys::futex_wake(&h->notify_seq, INT_MAX);
+    }
+  }
+  return r.faulted() ? corrupt : 0;
+}
+
+int queue::receive_begin(const wait_limit& caller_limit, bool interruptible, const std::byte*& data,
+                         std::size_t& size, unsigned& priority) {
+  if (!can_receive_) return EBADF;
+  region& r = *region_;
+  header* h = r.hdr();
+  sys::interruption interrupt;
+  wait_limit limit = caller_limit;
+  if (interruptible) limit.interrupt = &interrupt;
+  if (int e = reserve_loan(); e != 0) return e;
+  receive_call call(h);
+
+  for (;;) {
+    if (r.faulted()) return corrupt;
+    if (int e = before_receive(limit, interruptible, call); e != 0) {
+      if (e == look_again) continue;
+      return e;
+    }
+
+    if (int e = r.lock_recv(lock_limit(limit)); e != 0) return e == ETIMEDOUT ? would_block() : e;
+    // Caller holds recv_lock from here to unlock_recv().
+    picked c;
+    const int e = pick_message(r, c);
+    if (e == EAGAIN) {
+      r.unlock_recv();
+      continue;  // another receiver was first
+    }
+    if (e != 0) {
+      r.unlock_recv();
+      return e;
+    }
+    slot_header* s = c.s;
+    // Count the loan first, name the owner, then take the message: the SIDE → RECV_LOAN
+    // store for a side message, the ready_head store for a ring message, is the commit.
+    h->recv_loans.fetch_add(1, std::memory_order_relaxed);
+    lend(s, slot_recv_loan);
+    if (c.from_side) {
+      r.heap_pop(c.side_count);
+      h->side_count.store(c.side_count - 1, std::memory_order_release);
+    } else {
+      h->recv_cursors.store(cursors(c.free_tail, c.head + 1), std::memory_order_release);
+    }
+    count_operation(h->messages_received, h->bytes_received, h->last_receiver, h->receiver_cpu, c.size);
+    r.unlock_recv();
+
+    record_loan(c.n | loan_receive);
+    announce_event(h);
+    if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
+    data = r.payload(s);
+    size = c.size;
+    priority = c.priority;
+    if (r.faulted()) {
+      receive_end(data);
+      return corrupt;
+    }
+    return 0;
+  }
+}
+
+int queue::receive_end(const void* data) noexcept {
+  const std::uint32_t n = own_loan_slot(*region_, data);
+  if (n == 0 || !forget_loan(n | loan_receive)) return EINVAL;
+  return give_back_loan(n, slot_recv_loan);
+}
+
+void queue::loans(std::uint32_t& sending, std::uint32_t& receiving) const noexcept {
+  region_->count_loans(sending, receiving);
 }
 
 int queue::attributes(long& max_messages, long& message_size, long& current_messages,

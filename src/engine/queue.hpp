@@ -21,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace pipc::engine {
 
@@ -71,6 +72,23 @@ class queue {
   int receive(void* buffer, std::size_t capacity, std::size_t& size, unsigned& priority,
               const detail::wait_limit& limit, bool interruptible);
 
+  // Zero-copy loans (docs/engine.md, "Loans"). send_begin lends the caller a free slot
+  // to fill in place: `data` gets its payload, message_size bytes of the region (size
+  // is only checked against message_size). It waits for room as send does, and holds no
+  // lock on return. send_commit queues the slot's first `size` bytes with `priority`,
+  // exactly as a send at that moment would; send_abort gives the slot back. receive_begin
+  // takes the next message as receive would, and lends its slot: `data` points at the
+  // message in the region until receive_end gives the slot back. The slot stays this
+  // process's until then (or until it dies). commit, abort and end take `data` as begin
+  // gave it: EINVAL for anything that is not an outstanding loan of this description.
+  // Loans still outstanding when the description is destroyed are given back.
+  int send_begin(std::size_t size, const detail::wait_limit& limit, bool interruptible, std::byte*& data);
+  int send_commit(const void* data, std::size_t size, unsigned priority) noexcept;
+  int send_abort(const void* data) noexcept;
+  int receive_begin(const detail::wait_limit& limit, bool interruptible, const std::byte*& data, std::size_t& size,
+                    unsigned& priority);
+  int receive_end(const void* data) noexcept;
+
   // 0, or corrupt_state (encoded) if the region's file was truncated.
   int attributes(long& max_messages, long& message_size, long& current_messages, bool& nonblocking) const noexcept;
   void set_nonblocking(bool on) noexcept { nonblocking_.store(on, std::memory_order_relaxed); }
@@ -96,6 +114,9 @@ class queue {
   // tests and tools.
   std::int64_t send_spin_budget() const noexcept { return send_spin_.load(std::memory_order_relaxed); }
   std::int64_t receive_spin_budget() const noexcept { return receive_spin_.load(std::memory_order_relaxed); }
+  // Slots lent to senders and to receivers now, by the header's counts (which a death
+  // in the middle of a loan operation may leave high until the next loan scan).
+  void loans(std::uint32_t& sending, std::uint32_t& receiving) const noexcept;
   const std::string& name() const noexcept { return name_; }
 
  private:
@@ -110,6 +131,16 @@ class queue {
   void after_commit(atomic_u32& word, atomic_u32& sleepers, atomic_u64& woken_ns, atomic_u64& turns,
                     std::uint32_t granted) noexcept;
   void stop_notify_helper() noexcept;
+  struct send_call;
+  struct receive_call;
+  int before_send(const detail::wait_limit& limit, bool interruptible, send_call& call);
+  int before_receive(const detail::wait_limit& limit, bool interruptible, receive_call& call);
+  bool reclaim_dead_loans() noexcept;
+  int reserve_loan() noexcept;
+  void record_loan(std::uint32_t key) noexcept;
+  bool forget_loan(std::uint32_t key) noexcept;
+  int give_back_loan(std::uint32_t n, std::uint32_t state,
+                     const detail::wait_limit& limit = detail::wait_limit::blocking()) noexcept;
 
   std::shared_ptr<region> region_;
   std::string name_;
@@ -122,6 +153,12 @@ class queue {
   std::uint64_t token_;  // identifies this open description in notification records
   std::atomic<bool> registered_{false};  // it has registered a notification (ever)
   pid_t opener_pid_;     // the process that opened it (a forked child inherits a copy)
+
+  // This description's outstanding loans: slot numbers, | loan_receive for a receive
+  // loan. Capacity max_messages, reserved at the first loan, so recording never allocates.
+  std::mutex loans_mutex_;
+  std::vector<std::uint32_t> loans_;
+  std::atomic<std::int64_t> next_loan_scan_ns_{0};  // CLOCK_MONOTONIC
 
   std::mutex helpers_mutex_;
   std::shared_ptr<poll_helper> poll_;

@@ -9,7 +9,11 @@
 //      committed leaves no trace but a slot that goes back to where it was.
 //   3. It only reads what it checks: slot numbers, sizes and priorities from the region
 //      are bounds-checked like everywhere else.
+#include "engine/notify.hpp"
 #include "engine/region.hpp"
+
+#include <new>
+#include <vector>
 
 namespace pipc::engine {
 
@@ -21,9 +25,12 @@ void region::recover_send() noexcept {
   std::uint32_t tail = ring_cursor(w);
   std::uint32_t n = 0;
   if (entry_at(ready_ring(), tail, n)) {
-    // A ring send committed at ready_tail and died before moving the cursors.
+    // A ring send committed at ready_tail and died before moving the cursors. A loan's
+    // commit (loan_commit names the slot) took its slot from the free ring before: only
+    // ready_tail moves.
     if (slot_header* s = slot(n)) h->next_seq = std::max(h->next_seq, s->seq + 1);
-    h->send_cursors.store(cursors(head + 1, tail + 1), std::memory_order_release);
+    const bool loan = h->loan_commit.load(std::memory_order_acquire) == n;
+    h->send_cursors.store(cursors(loan ? head : head + 1, tail + 1), std::memory_order_release);
   } else if (std::uint32_t claimed = h->claim_slot.load(std::memory_order_relaxed);
              claimed != 0 && h->claim_position == head) {
     // A side send was under way. It committed if the slot is SIDE, or if it has been
@@ -40,6 +47,7 @@ void region::recover_send() noexcept {
     }
   }
   h->claim_slot.store(0, std::memory_order_release);
+  h->loan_commit.store(0, std::memory_order_release);
   wake_everyone();
 }
 
@@ -94,6 +102,103 @@ void region::recover_recv() noexcept {
   }
   h->side_count.store(count, std::memory_order_release);
   wake_everyone();
+}
+
+namespace {
+
+// Is the process that a loan names alive, the same process (its start time's low 32
+// bits; 0 = unknown, not compared), and does it map the queue? A process whose /proc
+// entry or maps cannot be read counts as alive: a slot held too long, never one taken
+// from a live owner.
+bool loan_owner_alive(std::uint32_t pid, std::uint32_t start, const region& r) noexcept {
+  if (pid == 0 || pid > 0x3fff'ffffu) return false;
+  if (static_cast<pid_t>(pid) == sys::current_pid()) {
+    return start == 0 || start == static_cast<std::uint32_t>(own_start_time());
+  }
+  std::uint64_t started = 0;
+  switch (sys::thread_state(static_cast<pid_t>(pid), started)) {
+    case sys::thread_status::gone:
+      return false;
+    case sys::thread_status::unreadable:
+      return true;
+    case sys::thread_status::alive:
+      break;
+  }
+  if (start != 0 && static_cast<std::uint32_t>(started) != start) return false;
+  return mapped_by(static_cast<pid_t>(pid), r) != sys::maps_answer::no;
+}
+
+}  // namespace
+
+// Caller holds both locks, so no send or receive is under way: every slot is in the
+// free ring [free_head, free_tail), the ready ring [ready_head, ready_tail), the side
+// heap (state SIDE), or lent out. A slot in none of them whose state is not a loan of a
+// live process is the remains of a loan whose owner died (or of a loan's commit killed
+// before it published the message): it goes back to the free ring.
+int region::reclaim_loans() noexcept {
+  header* h = hdr();
+  const auto max = static_cast<std::uint32_t>(geo.max_messages);
+  std::vector<bool> present;
+  try {
+    present.assign(std::size_t{max} + 1, false);
+  } catch (...) {
+    return 0;
+  }
+  const std::uint64_t sw = h->send_cursors.load(std::memory_order_relaxed);
+  const std::uint64_t rw = h->recv_cursors.load(std::memory_order_relaxed);
+  auto walk = [&](atomic_u64* ring, std::uint32_t from, std::uint32_t to) {
+    if (static_cast<std::uint32_t>(to - from) > max) return false;
+    for (std::uint32_t p = from; p != to; ++p) {
+      std::uint32_t n = 0;
+      if (!entry_at(ring, p, n) || slot(n) == nullptr) return false;
+      present[n] = true;
+    }
+    return true;
+  };
+  if (!walk(free_ring(), free_cursor(sw), free_cursor(rw)) || !walk(ready_ring(), ring_cursor(rw), ring_cursor(sw))) {
+    return -1;
+  }
+  std::uint32_t sending = 0, receiving = 0;
+  int reclaimed = 0;
+  // Owners already looked at in this scan: loans mostly belong to a few processes, and
+  // each look reads /proc (the maps file, too) while both locks are held.
+  struct owner {
+    std::uint32_t pid, start;
+    bool alive;
+  };
+  constexpr std::size_t remembered = 8;
+  owner seen[remembered] = {};
+  std::size_t looks = 0;  // the latest `remembered` of them are in seen[]
+  auto alive = [&](std::uint32_t pid, std::uint32_t start) {
+    for (std::size_t i = 0; i < std::min(looks, remembered); ++i) {
+      if (seen[i].pid == pid && seen[i].start == start) return seen[i].alive;
+    }
+    const bool a = loan_owner_alive(pid, start, *this);
+    seen[looks++ % remembered] = {pid, start, a};
+    return a;
+  };
+  for (std::uint32_t k = 1; k <= max; ++k) {
+    if (present[k]) continue;
+    slot_header* s = slot(k);
+    const std::uint32_t state = s->state.load(std::memory_order_acquire);
+    if (state == slot_side) continue;
+    if ((state == slot_send_loan || state == slot_recv_loan) &&
+        alive(read_once(s->owner_pid), read_once(s->owner_start))) {
+      ++(state == slot_send_loan ? sending : receiving);
+      continue;
+    }
+    give_back(k, s);
+    ++reclaimed;
+  }
+  h->send_loans.store(sending, std::memory_order_relaxed);
+  h->recv_loans.store(receiving, std::memory_order_relaxed);
+  return reclaimed;
+}
+
+void region::count_loans(std::uint32_t& sending, std::uint32_t& receiving) const noexcept {
+  const auto max = static_cast<std::uint32_t>(geo.max_messages);
+  sending = std::min(hdr()->send_loans.load(std::memory_order_relaxed), max);
+  receiving = std::min(hdr()->recv_loans.load(std::memory_order_relaxed), max);
 }
 
 // Waiters may have missed a wake-up from a process that died: wake them all to

@@ -95,6 +95,23 @@ struct region {
     return reinterpret_cast<slot_header*>(base + geo.slots_offset + (n - 1) * geo.slot_stride);
   }
   std::byte* payload(slot_header* s) const noexcept { return reinterpret_cast<std::byte*>(s) + sizeof(slot_header); }
+  // The slot whose payload starts at `p` (a loan's data, as handed to its owner); 0 if
+  // `p` is no slot's payload. Compares addresses only: `p` is the caller's, not the
+  // region's.
+  std::uint32_t slot_of_payload(const void* p) const noexcept {
+    const auto at = reinterpret_cast<std::uintptr_t>(p);
+    const auto first = reinterpret_cast<std::uintptr_t>(base + geo.slots_offset + sizeof(slot_header));
+    if (at < first) return 0;
+    const std::uintptr_t offset = at - first;
+    if (offset % geo.slot_stride != 0 || offset / geo.slot_stride >= geo.max_messages) return 0;
+    return static_cast<std::uint32_t>(offset / geo.slot_stride) + 1;
+  }
+
+  // Slots lent out now (send_loans + recv_loans): never below the truth (layout.hpp).
+  std::uint64_t loans() const noexcept {
+    const header* h = hdr();
+    return std::uint64_t{h->send_loans.load(std::memory_order_relaxed)} + h->recv_loans.load(std::memory_order_relaxed);
+  }
 
   // ---- the rings ----
 
@@ -111,10 +128,12 @@ struct region {
     return entry_tag(e) == static_cast<std::uint32_t>(position + 1);
   }
 
-  // Messages in the queue, free_head + N − free_tail, read without a lock: free_head
-  // is read on both sides of free_tail until it stands still, so the two belong to one
-  // moment. A peer between its commit and its cursor store puts the value one off (−1
-  // or N + 1); it is clamped to 0 … N.
+  // Messages in the queue, free_head + N − free_tail − the slots lent out, read
+  // without a lock: free_head is read on both sides of free_tail until it stands still,
+  // so the two belong to one moment. A peer between its commit and its cursor store
+  // puts the value one off (−1 or N + 1); it is clamped to 0 … N. (A lent slot is off
+  // the free ring but is no message; the loan counts may run ahead of the cursors by a
+  // loan being taken or given back.)
   std::uint64_t depth() const noexcept {
     const header* h = hdr();
     std::uint32_t head = free_cursor(h->send_cursors.load(std::memory_order_acquire));
@@ -125,7 +144,8 @@ struct region {
       if (again == head) break;
       head = again;
     }
-    const auto d = static_cast<std::int32_t>(head + static_cast<std::uint32_t>(geo.max_messages) - tail);
+    const auto d = static_cast<std::int64_t>(static_cast<std::int32_t>(head + static_cast<std::uint32_t>(geo.max_messages) - tail)) -
+                   static_cast<std::int64_t>(std::min<std::uint64_t>(loans(), geo.max_messages));
     return static_cast<std::uint64_t>(std::clamp<std::int64_t>(d, 0, static_cast<std::int64_t>(geo.max_messages)));
   }
   // Can a sender take a slot now? (The free ring's entry at free_head is valid.)
@@ -296,6 +316,22 @@ struct region {
     entry(free_ring(), free_tail).store(ring_entry(free_tail, n), std::memory_order_release);
   }
 
+  // Gives slot `n` back to the free ring at free_tail, as a receive does, and stores the
+  // receiver cursors: the end of a receive loan, the abort of a send loan, a reclaim.
+  // Caller holds recv_lock, and the slot is in neither ring nor the side heap. The state
+  // becomes FREE before the push (a sender may take the slot the moment it is pushed);
+  // recv_taking names it as a side slot, so that a recovery after a death between the
+  // push and the cursor store moves free_tail alone.
+  void give_back(std::uint32_t n, slot_header* s) noexcept {
+    header* h = hdr();
+    const std::uint64_t w = h->recv_cursors.load(std::memory_order_relaxed);
+    const std::uint32_t free_tail = free_cursor(w);
+    h->recv_taking.store(n | taking_side, std::memory_order_relaxed);
+    s->state.store(slot_free, std::memory_order_release);
+    push_free(free_tail, n, s, true);  // the commit
+    h->recv_cursors.store(cursors(free_tail + 1, ring_cursor(w)), std::memory_order_release);
+  }
+
   // Starts loading slot `n` for writing: it was last read by a receiver on another CPU,
   // and the next send will most likely fill it.
   void prefetch_for_send(std::uint32_t n) const noexcept {
@@ -314,6 +350,15 @@ struct region {
   // Waiters may have missed a wake-up from a process that died: wake them all to
   // re-check.
   void wake_everyone() noexcept;
+  // The loan scan (docs/engine.md, "Loans"): gives every slot that is in neither ring
+  // nor the side heap, and is not lent to a live process that maps the queue, back to
+  // the free ring; sets send_loans and recv_loans to the live loans found. Returns the
+  // slots given back, or -1 if the rings are not in a state it can walk (corrupt).
+  // Caller holds both locks.
+  int reclaim_loans() noexcept;
+  // The slots lent out now, from the header's counts (never below the truth; a loan
+  // scan makes them exact), without a lock (for tools).
+  void count_loans(std::uint32_t& sending, std::uint32_t& receiving) const noexcept;
 };
 
 // ---- creating, opening and removing regions (region.cpp) ----

@@ -17,7 +17,7 @@ void run_thread_notification(sigval value) {
 
 class kernel_queue final : public detail::queue_backend {
  public:
-  explicit kernel_queue(mqd_t q) noexcept : q_(q) {}
+  kernel_queue(mqd_t q, bool can_send) noexcept : q_(q), can_send_(can_send) {}
   ~kernel_queue() override {
     sys::mq_close(q_);  // also ends this process's registration, if it has one
     withdraw_callback();
@@ -33,6 +33,13 @@ class kernel_queue final : public detail::queue_backend {
     return with_limit(limit, [&](const timespec* abs) {
       return sys::mq_timedreceive(q_, buffer.data(), buffer.size(), out.priority, abs, out.size);
     });
+  }
+
+  // A loan is a buffer of this process (queue_backend's default), refused at once on a
+  // description that cannot send, as send would refuse it at commit.
+  int send_begin(std::size_t size, const detail::wait_limit& limit, std::byte*& data) noexcept override {
+    if (!can_send_) return EBADF;
+    return queue_backend::send_begin(size, limit, data);
   }
 
   int get_attributes(mq_attributes& out) noexcept override {
@@ -141,6 +148,7 @@ class kernel_queue final : public detail::queue_backend {
   }
 
   mqd_t q_;
+  bool can_send_;
   std::mutex mutex_;               // guards callback_
   detail::notify_key callback_ = 0;  // the registry key of our SIGEV_THREAD callback
 };
@@ -176,7 +184,7 @@ std::unique_ptr<detail::queue_backend> open_queue(const std::string& name, open_
   ec = {e, std::system_category()};
   if (e != 0) return nullptr;
   try {
-    return std::make_unique<kernel_queue>(q);
+    return std::make_unique<kernel_queue>(q, options.access != access::read_only);
   } catch (...) {
     sys::mq_close(q);
     ec = {ENOMEM, std::system_category()};

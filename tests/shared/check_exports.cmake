@@ -46,6 +46,8 @@ endforeach()
 foreach(wanted IN ITEMS
     pipc_mq_open pipc_mq_close pipc_mq_unlink pipc_mq_send pipc_mq_timedsend pipc_mq_receive
     pipc_mq_timedreceive pipc_mq_getattr pipc_mq_setattr pipc_mq_notify pipc_mq_pollable
+    pipc_mq_send_begin pipc_mq_timedsend_begin pipc_mq_send_commit pipc_mq_send_abort
+    pipc_mq_receive_begin pipc_mq_timedreceive_begin pipc_mq_receive_end
     "pipc::category()" "pipc::message_queue::~message_queue()" "pipc::shared_memory::~shared_memory()"
     "pipc::named_semaphore::~named_semaphore()" "pipc::mapping::~mapping()")
   if(NOT wanted IN_LIST exported)

@@ -1,9 +1,9 @@
 // pipc-soak: the chaos soak of the engine (backend::shm).
 //
-// Producers, consumers and "ops" workers run as separate processes (fork) on a few
-// engine queues while the supervisor, which is also the killer and the auditor,
-// SIGKILLs random workers at random moments and restarts them as new incarnations, or
-// SIGSTOPs them for 1-200 ms. Ops workers open and close the queues, create, use and
+// Producers (sending by copy and by loan), consumers and "ops" workers run as separate
+// processes (fork) on a few engine queues while the supervisor, which is also the
+// killer and the auditor, SIGKILLs random workers at random moments and restarts them
+// as new incarnations, or SIGSTOPs them for 1-200 ms. Ops workers open and close the queues, create, use and
 // unlink temporary queues, register and cancel notifications and start the polling
 // helper, so that kills also land there. At the end every message is audited from
 // ledgers in shared memory that survive the death of any worker. docs/soak.md explains
@@ -383,9 +383,18 @@ int producer_main(int slot) {
     now(act_send);
     auto mode = rng() % 10;
     bool sent = false;
-    if (mode < 6) {
+    if (mode < 4) {
       mq.send(bytes(buffer, size), priority, ec);
       sent = !ec;
+    } else if (mode < 6) {
+      // Zero copy: a loan written in place and committed. A kill before the commit sends
+      // nothing, after it the message is queued, as for send (docs/engine.md, "Loans").
+      pipc::send_loan loan = mq.loan(size, ec);
+      if (!ec) {
+        std::memcpy(loan.data().data(), buffer, size);
+        loan.commit(priority, ec);
+        sent = !ec;
+      }
     } else {
       while (!sent && !ec) {
         sent = mode < 8 ? mq.send_for(bytes(buffer, size), priority, std::chrono::milliseconds(rng() % 50), ec)

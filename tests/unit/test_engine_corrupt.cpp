@@ -8,7 +8,7 @@
 // caught.
 //
 // The tests map /dev/shm/pipc.mq.<name> themselves and write at the offsets of
-// src/engine/layout.hpp (layout version 4). Two areas are left alone by the random
+// src/engine/layout.hpp (layout version 5). Two areas are left alone by the random
 // scribble tests on purpose:
 //   * the lock words (header::send_lock, header::recv_lock) beyond the values that
 //     ScribbledLockWordsAreRecoveredOrWaitedFor writes: a word naming a live thread is
@@ -184,15 +184,16 @@ TEST(EngineCorrupt, BadVersionOrHeaderSizeIsLayoutMismatch) {
   make_closed_queue(guard.name());
   // 1, 2 and 3 are earlier layouts (1: one lock, a free list and curmsgs; 2: glibc
   // robust mutexes where version 3 has its lock words; 3: a fixed per-priority table
-  // where version 4 has its side heap): none may be read as this one.
-  for (std::uint32_t version : {0u, 1u, 2u, 3u, 5u, 0xffffffffu}) {
+  // where version 4 has its side heap; 4: no loans, whose slots it would leak): none
+  // may be read as this one.
+  for (std::uint32_t version : {0u, 1u, 2u, 3u, 4u, 6u, 0xffffffffu}) {
     {
       raw_region r(guard.name());
       r.put<std::uint32_t>(off_version, version);
     }
     EXPECT_EQ(open_error(guard.name()), pipc::errc::layout_mismatch) << "version " << version;
   }
-  for (std::uint32_t old : {1u, 2u, 3u}) {
+  for (std::uint32_t old : {1u, 2u, 3u, 4u}) {
     {
       // A queue made by an earlier layout (magic "PIPCMQ\0" + the version byte) is a
       // pipc queue of another layout, not a foreign object.
@@ -884,7 +885,7 @@ TEST(EngineCorrupt, ScribbledSlotHeadersGiveErrorsNotCrashes) {
       // free ring may be FREE, RING, or for a moment SIDE).
       {"free head slot state SIDE", [](raw_region& r) { r.slot(6)->state.store(eng::slot_side); }, false, false},
       {"free head slot state all ones", [](raw_region& r) { r.slot(6)->state.store(0xffffffffu); }, false, false},
-      {"free head slot reserved word all ones", [](raw_region& r) { r.slot(6)->reserved0 = 0xffffffffu; }, false, false},
+      {"free head slot reserved word all ones", [](raw_region& r) { r.slot(6)->owner_pid = 0xffffffffu; }, false, false},
       {"free head slot size and priority all ones",
        [](raw_region& r) {
          r.slot(6)->size = 0xffffffffu;

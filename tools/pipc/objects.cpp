@@ -248,6 +248,8 @@ int run_stat(const stat_options& opt) {
         j["created"] = rfc3339(st->created);
         j["blocked_receivers"] = st->blocked_receivers;
         j["blocked_senders"] = st->blocked_senders;
+        j["send_loans"] = st->send_loans;
+        j["receive_loans"] = st->receive_loans;
       }
     }
     j["processes"] = nlohmann::json::array();
@@ -293,6 +295,10 @@ int run_stat(const stat_options& opt) {
                            last(st->last_receiver));
       line("blocked", count_of(static_cast<std::uint64_t>(st->blocked_receivers), "receiver") + " in receive, " +
                           count_of(static_cast<std::uint64_t>(st->blocked_senders), "sender") + " waiting for room");
+      if (st->send_loans >= 0) {
+        line("loans", count_of(static_cast<std::uint64_t>(st->send_loans), "slot") + " being filled in place, " +
+                          count_of(static_cast<std::uint64_t>(st->receive_loans), "message") + " being read in place");
+      }
     }
     std::string notify = "none";
     if (st->notify_pid != 0) {

@@ -118,6 +118,47 @@ PIPC_C_EXPORT int pipc_mq_notify(pipc_mqd_t mqdes, const struct sigevent* notifi
  * EMFILE, ENOMEM, EAGAIN. */
 PIPC_C_EXPORT int pipc_mq_pollable(pipc_mqd_t mqdes);
 
+/* pipc extensions: zero-copy send and receive (docs/c-api.md, "Zero copy").
+ *
+ * pipc_mq_send_begin lends the caller a free slot of the queue: it returns a pointer
+ * to msg_len writable bytes (msg_len <= mq_msgsize) in the queue's shared memory, where
+ * the caller writes the message; pipc_mq_send_commit then queues its first msg_len bytes
+ * with msg_prio, exactly as pipc_mq_send would at that moment (the oldest message of the
+ * highest priority is received first), without copying it; pipc_mq_send_abort gives the
+ * slot back unsent. Between begin and commit the caller holds no lock: other senders
+ * and receivers go on, and the queue has one slot less.
+ *
+ * pipc_mq_receive_begin takes the next message, as pipc_mq_receive would, and returns
+ * a pointer to it in the queue's shared memory (its length in *msg_len, its priority
+ * in *msg_prio if msg_prio is not NULL); pipc_mq_receive_end frees the slot.
+ *
+ * Begin blocks as send/receive do (EAGAIN on an O_NONBLOCK descriptor); the timed forms
+ * take an absolute CLOCK_REALTIME abs_timeout (ETIMEDOUT; EINVAL for a bad timespec;
+ * NULL waits without limit). Both begin calls are cancellation points and fail with
+ * EINTR when a signal handler interrupts their wait; commit, abort and end never wait
+ * for the queue (only, briefly, for its lock) and are not cancellation points.
+ * Errors: begin returns NULL and sets errno (EAGAIN, EBADF, EINTR, EINVAL, EMSGSIZE,
+ * ETIMEDOUT, ENOMEM, EBADMSG); commit, abort and end return 0, or -1 and errno: EBADF,
+ * EINVAL (msg is not an outstanding loan of this descriptor, or msg_prio >=
+ * PIPC_MQ_PRIO_MAX), EMSGSIZE (commit: msg_len > mq_msgsize), EBADMSG. After a failed
+ * commit the loan is still outstanding: commit again or abort it.
+ *
+ * A loan belongs to the descriptor and the process that took it: closing the
+ * descriptor gives back its outstanding loans (sent nothing; received message dropped),
+ * and so does the process's death (a dead sender's half-written message is never
+ * delivered; a dead receiver's message is gone, as if pipc_mq_receive had returned it).
+ * A child of fork cannot commit or end its parent's loans. The bytes are in memory that
+ * every process that may open the queue may write. */
+PIPC_C_EXPORT void* pipc_mq_send_begin(pipc_mqd_t mqdes, size_t msg_len);
+PIPC_C_EXPORT void* pipc_mq_timedsend_begin(pipc_mqd_t mqdes, size_t msg_len, const struct timespec* abs_timeout);
+PIPC_C_EXPORT int pipc_mq_send_commit(pipc_mqd_t mqdes, void* msg, size_t msg_len, unsigned msg_prio);
+PIPC_C_EXPORT int pipc_mq_send_abort(pipc_mqd_t mqdes, void* msg);
+PIPC_C_EXPORT const void* pipc_mq_receive_begin(pipc_mqd_t mqdes, size_t* msg_len, unsigned* msg_prio);
+PIPC_C_EXPORT const void* pipc_mq_timedreceive_begin(pipc_mqd_t mqdes, size_t* PIPC_RESTRICT msg_len,
+                                                     unsigned* PIPC_RESTRICT msg_prio,
+                                                     const struct timespec* PIPC_RESTRICT abs_timeout);
+PIPC_C_EXPORT int pipc_mq_receive_end(pipc_mqd_t mqdes, const void* msg);
+
 #ifdef __cplusplus
 }
 #endif

@@ -59,6 +59,10 @@ void* queue::poll_helper::run(void* arg) {
 // Starts this process's poll helper on eventfd `fd`, which it then owns (and closes,
 // also on failure). Caller holds helpers_mutex_, and this process has no helper yet.
 int queue::start_poll_helper(int fd) noexcept {
+  if (int e = region_->use(); e != 0) {
+    sys::close(fd);
+    return e;
+  }
   std::shared_ptr<poll_helper> helper;
   try {
     helper = std::make_shared<poll_helper>();

@@ -114,7 +114,10 @@ int queue::unlink(const std::string& name) noexcept {
 
 queue::~queue() {
   stop_notify_helper();
-  header* h = region_->hdr();
+  // Read only by the branches below, which find the region mapped (a registration and
+  // a poll helper each mapped it): `base` is not read otherwise, as another thread may
+  // be mapping the region for another descriptor right now.
+  auto hdr = [this] { return region_->hdr(); };
   auto me = static_cast<std::uint32_t>(sys::current_pid());
   // Closing the registering descriptor ends the registration, and drops a thread
   // notification that fired for it but whose helper had not run (left in the header,
@@ -126,7 +129,7 @@ queue::~queue() {
   // Only a descriptor that registered can have a record (and a descriptor that never
   // did leaves the region untouched: closing a queue that was only created maps in no
   // page).
-  if (registered_.load(std::memory_order_relaxed) &&
+  if (header* h = nullptr; registered_.load(std::memory_order_relaxed) && (h = hdr()) != nullptr &&
       (h->notify_pid.load() == me || h->notify_fired_pid.load() == me) &&
       region_->lock_both(wait_limit::immediate()) == 0) {
     if (h->notify_pid.load() == me && h->notify_token == token_) h->notify_pid.store(0);
@@ -144,6 +147,7 @@ queue::~queue() {
   poll_active_.store(nullptr);
   if (poll && poll->owner == sys::current_pid()) {
     poll->stop.store(true);
+    header* h = hdr();
     h->event_seq.fetch_add(1);
     sys::futex_wake(&h->event_seq, INT_MAX);
     sys::thread_join(poll->thread);
@@ -210,11 +214,18 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
   region& r = *region_;
   if (size > r.geo.message_size) return EMSGSIZE;
   if (priority >= priorities) return EINVAL;
-  header* h = r.hdr();
+  header* h = nullptr;
   const auto max = static_cast<std::uint32_t>(r.geo.max_messages);
 
   for (;;) {
-    if (r.faulted()) return corrupt;  // the file was truncated (region.hpp)
+    // The file was truncated (region.hpp), or this process has not mapped the region
+    // yet: it does at its first send or receive, not at create or open.
+    if (r.faulted()) [[unlikely]] {
+      if (r.mapped.load(std::memory_order_acquire)) return corrupt;
+      if (int e = r.map(); e != 0) return e;
+      continue;
+    }
+    h = r.hdr();
     // Full? Then there is nothing to lock for: wait for room, or report. (Recovering a
     // dead owner's send never frees a slot, so a dead send_lock owner hides no room; the
     // next sender that finds room takes the lock over and repairs the side.)
@@ -361,7 +372,7 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
   if (!can_receive_) return EBADF;
   region& r = *region_;
   if (capacity < r.geo.message_size) return EMSGSIZE;
-  header* h = r.hdr();
+  header* h = nullptr;
   // Declared before `waiting`, so destroyed after it: the mask comes back last.
   sys::interruption interrupt;
   wait_limit limit = caller_limit;
@@ -370,7 +381,13 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
 
   std::uint64_t held_before = 0;  // recv_lock's word at the previous look
   for (;;) {
-    if (r.faulted()) return corrupt;  // the file was truncated (region.hpp)
+    // The file was truncated, or the region is not mapped yet (as in send).
+    if (r.faulted()) [[unlikely]] {
+      if (r.mapped.load(std::memory_order_acquire)) return corrupt;
+      if (int e = r.map(); e != 0) return e;
+      continue;
+    }
+    h = r.hdr();
     // Empty? Then there is nothing to lock for: wait for a message, or report. But a
     // side sender that died after its commit, holding recv_lock, hides its message
     // until the side is repaired: so a held recv_lock's owner is checked (a system call
@@ -495,6 +512,7 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
 
 int queue::attributes(long& max_messages, long& message_size, long& current_messages,
                       bool& nonblocking) const noexcept {
+  if (int e = region_->use(); e != 0) return e;
   max_messages = static_cast<long>(region_->geo.max_messages);
   message_size = static_cast<long>(region_->geo.message_size);
   std::uint64_t depth = region_->depth();
@@ -505,8 +523,9 @@ int queue::attributes(long& max_messages, long& message_size, long& current_mess
 }
 
 queue_stats queue::stats() const noexcept {
-  const header* h = region_->hdr();
   queue_stats s{};
+  if (region_->use() != 0) return s;  // all zero: attributes() reports the error
+  const header* h = region_->hdr();
   s.max_messages = region_->geo.max_messages;
   s.message_size = region_->geo.message_size;
   s.current_messages = std::min<std::uint64_t>(region_->depth(), s.max_messages);

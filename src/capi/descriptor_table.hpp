@@ -1,7 +1,8 @@
 // The C API's process-wide descriptor table: pipc_mqd_t → engine::queue.
 //
 // Descriptors are file descriptors (docs/c-api.md, "Descriptors"). Each is an eventfd
-// that pipc opens for it, close-on-exec as the kernel's are, so it counts against
+// (a duplicate of one that the process's descriptors share, until it is made pollable),
+// close-on-exec as the kernel's are, so it counts against
 // RLIMIT_NOFILE, select/poll/epoll accept it, and the kernel never hands its number to
 // anything else while it is open. The table is indexed by that number: up to 2^20
 // (fs.nr_open's default; a higher number is EMFILE).

@@ -508,6 +508,8 @@ int dup_cloexec(int fd, int& out, int at_least) noexcept {
   return out == -1 ? errno : 0;
 }
 
+int dup_onto(int fd, int target) noexcept { return result(::dup3(fd, target, O_CLOEXEC)); }
+
 int eventfd_create(int& fd, unsigned initial) noexcept {
   fd = ::eventfd(initial, EFD_CLOEXEC | EFD_NONBLOCK);
   return fd == -1 ? errno : 0;

@@ -161,6 +161,9 @@ void eventfd_set(int fd, std::uint64_t value) noexcept;
 bool is_anonymous_inode(int fd) noexcept;
 // A close-on-exec duplicate of `fd`, numbered `at_least` or above.
 int dup_cloexec(int fd, int& out, int at_least = 0) noexcept;
+// Makes descriptor `target` a close-on-exec duplicate of `fd`, closing what `target`
+// was (dup3: one atomic step).
+int dup_onto(int fd, int target) noexcept;
 
 // Threads.
 // Starts a helper thread with every signal blocked except SIGBUS, SIGSEGV, SIGILL and

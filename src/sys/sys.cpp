@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -509,6 +510,30 @@ int dup_cloexec(int fd, int& out, int at_least) noexcept {
 }
 
 int dup_onto(int fd, int target) noexcept { return result(::dup3(fd, target, O_CLOEXEC)); }
+
+namespace {
+// The fork generation whose address space is registered for the process barrier.
+std::atomic<std::uint64_t> barrier_generation{0};
+}  // namespace
+
+bool process_barrier_register() noexcept {
+  const std::uint64_t generation = fork_generation();
+  if (barrier_generation.load(std::memory_order_acquire) == generation) return true;
+  if (::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) return false;
+  barrier_generation.store(generation, std::memory_order_release);
+  return true;
+}
+
+bool process_barrier_registered() noexcept {
+  return barrier_generation.load(std::memory_order_acquire) == fork_generation();
+}
+
+void process_barrier() noexcept {
+  if (::syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+    // Cannot fail once registered; should it, a fence is all that is left to do.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+}
 
 int eventfd_create(int& fd, unsigned initial) noexcept {
   fd = ::eventfd(initial, EFD_CLOEXEC | EFD_NONBLOCK);

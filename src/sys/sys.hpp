@@ -165,6 +165,18 @@ int dup_cloexec(int fd, int& out, int at_least = 0) noexcept;
 // was (dup3: one atomic step).
 int dup_onto(int fd, int target) noexcept;
 
+// The process barrier (membarrier(2), MEMBARRIER_CMD_PRIVATE_EXPEDITED): when
+// process_barrier() returns, every other thread of the process has passed a full memory
+// barrier since it was called, so a thread's plain stores before that point are seen
+// by the caller and its loads after it see the caller's stores before the call. The
+// other side of an asymmetric fence: its threads need only a compiler barrier.
+// process_barrier_register() registers the process (a forked child, which has a new
+// address space, again): true if process_barrier() works in this process now.
+bool process_barrier_register() noexcept;
+// Has this process (this fork generation) registered? Two relaxed loads.
+bool process_barrier_registered() noexcept;
+void process_barrier() noexcept;
+
 // Threads.
 // Starts a helper thread with every signal blocked except SIGBUS, SIGSEGV, SIGILL and
 // SIGFPE (the faults a thread raises itself; see sys/fault_guard.hpp).

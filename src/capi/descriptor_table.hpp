@@ -36,7 +36,7 @@
 // a call that finds its slot closed is one that the closer may have waited for, and
 // tries to destroy it itself (try_reclaim). Calls count in the word instead (refs) when
 // the process cannot use the barrier (an old kernel, a seccomp filter, ThreadSanitizer,
-// which does not see such fences, or a forked child that has not registered yet) or when
+// which does not see such fences, or a forked child whose registration failed) or when
 // a thread is inside more than hazards_per_thread calls (a signal handler that calls in
 // while its thread is blocked in a call).
 //

@@ -511,21 +511,31 @@ int dup_cloexec(int fd, int& out, int at_least) noexcept {
 
 int dup_onto(int fd, int target) noexcept { return result(::dup3(fd, target, O_CLOEXEC)); }
 
+namespace detail {
+std::atomic<bool> process_barrier_ok{false};
+}  // namespace detail
+
 namespace {
-// The fork generation whose address space is registered for the process barrier.
-std::atomic<std::uint64_t> barrier_generation{0};
+bool register_process_barrier() noexcept {
+  return ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
 }  // namespace
 
 bool process_barrier_register() noexcept {
-  const std::uint64_t generation = fork_generation();
-  if (barrier_generation.load(std::memory_order_acquire) == generation) return true;
-  if (::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) return false;
-  barrier_generation.store(generation, std::memory_order_release);
-  return true;
-}
-
-bool process_barrier_registered() noexcept {
-  return barrier_generation.load(std::memory_order_acquire) == fork_generation();
+  static const bool registered = [] {
+    const bool ok = register_process_barrier();
+    // A child of fork has an address space of its own, which must register anew before
+    // any of its threads relies on the barrier: the child handler runs before fork
+    // returns there.
+    if (ok) {
+      ::pthread_atfork(nullptr, nullptr,
+                       [] { detail::process_barrier_ok.store(register_process_barrier(), std::memory_order_release); });
+    }
+    detail::process_barrier_ok.store(ok, std::memory_order_release);
+    return ok;
+  }();
+  (void)registered;
+  return detail::process_barrier_ok.load(std::memory_order_acquire);
 }
 
 void process_barrier() noexcept {

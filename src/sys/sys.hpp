@@ -170,11 +170,17 @@ int dup_onto(int fd, int target) noexcept;
 // barrier since it was called, so a thread's plain stores before that point are seen
 // by the caller and its loads after it see the caller's stores before the call. The
 // other side of an asymmetric fence: its threads need only a compiler barrier.
-// process_barrier_register() registers the process (a forked child, which has a new
-// address space, again): true if process_barrier() works in this process now.
+// process_barrier_register() registers the process, once (a child of fork, which has
+// an address space of its own, registers again as it starts): true if
+// process_barrier() works in this process.
 bool process_barrier_register() noexcept;
-// Has this process (this fork generation) registered? Two relaxed loads.
-bool process_barrier_registered() noexcept;
+namespace detail {
+extern std::atomic<bool> process_barrier_ok;
+}  // namespace detail
+// Has this process registered? One load, for the C API's every call.
+inline bool process_barrier_registered() noexcept {
+  return detail::process_barrier_ok.load(std::memory_order_acquire);
+}
 void process_barrier() noexcept;
 
 // Threads.

@@ -139,6 +139,7 @@ void* queue::notify_helper::run(void* arg) {
 // Records this process and descriptor as the registrant. Takes and releases the lock.
 int queue::register_notification(std::uint32_t kind, int signo, std::uint64_t value) noexcept {
   region& r = *region_;
+  if (int e = r.use(); e != 0) return e;
   header* h = r.hdr();
   // mq_notify does not block: a lock held by a stopped process (or a forged live owner)
   // makes the registration EBUSY after the patience of a try, never a hang.
@@ -229,6 +230,7 @@ int queue::notify_thread(std::function<void()> callback) noexcept {
 int queue::cancel_notification() noexcept {
   stop_notify_helper();
   region& r = *region_;
+  if (int e = r.use(); e != 0) return e;
   header* h = r.hdr();
   if (int e = r.lock_both(detail::wait_limit::immediate()); e != 0) return e == ETIMEDOUT ? EBUSY : e;
   if (h->notify_pid.load() == static_cast<std::uint32_t>(sys::current_pid())) h->notify_pid.store(0);

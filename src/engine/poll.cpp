@@ -59,6 +59,10 @@ void* queue::poll_helper::run(void* arg) {
 // Starts this process's poll helper on eventfd `fd`, which it then owns (and closes,
 // also on failure). Caller holds helpers_mutex_, and this process has no helper yet.
 int queue::start_poll_helper(int fd) noexcept {
+  if (int e = region_->use(); e != 0) {
+    sys::close(fd);
+    return e;
+  }
   std::shared_ptr<poll_helper> helper;
   try {
     helper = std::make_shared<poll_helper>();
@@ -88,11 +92,22 @@ int queue::poll_fd(int& fd) noexcept {
   return 0;
 }
 
-int queue::track_readiness(int fd) noexcept {
+int queue::track_readiness(int fd, bool own_eventfd) noexcept {
   std::lock_guard lock(helpers_mutex_);
   if (poll_ && poll_->owner == sys::current_pid()) return 0;
   int own = -1;
-  if (int e = sys::dup_cloexec(fd, own); e != 0) return e;
+  if (own_eventfd) {
+    // A number that is no longer on the anonymous inode was closed behind pipc's back
+    // and now holds somebody else's file: leave it alone.
+    if (!sys::is_anonymous_inode(fd)) return EBADF;
+    if (int e = sys::eventfd_create(own, 1); e != 0) return e;
+    if (int e = sys::dup_onto(own, fd); e != 0) {
+      sys::close(own);
+      return e;
+    }
+  } else if (int e = sys::dup_cloexec(fd, own); e != 0) {
+    return e;
+  }
   return start_poll_helper(own);
 }
 

@@ -131,7 +131,10 @@ queue::~queue() {
     give_back_loan(key & ~loan_receive, (key & loan_receive) != 0 ? slot_recv_loan : slot_send_loan,
                    wait_limit::immediate());
   }
-  header* h = region_->hdr();
+  // Read only by the branches below, which find the region mapped (a registration and
+  // a poll helper each mapped it): `base` is not read otherwise, as another thread may
+  // be mapping the region for another descriptor right now.
+  auto hdr = [this] { return region_->hdr(); };
   auto me = static_cast<std::uint32_t>(sys::current_pid());
   // Closing the registering descriptor ends the registration, and drops a thread
   // notification that fired for it but whose helper had not run (left in the header,
@@ -143,7 +146,7 @@ queue::~queue() {
   // Only a descriptor that registered can have a record (and a descriptor that never
   // did leaves the region untouched: closing a queue that was only created maps in no
   // page).
-  if (registered_.load(std::memory_order_relaxed) &&
+  if (header* h = nullptr; registered_.load(std::memory_order_relaxed) && (h = hdr()) != nullptr &&
       (h->notify_pid.load() == me || h->notify_fired_pid.load() == me) &&
       region_->lock_both(wait_limit::immediate()) == 0) {
     if (h->notify_pid.load() == me && h->notify_token == token_) h->notify_pid.store(0);
@@ -161,6 +164,7 @@ queue::~queue() {
   poll_active_.store(nullptr);
   if (poll && poll->owner == sys::current_pid()) {
     poll->stop.store(true);
+    header* h = hdr();
     h->event_seq.fetch_add(1);
     sys::futex_wake(&h->event_seq, INT_MAX);
     sys::thread_join(poll->thread);
@@ -227,6 +231,15 @@ struct waiter_turn {
     }
   }
 };
+
+// A descriptor maps its region at its first send or receive, not at create or open
+// (region.hpp): an unmapped region reads as faulted, so the one check of faulted() that
+// every call makes anyway finds it. 0, or why the call fails.
+int map_on_first_use(region& r) noexcept {
+  if (!r.faulted()) [[likely]] return 0;
+  if (r.mapped.load(std::memory_order_acquire)) return corrupt;  // the file was truncated
+  return r.map();
+}
 
 // What before_send and before_receive return when the call should look at the queue
 // again (distinct from errno values, corrupt and recheck_due).
@@ -368,6 +381,7 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
   region& r = *region_;
   if (size > r.geo.message_size) return EMSGSIZE;
   if (priority >= priorities) return EINVAL;
+  if (int e = map_on_first_use(r); e != 0) return e;
   header* h = r.hdr();
   const auto max = static_cast<std::uint32_t>(r.geo.max_messages);
   send_call call(h);
@@ -582,6 +596,7 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
   if (!can_receive_) return EBADF;
   region& r = *region_;
   if (capacity < r.geo.message_size) return EMSGSIZE;
+  if (int e = map_on_first_use(r); e != 0) return e;
   header* h = r.hdr();
   // Declared before `call`, so destroyed after it: the mask comes back last.
   sys::interruption interrupt;
@@ -739,6 +754,7 @@ int queue::send_begin(std::size_t size, const wait_limit& caller_limit, bool int
   if (interruptible) limit.interrupt = &interrupt;
   region& r = *region_;
   if (size > r.geo.message_size) return EMSGSIZE;
+  if (int e = map_on_first_use(r); e != 0) return e;
   if (int e = reserve_loan(); e != 0) return e;
   header* h = r.hdr();
   send_call call(h);
@@ -908,6 +924,7 @@ int queue::receive_begin(const wait_limit& caller_limit, bool interruptible, con
                          std::size_t& size, unsigned& priority) {
   if (!can_receive_) return EBADF;
   region& r = *region_;
+  if (int e = map_on_first_use(r); e != 0) return e;
   header* h = r.hdr();
   sys::interruption interrupt;
   wait_limit limit = caller_limit;
@@ -969,11 +986,14 @@ int queue::receive_end(const void* data) noexcept {
 }
 
 void queue::loans(std::uint32_t& sending, std::uint32_t& receiving) const noexcept {
+  sending = receiving = 0;
+  if (region_->use() != 0) return;
   region_->count_loans(sending, receiving);
 }
 
 int queue::attributes(long& max_messages, long& message_size, long& current_messages,
                       bool& nonblocking) const noexcept {
+  if (int e = region_->use(); e != 0) return e;
   max_messages = static_cast<long>(region_->geo.max_messages);
   message_size = static_cast<long>(region_->geo.message_size);
   std::uint64_t depth = region_->depth();
@@ -984,8 +1004,9 @@ int queue::attributes(long& max_messages, long& message_size, long& current_mess
 }
 
 queue_stats queue::stats() const noexcept {
-  const header* h = region_->hdr();
   queue_stats s{};
+  if (region_->use() != 0) return s;  // all zero: attributes() reports the error
+  const header* h = region_->hdr();
   s.max_messages = region_->geo.max_messages;
   s.message_size = region_->geo.message_size;
   s.current_messages = std::min<std::uint64_t>(region_->depth(), s.max_messages);

@@ -106,8 +106,10 @@ class queue {
   int poll_fd(int& fd) noexcept;
   // Keeps the eventfd `fd` (the caller's: the C API's descriptor) in step with the
   // queue as poll_fd's, through a copy of it that the helper owns, so that closing
-  // `fd` does no harm. Idempotent; 0 or an errno value.
-  int track_readiness(int fd) noexcept;
+  // `fd` does no harm. `own_eventfd`: first make the number `fd` an eventfd of its own
+  // (it may be a duplicate of an eventfd that other descriptors share, which must not
+  // be written). Idempotent; 0 or an errno value (EBADF: `fd` is no eventfd).
+  int track_readiness(int fd, bool own_eventfd) noexcept;
 
   queue_stats stats() const noexcept;
   // The adaptive spin budgets of this description (wait.hpp, budget_after_sleep): for

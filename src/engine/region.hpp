@@ -26,6 +26,7 @@
 #include <climits>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 
 
@@ -53,10 +54,21 @@ inline bool last_ran_here(const atomic_u32& cpu) noexcept {
   return cpu.load(std::memory_order_relaxed) == sys::current_cpu() + 1;
 }
 
+// What faulted() reads for a region that is not mapped yet: always set.
+inline constinit std::atomic<std::uint32_t> unmapped_flag{1};
+
 struct region {
   int fd = -1;
+  // The mapping, made by map() when this process first uses the queue (not at create
+  // or open: a queue that is only created, or opened and closed, maps nothing). Valid
+  // for a thread that has seen `mapped` true, or faulted() false; never changes after.
   std::byte* base = nullptr;
   geometry geo{};
+  std::atomic<bool> mapped{false};
+  // The guard's sticky fault flag once mapped; before, unmapped_flag, so that an
+  // unmapped region reads as faulted and the hot paths' one check of faulted() sends
+  // them to map() at no cost of their own (send and receive look at it first).
+  std::atomic<const std::atomic<std::uint32_t>*> fault_flag{&unmapped_flag};
   std::atomic<pid_t> populated_by{0};  // the process whose page tables map it all
   dev_t dev = 0;  // the file's identity, to recognise it in /proc/PID/maps
   ino_t ino = 0;
@@ -66,20 +78,34 @@ struct region {
   sys::guard_id guard;
 
   ~region() {
-    sys::unguard_region(guard);
+    if (mapped.load(std::memory_order_relaxed)) sys::unguard_region(guard);
     if (base != nullptr) sys::munmap(base, geo.region_size);
     if (fd >= 0) sys::close(fd);
   }
 
   std::atomic<bool> short_file{false};  // check_size() found the file truncated
+  std::mutex map_mutex;  // serialises map()
+
+  // Maps the region if this process has not yet (region.cpp): 0, or the errno of mmap
+  // or of guarding the mapping. The cold paths call it before they touch the region;
+  // send and receive call map() when faulted() says so and the region is not mapped.
+  int use() noexcept {
+    if (mapped.load(std::memory_order_acquire)) return 0;
+    return map();
+  }
+  int map() noexcept;
 
   // Did any access of this process to the region fault, or did check_size() find the
   // file shorter than the mapping (it was truncated)? Then everything read from the
-  // region since may be zeros, and every operation fails with corrupt_state. Two
-  // relaxed loads of process-local memory.
+  // region since may be zeros, and every operation fails with corrupt_state. True also
+  // while the region is not mapped (see fault_flag). Three loads of process-local
+  // memory; false means `base` may be used (the acquire pairs with map()).
   bool faulted() const noexcept {
-    return sys::region_faulted(guard) || short_file.load(std::memory_order_relaxed);
+    return fault_flag.load(std::memory_order_acquire)->load(std::memory_order_relaxed) != 0 ||
+           short_file.load(std::memory_order_relaxed);
   }
+  // Mapped, and faulted since? (For a region that may not be mapped yet.)
+  bool faulted_if_mapped() const noexcept { return mapped.load(std::memory_order_acquire) && faulted(); }
   // Looks at the file's size (a system call), for the cold paths and periodic checks: a
   // process that has not touched the lost pages yet learns of a truncation here.
   void check_size() noexcept {
@@ -375,7 +401,7 @@ int open_region(const std::string& leaf, mode_t mode, bool create, bool exclusiv
                 bool bad_attributes, std::uint64_t max_messages, std::uint64_t message_size,
                 std::shared_ptr<region>& out) noexcept;
 
-// Fills in this process's page tables for the region (see region.cpp).
+// Fills in this process's page tables for the region (see region.cpp). Requires: mapped.
 void populate(region& r) noexcept;
 
 }  // namespace pipc::engine

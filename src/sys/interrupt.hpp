@@ -12,8 +12,8 @@
 //
 // So an interruptible call keeps the catchable signals blocked from its first sleep to
 // its return. A signal that arrives meanwhile stays pending, and the call looks for
-// pending signals before every sleep and every `tick_ns` while asleep: none is ever
-// missed, and each is acted on within a tick. Acting on one means unblocking it, which
+// pending signals before every sleep but the first (none can be pending then) and every
+// `tick_ns` while asleep: none is ever missed, and each is acted on within a tick. Acting on one means unblocking it, which
 // runs its handler (or its default action) at once; then the call fails with EINTR,
 // or, when every handler that ran has SA_RESTART (or none ran: an ignored signal),
 // waits on. The faults a thread raises itself (SIGBUS, SIGSEGV, SIGILL, SIGFPE,
@@ -45,8 +45,8 @@ class interruption {
   interruption& operator=(const interruption&) = delete;
   ~interruption() { unblock(); }
 
-  // Before each sleep: blocks the catchable signals (the first time), then acts on any
-  // that are pending. Returns 0 to sleep on, or EINTR: a handler without SA_RESTART
+  // Before each sleep: blocks the catchable signals (the first time: no signal can be
+  // pending yet), or acts on any that are pending (the later times). Returns 0 to sleep on, or EINTR: a handler without SA_RESTART
   // ran, and the caller must return EINTR (the signal mask is the caller's again).
   int before_sleep() noexcept;
 

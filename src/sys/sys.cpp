@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -544,6 +545,42 @@ bool is_anonymous_inode(int fd) noexcept {
 int dup_cloexec(int fd, int& out, int at_least) noexcept {
   out = ::fcntl(fd, F_DUPFD_CLOEXEC, at_least);
   return out == -1 ? errno : 0;
+}
+
+int dup_onto(int fd, int target) noexcept { return result(::dup3(fd, target, O_CLOEXEC)); }
+
+namespace detail {
+std::atomic<bool> process_barrier_ok{false};
+}  // namespace detail
+
+namespace {
+bool register_process_barrier() noexcept {
+  return ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+}  // namespace
+
+bool process_barrier_register() noexcept {
+  static const bool registered = [] {
+    const bool ok = register_process_barrier();
+    // A child of fork has an address space of its own, which must register anew before
+    // any of its threads relies on the barrier: the child handler runs before fork
+    // returns there.
+    if (ok) {
+      ::pthread_atfork(nullptr, nullptr,
+                       [] { detail::process_barrier_ok.store(register_process_barrier(), std::memory_order_release); });
+    }
+    detail::process_barrier_ok.store(ok, std::memory_order_release);
+    return ok;
+  }();
+  (void)registered;
+  return detail::process_barrier_ok.load(std::memory_order_acquire);
+}
+
+void process_barrier() noexcept {
+  if (::syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+    // Cannot fail once registered; should it, a fence is all that is left to do.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
 }
 
 int eventfd_create(int& fd, unsigned initial) noexcept {

@@ -168,6 +168,27 @@ void eventfd_set(int fd, std::uint64_t value) noexcept;
 bool is_anonymous_inode(int fd) noexcept;
 // A close-on-exec duplicate of `fd`, numbered `at_least` or above.
 int dup_cloexec(int fd, int& out, int at_least = 0) noexcept;
+// Makes descriptor `target` a close-on-exec duplicate of `fd`, closing what `target`
+// was (dup3: one atomic step).
+int dup_onto(int fd, int target) noexcept;
+
+// The process barrier (membarrier(2), MEMBARRIER_CMD_PRIVATE_EXPEDITED): when
+// process_barrier() returns, every other thread of the process has passed a full memory
+// barrier since it was called, so a thread's plain stores before that point are seen
+// by the caller and its loads after it see the caller's stores before the call. The
+// other side of an asymmetric fence: its threads need only a compiler barrier.
+// process_barrier_register() registers the process, once (a child of fork, which has
+// an address space of its own, registers again as it starts): true if
+// process_barrier() works in this process.
+bool process_barrier_register() noexcept;
+namespace detail {
+extern std::atomic<bool> process_barrier_ok;
+}  // namespace detail
+// Has this process registered? One load, for the C API's every call.
+inline bool process_barrier_registered() noexcept {
+  return detail::process_barrier_ok.load(std::memory_order_acquire);
+}
+void process_barrier() noexcept;
 
 // Threads.
 // Starts a helper thread with every signal blocked except SIGBUS, SIGSEGV, SIGILL and

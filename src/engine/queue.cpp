@@ -291,9 +291,11 @@ int queue::would_block() const noexcept {
 // in `sleepers`) and the poll helpers, and brings this descriptor's eventfd up to date.
 // Inline: it ends every send and receive, and an out-of-line call costs the
 // uncontended pair about 5 ns (7 %).
-inline void queue::after_commit(atomic_u32& word, atomic_u32& sleepers, atomic_u64& woken_ns) noexcept {
+// `turns` and `granted`: see wake_sleepers.
+inline void queue::after_commit(atomic_u32& word, atomic_u32& sleepers, atomic_u64& woken_ns, atomic_u64& turns,
+                                std::uint32_t granted) noexcept {
   committed();
-  wake_sleepers(word, sleepers, &woken_ns);
+  wake_sleepers(word, sleepers, &woken_ns, &turns, granted);
   announce_event(region_->hdr());
   if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
 }
@@ -465,7 +467,7 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
 
     // Fill the slot, then commit with one store (docs/engine.md, "Commit points"); the
     // turns of sleeping receivers first (wait.hpp, "Turns").
-    grant_turns(h->msg_sleepers, h->receiver_turns);
+    const std::uint32_t granted = grant_turns(h->msg_sleepers, h->receiver_turns);
     const std::uint64_t seq = h->next_seq;
     s->size = static_cast<std::uint32_t>(size);
     s->priority = priority;
@@ -493,7 +495,7 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
     count_operation(h->messages_sent, h->bytes_sent, h->last_sender, h->sender_cpu, size);
     unlock();
 
-    after_commit(h->msg_seq, h->msg_sleepers, h->msg_woken_ns);
+    after_commit(h->msg_seq, h->msg_sleepers, h->msg_woken_ns, h->receiver_turns, granted);
     if (notify) {
       if (due.kind == notify_signal_kind) {
         if (due.signo != 0) sys::send_mesgq_signal(due.pid, due.signo, due.value);
@@ -629,7 +631,7 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
 
     // Copy out, then commit with one store (docs/engine.md, "Commit points"); the turns
     // of sleeping senders first (wait.hpp, "Turns").
-    grant_turns(h->space_sleepers, h->sender_turns);
+    const std::uint32_t granted = grant_turns(h->space_sleepers, h->sender_turns);
     size = c.size;
     priority = c.priority;
     if (size != 0) std::memcpy(buffer, r.payload(s), size);
@@ -647,7 +649,7 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
     count_operation(h->messages_received, h->bytes_received, h->last_receiver, h->receiver_cpu, size);
     r.unlock_recv();
 
-    after_commit(h->space_seq, h->space_sleepers, h->space_woken_ns);
+    after_commit(h->space_seq, h->space_sleepers, h->space_woken_ns, h->sender_turns, granted);
     // A fault during this receive means the message read may be zeros: report it.
     return r.faulted() ? corrupt : 0;
   }
@@ -722,11 +724,11 @@ int queue::give_back_loan(std::uint32_t n, std::uint32_t state, const wait_limit
     r.unlock_recv();
     return corrupt;
   }
-  grant_turns(h->space_sleepers, h->sender_turns);
+  const std::uint32_t granted = grant_turns(h->space_sleepers, h->sender_turns);
   r.give_back(n, s);
   (state == slot_send_loan ? h->send_loans : h->recv_loans).fetch_sub(1, std::memory_order_relaxed);
   r.unlock_recv();
-  after_commit(h->space_seq, h->space_sleepers, h->space_woken_ns);
+  after_commit(h->space_seq, h->space_sleepers, h->space_woken_ns, h->sender_turns, granted);
   return r.faulted() ? corrupt : 0;
 }
 
@@ -743,7 +745,7 @@ bool queue::reclaim_dead_loans() noexcept {
   r.unlock_both();
   if (reclaimed <= 0) return false;
   header* h = r.hdr();
-  after_commit(h->space_seq, h->space_sleepers, h->space_woken_ns);
+  after_commit(h->space_seq, h->space_sleepers, h->space_woken_ns, h->sender_turns, 0);
   return true;
 }
 
@@ -885,7 +887,7 @@ int queue::send_commit(const void* data, std::size_t size, unsigned priority) no
 
   // The turns of sleeping receivers (wait.hpp, "Turns"), then the seq: a commit killed
   // after it leaves a gap, never a repeat.
-  grant_turns(h->msg_sleepers, h->receiver_turns);
+  const std::uint32_t granted = grant_turns(h->msg_sleepers, h->receiver_turns);
   const std::uint64_t seq = h->next_seq;
   h->next_seq = seq + 1;
   s->size = static_cast<std::uint32_t>(size);
@@ -908,7 +910,7 @@ int queue::send_commit(const void* data, std::size_t size, unsigned priority) no
   count_operation(h->messages_sent, h->bytes_sent, h->last_sender, h->sender_cpu, size);
   unlock();
 
-  after_commit(h->msg_seq, h->msg_sleepers, h->msg_woken_ns);
+  after_commit(h->msg_seq, h->msg_sleepers, h->msg_woken_ns, h->receiver_turns, granted);
   if (notify) {
     if (due.kind == notify_signal_kind) {
       if (due.signo != 0) sys::send_mesgq_signal(due.pid, due.signo, due.value);

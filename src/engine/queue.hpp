@@ -130,7 +130,8 @@ class queue {
   int start_poll_helper(int fd) noexcept;
   detail::wait_limit lock_limit(const detail::wait_limit& limit) const noexcept;
   int would_block() const noexcept;
-  void after_commit(atomic_u32& word, atomic_u32& sleepers, atomic_u64& woken_ns) noexcept;
+  void after_commit(atomic_u32& word, atomic_u32& sleepers, atomic_u64& woken_ns, atomic_u64& turns,
+                    std::uint32_t granted) noexcept;
   void stop_notify_helper() noexcept;
   struct send_call;
   struct receive_call;

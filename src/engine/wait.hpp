@@ -129,26 +129,40 @@ inline bool end_turn(atomic_u64& turns) noexcept {
 
 // Before a commit that may end the other side's wait: a turn for each waiter that
 // announced a sleep, so that a competitor that spins sees them as soon as it sees the
-// change (the commit's release store publishes them). Every announcer ends its wait
-// holding a turn, whether the kernel woke it or it saw the change before it slept
-// (wait_while), and gives it back at its next try: the count stays right without
-// knowing which announcers really slept. One that leaves instead (a timeout, a
-// signal) leaves its turn to expire.
-inline void grant_turns(const atomic_u32& sleepers, atomic_u64& turns) noexcept {
+// change (the commit's release store publishes them). Returns how many, for
+// wake_sleepers.
+inline std::uint32_t grant_turns(const atomic_u32& sleepers, atomic_u64& turns) noexcept {
   const std::uint32_t announced = std::min(sleepers.load(std::memory_order_relaxed), max_turns);
   if (announced != 0) add_turns(turns, announced);
+  return announced;
 }
 
-// Called after committed(), outside the locks. `woken_ns` (null for poll helpers and
-// for a waiter waking its own side) gets the time of the wake-up, for the sleepers'
-// spin policy (budget_after_sleep).
-inline void wake_sleepers(atomic_u32& word, atomic_u32& sleepers, atomic_u64* woken_ns = nullptr) noexcept {
+// Called after committed(), outside the locks. `woken_ns` gets the time of the wake-up,
+// for the sleepers' spin policy (budget_after_sleep). `turns`, with the `granted` turns
+// that grant_turns gave before the commit, ends up with one turn per sleeper that the
+// FUTEX_WAKE woke: those that announced a sleep but were not asleep (they saw the change
+// themselves, or left) give theirs back at once, so that no turn is left that nobody
+// will take. Both null for poll helpers, and for a waiter waking its own side.
+inline void wake_sleepers(atomic_u32& word, atomic_u32& sleepers, atomic_u64* woken_ns = nullptr,
+                          atomic_u64* turns = nullptr, std::uint32_t granted = 0) noexcept {
+  int woke = 0;
   if (sleepers_after_commit(sleepers) != 0 && sleepers.exchange(0, std::memory_order_seq_cst) != 0) {
     if (woken_ns != nullptr) {
       woken_ns->store(static_cast<std::uint64_t>(sys::now_ns(CLOCK_MONOTONIC)), std::memory_order_relaxed);
     }
     word.fetch_add(1, std::memory_order_seq_cst);
-    sys::futex_wake(&word, INT_MAX);
+    woke = sys::futex_wake(&word, INT_MAX);
+  }
+  if (turns != nullptr && static_cast<std::uint32_t>(woke) < granted) {
+    add_turns(*turns, woke - std::int64_t{granted});
+    // A waiter may have seen those turns and gone to sleep leaving the queue to them:
+    // it is woken as when the last turn is given back (waiter_turn), not left to sleep
+    // until they expire.
+    handshake_fence();
+    if (sleepers_after_commit(sleepers) != 0 && sleepers.exchange(0, std::memory_order_seq_cst) != 0) {
+      word.fetch_add(1, std::memory_order_seq_cst);
+      sys::futex_wake(&word, INT_MAX);
+    }
   }
 }
 
@@ -228,8 +242,8 @@ constexpr std::int64_t budget_after_spin(std::int64_t budget, bool crowded, std:
 // it from running, so the waiter sleeps at once. The spin's length is the budget
 // (`budget`, per open description and side; see budget_after_sleep).
 //
-// `woken` is set when the wait announced a sleep and ends with the change it waited
-// for (see "Turns" above): the caller then holds a turn, until its next try.
+// `woken` is set when the wait ends with a wake-up (see "Turns" above): the caller
+// then holds a turn, until its next try.
 template <class Blocked>
 int wait_while(Blocked blocked, const wait_words& w, std::int64_t spin_ns, std::atomic<std::int64_t>& budget,
                bool& woken, const detail::wait_limit& limit) {
@@ -284,7 +298,6 @@ int wait_while(Blocked blocked, const wait_words& w, std::int64_t spin_ns, std::
   handshake_fence();
   if (!blocked()) {
     learn();
-    woken = true;  // an announcer holds a turn (grant_turns)
     return 0;
   }
   // Sleep at most recheck_ns at a time: a process killed between changing the queue

@@ -2,6 +2,7 @@
 // the budget a blocked side spins before it sleeps. It must not lock itself into
 // sleeping while the peer answers quickly from another CPU, and it must back off when
 // spinning cannot help (the peer needs this CPU, or answers too late).
+#include "engine_support.hpp"
 #include "support.hpp"
 
 #include "engine/queue.hpp"
@@ -376,6 +377,46 @@ TEST(Turns, WokenReceiverGetsTheMessageItWasWokenFor) {
   spinner.join();
   EXPECT_EQ(taken[0].load() + taken[1].load(), count);
   EXPECT_GE(taken[0].load(), count / 2) << "sleeper " << taken[0].load() << ", spinner " << taken[1].load();
+}
+
+}  // namespace
+
+namespace {
+
+// Every turn granted is taken or given back: when a ping-pong's reply has come back, no
+// turn of the queue the request went through is counted (a turn that nobody takes holds
+// up every other receiver until it expires). No spinning, so that every wait announces
+// a sleep, and some announcers see the message before they sleep: their turns must go
+// back.
+TEST(Turns, NoTurnIsLeftThatNobodyWillTake) {
+  spin_queue requests("turns-left-req", 0);
+  spin_queue replies("turns-left-rep", 0);
+  ASSERT_NE(requests.q, nullptr);
+  ASSERT_NE(replies.q, nullptr);
+  pipc::test::raw_region raw(requests.guard.name());
+  constexpr int count = 3000;
+  std::thread echo([&] {
+    for (int i = 0; i < count; ++i) {
+      std::uint64_t v = 0;
+      std::size_t size = 0;
+      unsigned priority = 0;
+      ASSERT_EQ(requests.q->receive(&v, sizeof v, size, priority, wait_limit::blocking(), false), 0);
+      ASSERT_EQ(replies.q->send(&v, sizeof v, 0, wait_limit::blocking(), false), 0);
+    }
+  });
+  int left = 0;
+  for (int i = 0; i < count; ++i) {
+    std::uint64_t v = static_cast<std::uint64_t>(i);
+    ASSERT_EQ(requests.q->send(&v, sizeof v, 0, wait_limit::blocking(), false), 0);
+    std::size_t size = 0;
+    unsigned priority = 0;
+    ASSERT_EQ(replies.q->receive(&v, sizeof v, size, priority, wait_limit::blocking(), false), 0);
+    // The count itself, expired or not: a turn nobody took stays counted until the
+    // next grant overwrites it.
+    if (static_cast<std::uint32_t>(raw.hdr()->receiver_turns.load()) != 0) ++left;
+  }
+  echo.join();
+  EXPECT_EQ(left, 0) << "round trips after which a turn was left";
 }
 
 }  // namespace

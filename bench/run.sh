@@ -2,7 +2,7 @@
 # The whole comparison in one command: installs what is missing (Boost headers,
 # Google Benchmark, gnuplot), builds the release preset with the benchmarks, runs
 # pipc-bench (cross-process) and pipc-micro (in-process), draws the plot, and says
-# which machine it all ran on. About 4 minutes on 2 cores, most of it ping-pong.
+# which machine it all ran on. About 5–10 minutes on 2 cores, most of it ping-pong.
 #
 # Usage: bench/run.sh [pipc-bench options]     e.g. bench/run.sh --quick, --pin
 # Writes bench/results/: bench.md (the tables), bench.csv (every figure), bench.png

@@ -259,6 +259,39 @@ wait_limit turn_wait_limit(const wait_limit& limit) noexcept {
   return capped;
 }
 
+// A send about to commit (both locks held) on a queue whose registrant must hear of a
+// message arriving in an empty queue with no receiver waiting: takes the registration
+// and returns true with `due` filled when this message is that one. `head` is the
+// sender's free_head; lent slots are off the free ring but are not messages.
+bool take_due_notification(region& r, std::uint32_t head, due_notification& due) noexcept {
+  header* h = r.hdr();
+  const auto max = static_cast<std::uint32_t>(r.geo.max_messages);
+  const std::uint32_t before = head + max - free_cursor(h->recv_cursors.load(std::memory_order_relaxed));
+  if (before > r.loans() || h->notify_pid.load() == 0 || receivers_blocked(r)) return false;
+  due = {h->notify_kind, static_cast<pid_t>(h->notify_pid.load()), h->notify_signo,
+         std::uint64_t{h->notify_value_high} << 32 | static_cast<std::uint32_t>(h->notify_value)};
+  // Believed only if it names a live process that maps this queue: a process that can
+  // write the region could otherwise have this sender signal anyone it may.
+  const bool notify =
+      same_process_alive(due.pid, h->notify_start_time) && mapped_by(due.pid, r) == sys::maps_answer::yes;
+  if (notify && due.kind == notify_thread_kind) {
+    h->notify_fired_pid = static_cast<std::uint32_t>(due.pid);
+    h->notify_fired_token = h->notify_token;
+  }
+  h->notify_pid.store(0);
+  return notify;
+}
+
+// After the commit, outside the locks: delivers a notification take_due_notification took.
+void deliver(header* h, const due_notification& due) noexcept {
+  if (due.kind == notify_signal_kind) {
+    if (due.signo != 0) sys::send_mesgq_signal(due.pid, due.signo, due.value);
+  } else if (due.kind == notify_thread_kind) {
+    h->notify_seq.fetch_add(1);
+    sys::futex_wake(&h->notify_seq, INT_MAX);
+  }
+}
+
 }  // namespace
 
 // One send's (or send_begin's) state across its looks at the queue.
@@ -448,22 +481,7 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
 
     // A message on an empty queue with no receiver waiting: take the registration.
     due_notification due;
-    bool notify = false;
-    if (notify_check) {
-      const std::uint32_t before = head + max - free_cursor(h->recv_cursors.load(std::memory_order_relaxed));
-      if (before <= r.loans() && h->notify_pid.load() != 0 && !receivers_blocked(r)) {
-        due = {h->notify_kind, static_cast<pid_t>(h->notify_pid.load()), h->notify_signo,
-               std::uint64_t{h->notify_value_high} << 32 | static_cast<std::uint32_t>(h->notify_value)};
-        // Believed only if it names a live process that maps this queue: a process that
-        // can write the region could otherwise have this sender signal anyone it may.
-        notify = same_process_alive(due.pid, h->notify_start_time) && mapped_by(due.pid, r) == sys::maps_answer::yes;
-        if (notify && due.kind == notify_thread_kind) {
-          h->notify_fired_pid = static_cast<std::uint32_t>(due.pid);
-          h->notify_fired_token = h->notify_token;
-        }
-        h->notify_pid.store(0);
-      }
-    }
+    const bool notify = notify_check && take_due_notification(r, head, due);
 
     // Fill the slot, then commit with one store (docs/engine.md, "Commit points"); the
     // turns of sleeping receivers first (wait.hpp, "Turns").
@@ -496,14 +514,7 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
     unlock();
 
     after_commit(h->msg_seq, h->msg_sleepers, h->msg_woken_ns, h->receiver_turns, granted);
-    if (notify) {
-      if (due.kind == notify_signal_kind) {
-        if (due.signo != 0) sys::send_mesgq_signal(due.pid, due.signo, due.value);
-      } else if (due.kind == notify_thread_kind) {
-        h->notify_seq.fetch_add(1);
-        sys::futex_wake(&h->notify_seq, INT_MAX);
-      }
-    }
+    if (notify) deliver(h, due);
     // A fault during this send (the file truncated under it) means the message went
     // nowhere: report it, as every later call will.
     return r.faulted() ? corrupt : 0;
@@ -868,22 +879,9 @@ int queue::send_commit(const void* data, std::size_t size, unsigned priority) no
     unlock();
     return corrupt;
   }
+  // (The slot is off the free ring and counted in send_loans: it is not a message yet.)
   due_notification due;
-  bool notify = false;
-  if (notify_check) {
-    // The slot is off the free ring and counted in send_loans: it is not a message yet.
-    const std::uint32_t before = head + max - free_cursor(h->recv_cursors.load(std::memory_order_relaxed));
-    if (before <= r.loans() && h->notify_pid.load() != 0 && !receivers_blocked(r)) {
-      due = {h->notify_kind, static_cast<pid_t>(h->notify_pid.load()), h->notify_signo,
-             std::uint64_t{h->notify_value_high} << 32 | static_cast<std::uint32_t>(h->notify_value)};
-      notify = same_process_alive(due.pid, h->notify_start_time) && mapped_by(due.pid, r) == sys::maps_answer::yes;
-      if (notify && due.kind == notify_thread_kind) {
-        h->notify_fired_pid = static_cast<std::uint32_t>(due.pid);
-        h->notify_fired_token = h->notify_token;
-      }
-      h->notify_pid.store(0);
-    }
-  }
+  const bool notify = notify_check && take_due_notification(r, head, due);
 
   // The turns of sleeping receivers (wait.hpp, "Turns"), then the seq: a commit killed
   // after it leaves a gap, never a repeat.
@@ -911,14 +909,7 @@ int queue::send_commit(const void* data, std::size_t size, unsigned priority) no
   unlock();
 
   after_commit(h->msg_seq, h->msg_sleepers, h->msg_woken_ns, h->receiver_turns, granted);
-  if (notify) {
-    if (due.kind == notify_signal_kind) {
-      if (due.signo != 0) sys::send_mesgq_signal(due.pid, due.signo, due.value);
-    } else if (due.kind == notify_thread_kind) {
-      h->notify_seq.fetch_add(1);
-      sys::futex_wake(&h->notify_seq, INT_MAX);
-    }
-  }
+  if (notify) deliver(h, due);
   return r.faulted() ? corrupt : 0;
 }
 

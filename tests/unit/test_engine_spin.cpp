@@ -139,6 +139,17 @@ class cpus_to_spare {
   ~cpus_to_spare() { pipc::sys::override_cpus_oversubscribed(-1); }
 };
 
+// One blocking receive of a u64 message; 0 or the error.
+int receive_one(eng::queue& q, std::uint64_t& v, const wait_limit& limit = wait_limit::blocking()) {
+  std::size_t size = 0;
+  unsigned priority = 0;
+  return q.receive(&v, sizeof v, size, priority, limit, false);
+}
+
+int send_one(eng::queue& q, std::uint64_t v, const wait_limit& limit = wait_limit::blocking()) {
+  return q.send(&v, sizeof v, 0, limit, false);
+}
+
 void busy_wait(std::chrono::microseconds d) {
   const auto end = std::chrono::steady_clock::now() + d;
   while (std::chrono::steady_clock::now() < end) {
@@ -165,9 +176,7 @@ TEST(SpinPolicy, ReceiverBudgetRecoversWhenThePeerTurnsQuick) {
     pin_to(cpu);
     for (int i = 0; i < slow + quick; ++i) {
       std::uint64_t v = 0;
-      std::size_t size = 0;
-      unsigned priority = 0;
-      ASSERT_EQ(q.receive(&v, sizeof v, size, priority, wait_limit::blocking(), false), 0);
+      ASSERT_EQ(receive_one(q, v), 0);
       received.store(i + 1);
       if (i + 1 == slow) budget_after_slow.store(q.receive_spin_budget());
       if (i + 1 > slow) best_after.store(std::max(best_after.load(), q.receive_spin_budget()));
@@ -185,8 +194,7 @@ TEST(SpinPolicy, ReceiverBudgetRecoversWhenThePeerTurnsQuick) {
     } else {
       busy_wait(std::chrono::microseconds(40));
     }
-    std::uint64_t v = static_cast<std::uint64_t>(i);
-    ASSERT_EQ(q.send(&v, sizeof v, 0, wait_limit::blocking(), false), 0);
+    ASSERT_EQ(send_one(q, static_cast<std::uint64_t>(i)), 0);
   }
   receiver.join();
   EXPECT_EQ(budget_after_slow.load(), eng::min_spin_ns) << "2 ms answers: the spin should have backed off";
@@ -207,17 +215,14 @@ TEST(SpinPolicy, ReceiverBacksOffWhenThePeerNeedsItsCpu) {
     pin_to(cpu);
     for (int i = 0; i < count; ++i) {
       std::uint64_t v = 0;
-      std::size_t size = 0;
-      unsigned priority = 0;
-      ASSERT_EQ(q.receive(&v, sizeof v, size, priority, wait_limit::blocking(), false), 0);
+      ASSERT_EQ(receive_one(q, v), 0);
     }
   });
   affinity_guard restore;
   pin_to(cpu_a);
   for (int i = 0; i < count; ++i) {
     std::this_thread::sleep_for(std::chrono::microseconds(50));
-    std::uint64_t v = static_cast<std::uint64_t>(i);
-    ASSERT_EQ(q.send(&v, sizeof v, 0, wait_limit::blocking(), false), 0);
+    ASSERT_EQ(send_one(q, static_cast<std::uint64_t>(i)), 0);
   }
   receiver.join();
   EXPECT_EQ(q.receive_spin_budget(), eng::min_spin_ns);
@@ -274,9 +279,7 @@ TEST(SpinPolicy, ReceiverBacksOffWhenTheMachineIsOversubscribed) {
     pin_to(cpu);
     for (int i = 0; i < count; ++i) {
       std::uint64_t v = 0;
-      std::size_t size = 0;
-      unsigned priority = 0;
-      ASSERT_EQ(q.receive(&v, sizeof v, size, priority, wait_limit::blocking(), false), 0);
+      ASSERT_EQ(receive_one(q, v), 0);
       received.store(i + 1);
       sum += q.receive_spin_budget();
       if (q.receive_spin_budget() <= 4 * eng::min_spin_ns) ++at_floor;
@@ -288,8 +291,7 @@ TEST(SpinPolicy, ReceiverBacksOffWhenTheMachineIsOversubscribed) {
     while (received.load() < i) {
     }
     busy_wait(std::chrono::microseconds(40));
-    std::uint64_t v = static_cast<std::uint64_t>(i);
-    ASSERT_EQ(q.send(&v, sizeof v, 0, wait_limit::blocking(), false), 0);
+    ASSERT_EQ(send_one(q, static_cast<std::uint64_t>(i)), 0);
   }
   receiver.join();
   // With CPUs to spare these 40 µs answers keep the budget at the full 200 µs (the
@@ -344,10 +346,8 @@ TEST(Turns, WokenReceiverGetsTheMessageItWasWokenFor) {
   auto receive_loop = [&](eng::queue& q, int who) {
     for (;;) {
       std::uint64_t v = 0;
-      std::size_t size = 0;
-      unsigned priority = 0;
-      const int e = q.receive(&v, sizeof v, size, priority,
-                              wait_limit::at({CLOCK_MONOTONIC, pipc::sys::now_ns(CLOCK_MONOTONIC) + 50'000'000}), false);
+      const int e =
+          receive_one(q, v, wait_limit::at({CLOCK_MONOTONIC, pipc::sys::now_ns(CLOCK_MONOTONIC) + 50'000'000}));
       if (stop.load()) return;
       if (e == 0) taken[who].fetch_add(1);
     }
@@ -362,17 +362,13 @@ TEST(Turns, WokenReceiverGetsTheMessageItWasWokenFor) {
   for (int i = 0; i < count; ++i) {
     // One message at a time, each after both receivers are waiting again.
     std::this_thread::sleep_for(std::chrono::microseconds(300));
-    std::uint64_t v = static_cast<std::uint64_t>(i);
-    ASSERT_EQ(sq.q->send(&v, sizeof v, 0, wait_limit::blocking(), false), 0);
+    ASSERT_EQ(send_one(*sq.q, static_cast<std::uint64_t>(i)), 0);
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     while (taken[0].load() + taken[1].load() <= i && std::chrono::steady_clock::now() < until) {
     }
   }
   stop.store(true);
-  for (int i = 0; i < 2; ++i) {
-    std::uint64_t v = 0;
-    sq.q->send(&v, sizeof v, 0, wait_limit::immediate(), false);
-  }
+  for (int i = 0; i < 2; ++i) send_one(*sq.q, 0, wait_limit::immediate());
   sleeper.join();
   spinner.join();
   EXPECT_EQ(taken[0].load() + taken[1].load(), count);
@@ -398,19 +394,15 @@ TEST(Turns, NoTurnIsLeftThatNobodyWillTake) {
   std::thread echo([&] {
     for (int i = 0; i < count; ++i) {
       std::uint64_t v = 0;
-      std::size_t size = 0;
-      unsigned priority = 0;
-      ASSERT_EQ(requests.q->receive(&v, sizeof v, size, priority, wait_limit::blocking(), false), 0);
-      ASSERT_EQ(replies.q->send(&v, sizeof v, 0, wait_limit::blocking(), false), 0);
+      ASSERT_EQ(receive_one(*requests.q, v), 0);
+      ASSERT_EQ(send_one(*replies.q, v), 0);
     }
   });
   int left = 0;
   for (int i = 0; i < count; ++i) {
     std::uint64_t v = static_cast<std::uint64_t>(i);
-    ASSERT_EQ(requests.q->send(&v, sizeof v, 0, wait_limit::blocking(), false), 0);
-    std::size_t size = 0;
-    unsigned priority = 0;
-    ASSERT_EQ(replies.q->receive(&v, sizeof v, size, priority, wait_limit::blocking(), false), 0);
+    ASSERT_EQ(send_one(*requests.q, v), 0);
+    ASSERT_EQ(receive_one(*replies.q, v), 0);
     // The count itself, expired or not: a turn nobody took stays counted until the
     // next grant overwrites it.
     if (static_cast<std::uint32_t>(raw.hdr()->receiver_turns.load()) != 0) ++left;

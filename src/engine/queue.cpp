@@ -294,6 +294,18 @@ void deliver(header* h, const due_notification& due) noexcept {
 
 }  // namespace
 
+// Where a message goes, decided by a sender holding send_lock about to commit at free
+// position `head` and ready_tail `tail`, and the locks that takes.
+struct queue::placement {
+  bool ring = false;           // the ready ring, or the side heap
+  bool both = false;           // recv_lock is held too
+  std::uint32_t side = 0;      // a side message's entry in the side heap
+  bool notify = false;         // `due` is to be delivered after the commit
+  due_notification due;
+
+  void unlock(region& r) const noexcept { both ? r.unlock_both() : r.unlock_send(); }
+};
+
 // One send's (or send_begin's) state across its looks at the queue.
 struct queue::send_call {
   waiter_turn turn;
@@ -418,22 +430,70 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
   if (priority >= priorities) return EINVAL;
   if (int e = map_on_first_use(r); e != 0) return e;
   header* h = r.hdr();
-  const auto max = static_cast<std::uint32_t>(r.geo.max_messages);
   send_call call(h);
+  std::uint64_t w = 0;
+  std::uint32_t n = 0;
+  slot_header* s = nullptr;
+  if (int e = take_slot(limit, interruptible, call, w, n, s); e != 0) return e;
+  // Caller holds send_lock from here to the unlock.
+  const std::uint32_t head = free_cursor(w);
+  const std::uint32_t tail = ring_cursor(w);
+  placement p;
+  if (int e = place(priority, head, tail, lock_limit(limit), p); e != 0) return e == ETIMEDOUT ? would_block() : e;
 
+  // Fill the slot, then commit with one store (docs/engine.md, "Commit points"); the
+  // turns of sleeping receivers first (wait.hpp, "Turns").
+  const std::uint32_t granted = grant_turns(h->msg_sleepers, h->receiver_turns);
+  const std::uint64_t seq = h->next_seq;
+  s->size = static_cast<std::uint32_t>(size);
+  s->priority = priority;
+  s->seq = seq;
+  if (p.ring) {
+    s->state.store(slot_ring, std::memory_order_relaxed);
+    if (size != 0) std::memcpy(r.payload(s), data, size);
+    r.entry(r.ready_ring(), tail).store(ring_entry(tail, n), std::memory_order_release);
+    h->next_seq = seq + 1;
+    h->send_cursors.store(cursors(head + 1, tail + 1), std::memory_order_release);
+  } else {
+    s->position = head;  // before the claim: see recover_send
+    h->claim_position = head;
+    h->claim_slot.store(n, std::memory_order_release);
+    if (size != 0) std::memcpy(r.payload(s), data, size);
+    s->state.store(slot_side, std::memory_order_release);
+    r.heap_push(p.side, {n, priority, seq});  // side < max: checked by place()
+    h->side_count.store(p.side + 1, std::memory_order_release);
+    h->next_seq = seq + 1;
+    h->send_cursors.store(cursors(head + 1, tail), std::memory_order_release);
+    h->claim_slot.store(0, std::memory_order_release);
+  }
+
+  if (std::uint32_t next = 0; r.entry_at(r.free_ring(), head + 1, next)) r.prefetch_for_send(next);
+  count_operation(h->messages_sent, h->bytes_sent, h->last_sender, h->sender_cpu, size);
+  p.unlock(r);
+
+  after_commit(h->msg_seq, h->msg_sleepers, h->msg_woken_ns, h->receiver_turns, granted);
+  if (p.notify) deliver(h, p.due);
+  // A fault during this send (the file truncated under it) means the message went
+  // nowhere: report it, as every later call will.
+  return r.faulted() ? corrupt : 0;
+}
+
+// The slot a send (or send_begin) fills: waits for room as the call allows, then takes
+// send_lock and finds the slot at free_head. 0 with send_lock held, `w` the sender's
+// cursors and `s` slot `n`; otherwise what the call returns, with no lock held.
+inline int queue::take_slot(const wait_limit& limit, bool interruptible, send_call& call, std::uint64_t& w,
+                     std::uint32_t& n, slot_header*& s) {
+  region& r = *region_;
+  header* h = r.hdr();
   for (;;) {
     if (r.faulted()) return corrupt;  // the file was truncated (region.hpp)
     if (int e = before_send(limit, interruptible, call); e != 0) {
       if (e == look_again) continue;
       return e;
     }
-
     if (int e = r.lock_send(lock_limit(limit)); e != 0) return e == ETIMEDOUT ? would_block() : e;
-    // Caller holds send_lock from here to the unlock.
-    const std::uint64_t w = h->send_cursors.load(std::memory_order_relaxed);
+    w = h->send_cursors.load(std::memory_order_relaxed);
     const std::uint32_t head = free_cursor(w);
-    const std::uint32_t tail = ring_cursor(w);
-    std::uint32_t n = 0;
     const bool room = r.entry_at(r.free_ring(), head, n);
     if ((!room || region::check_due(head)) && !r.send_cursors_sane(head)) {
       r.unlock_send();
@@ -443,85 +503,56 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
       r.unlock_send();
       continue;  // filled up meanwhile
     }
-    slot_header* s = r.slot(n);
+    s = r.slot(n);
     if (s == nullptr) {
       r.unlock_send();
       return corrupt;
     }
-
-    // The ready ring takes messages of its priority, and takes this message's priority
-    // when the queue is empty: no side message, and receivers have reached ready_tail.
-    // (Only senders add messages, and this one holds send_lock.)
-    bool ring = priority == h->ring_priority;
-    if (!ring && h->side_count.load(std::memory_order_acquire) == 0 &&
-        ring_cursor(h->recv_cursors.load(std::memory_order_acquire)) == tail) {
-      h->ring_priority = priority;
-      ring = true;
-    }
-    // A side send, and a send that must decide on a notification (which needs the
-    // exact depth before it), take recv_lock too.
-    const bool notify_check = h->notify_pid.load(std::memory_order_relaxed) != 0;
-    const bool both = !ring || notify_check;
-    if (both) {
-      if (int e = r.lock_recv(lock_limit(limit)); e != 0) {
-        r.unlock_send();
-        return e == ETIMEDOUT ? would_block() : e;
-      }
-    }
-    auto unlock = [&] { both ? r.unlock_both() : r.unlock_send(); };
-    // A side send puts its entry at side_count and stores side_count + 1, read once
-    // here. With a slot free at free_head, the side heap holds at most N − 1 messages; a
-    // larger count is garbage (all ones would wrap to 0 and hide the side heap from
-    // receivers).
-    const std::uint32_t side = ring ? 0 : h->side_count.load(std::memory_order_relaxed);
-    if (side >= max) {
-      unlock();
-      return corrupt;
-    }
-
-    // A message on an empty queue with no receiver waiting: take the registration.
-    due_notification due;
-    const bool notify = notify_check && take_due_notification(r, head, due);
-
-    // Fill the slot, then commit with one store (docs/engine.md, "Commit points"); the
-    // turns of sleeping receivers first (wait.hpp, "Turns").
-    const std::uint32_t granted = grant_turns(h->msg_sleepers, h->receiver_turns);
-    const std::uint64_t seq = h->next_seq;
-    s->size = static_cast<std::uint32_t>(size);
-    s->priority = priority;
-    s->seq = seq;
-    if (ring) {
-      s->state.store(slot_ring, std::memory_order_relaxed);
-      if (size != 0) std::memcpy(r.payload(s), data, size);
-      r.entry(r.ready_ring(), tail).store(ring_entry(tail, n), std::memory_order_release);
-      h->next_seq = seq + 1;
-      h->send_cursors.store(cursors(head + 1, tail + 1), std::memory_order_release);
-    } else {
-      s->position = head;  // before the claim: see recover_send
-      h->claim_position = head;
-      h->claim_slot.store(n, std::memory_order_release);
-      if (size != 0) std::memcpy(r.payload(s), data, size);
-      s->state.store(slot_side, std::memory_order_release);
-      r.heap_push(side, {n, priority, seq});  // side < max was checked above
-      h->side_count.store(side + 1, std::memory_order_release);
-      h->next_seq = seq + 1;
-      h->send_cursors.store(cursors(head + 1, tail), std::memory_order_release);
-      h->claim_slot.store(0, std::memory_order_release);
-    }
-
-    if (std::uint32_t next = 0; r.entry_at(r.free_ring(), head + 1, next)) r.prefetch_for_send(next);
-    count_operation(h->messages_sent, h->bytes_sent, h->last_sender, h->sender_cpu, size);
-    unlock();
-
-    after_commit(h->msg_seq, h->msg_sleepers, h->msg_woken_ns, h->receiver_turns, granted);
-    if (notify) deliver(h, due);
-    // A fault during this send (the file truncated under it) means the message went
-    // nowhere: report it, as every later call will.
-    return r.faulted() ? corrupt : 0;
+    return 0;
   }
 }
 
-namespace {
+// Decides `p` for a message of `priority` (caller holds send_lock), taking recv_lock as
+// `lock_limit` allows when the side heap or a notification decision needs it, and a
+// due notification. 0 with the locks `p` says held; otherwise the error, with no lock
+// held.
+inline int queue::place(unsigned priority, std::uint32_t head, std::uint32_t tail, const wait_limit& lock_limit,
+                 placement& p) {
+  region& r = *region_;
+  header* h = r.hdr();
+  // The ready ring takes messages of its priority, and takes this message's priority
+  // when the queue is empty: no side message, and receivers have reached ready_tail.
+  // (Only senders add messages, and this one holds send_lock.)
+  p.ring = priority == h->ring_priority;
+  if (!p.ring && h->side_count.load(std::memory_order_acquire) == 0 &&
+      ring_cursor(h->recv_cursors.load(std::memory_order_acquire)) == tail) {
+    h->ring_priority = priority;
+    p.ring = true;
+  }
+  // A side send, and a send that must decide on a notification (which needs the exact
+  // depth before it), take recv_lock too.
+  const bool notify_check = h->notify_pid.load(std::memory_order_relaxed) != 0;
+  p.both = !p.ring || notify_check;
+  if (p.both) {
+    if (int e = r.lock_recv(lock_limit); e != 0) {
+      r.unlock_send();
+      return e;
+    }
+  }
+  // A side send puts its entry at side_count and stores side_count + 1, read once here.
+  // With a slot free at free_head (or lent to this commit), the side heap holds at most
+  // N − 1 messages; a larger count is garbage (all ones would wrap to 0 and hide the side
+  // heap from receivers).
+  p.side = p.ring ? 0 : h->side_count.load(std::memory_order_relaxed);
+  if (p.side >= r.geo.max_messages) {
+    p.unlock(r);
+    return corrupt;
+  }
+  // A message on an empty queue with no receiver waiting: take the registration.
+  p.notify = notify_check && take_due_notification(r, head, p.due);
+  return 0;
+}
+
 // The message a receive takes: the oldest of the highest priority.
 struct picked {
   slot_header* s = nullptr;
@@ -531,6 +562,7 @@ struct picked {
   std::uint32_t free_tail = 0, head = 0, side_count = 0;  // the receiver state it was picked in
 };
 
+namespace {
 // Picks the message a receive takes now, checking every field it reads, and keeps the
 // high-water mark. 0, EAGAIN (no message), or corrupt. Caller holds recv_lock.
 int pick_message(region& r, picked& out) noexcept {
@@ -616,53 +648,59 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
   wait_limit limit = caller_limit;
   if (interruptible) limit.interrupt = &interrupt;
   receive_call call(h);
+  picked c;
+  if (int e = take_message(limit, interruptible, call, c); e != 0) return e;
+  // Caller holds recv_lock from here to unlock_recv().
+  slot_header* s = c.s;
+  const std::uint32_t n = c.n;
+  const bool from_side = c.from_side;
+  const std::uint32_t free_tail = c.free_tail;
+  const std::uint32_t head = c.head;
+  const std::uint32_t side = c.side_count;
+  h->recv_taking.store(from_side ? n | taking_side : n, std::memory_order_relaxed);
 
+  // Copy out, then commit with one store (docs/engine.md, "Commit points"); the turns
+  // of sleeping senders first (wait.hpp, "Turns").
+  const std::uint32_t granted = grant_turns(h->space_sleepers, h->sender_turns);
+  size = c.size;
+  priority = c.priority;
+  if (size != 0) std::memcpy(buffer, r.payload(s), size);
+  r.push_free(free_tail, n, s, from_side);
+  if (from_side) {
+    r.heap_pop(side);
+    h->side_count.store(side - 1, std::memory_order_release);
+    // A ring sender may already have taken the slot and marked it RING.
+    std::uint32_t was = slot_side;
+    s->state.compare_exchange_strong(was, slot_free, std::memory_order_acq_rel);
+    h->recv_cursors.store(cursors(free_tail + 1, head), std::memory_order_release);
+  } else {
+    h->recv_cursors.store(cursors(free_tail + 1, head + 1), std::memory_order_release);
+  }
+  count_operation(h->messages_received, h->bytes_received, h->last_receiver, h->receiver_cpu, size);
+  r.unlock_recv();
+
+  after_commit(h->space_seq, h->space_sleepers, h->space_woken_ns, h->sender_turns, granted);
+  // A fault during this receive means the message read may be zeros: report it.
+  return r.faulted() ? corrupt : 0;
+}
+
+// The message a receive (or receive_begin) takes: waits for one as the call allows,
+// then takes recv_lock and picks it. 0 with recv_lock held and `c` set; otherwise what
+// the call returns, with no lock held.
+inline int queue::take_message(const wait_limit& limit, bool interruptible, receive_call& call, picked& c) {
+  region& r = *region_;
   for (;;) {
     if (r.faulted()) return corrupt;  // the file was truncated (region.hpp)
     if (int e = before_receive(limit, interruptible, call); e != 0) {
       if (e == look_again) continue;
       return e;
     }
-
     if (int e = r.lock_recv(lock_limit(limit)); e != 0) return e == ETIMEDOUT ? would_block() : e;
-    // Caller holds recv_lock from here to unlock_recv().
-    picked c;
-    if (const int e = pick_message(r, c); e != 0) {
-      r.unlock_recv();
-      if (e == EAGAIN) continue;  // another receiver was first
-      return e;
-    }
-    slot_header* s = c.s;
-    const std::uint32_t n = c.n;
-    const bool from_side = c.from_side;
-    const std::uint32_t free_tail = c.free_tail;
-    const std::uint32_t head = c.head;
-    const std::uint32_t side = c.side_count;
-    h->recv_taking.store(from_side ? n | taking_side : n, std::memory_order_relaxed);
-
-    // Copy out, then commit with one store (docs/engine.md, "Commit points"); the turns
-    // of sleeping senders first (wait.hpp, "Turns").
-    const std::uint32_t granted = grant_turns(h->space_sleepers, h->sender_turns);
-    size = c.size;
-    priority = c.priority;
-    if (size != 0) std::memcpy(buffer, r.payload(s), size);
-    r.push_free(free_tail, n, s, from_side);
-    if (from_side) {
-      r.heap_pop(side);
-      h->side_count.store(side - 1, std::memory_order_release);
-      // A ring sender may already have taken the slot and marked it RING.
-      std::uint32_t was = slot_side;
-      s->state.compare_exchange_strong(was, slot_free, std::memory_order_acq_rel);
-      h->recv_cursors.store(cursors(free_tail + 1, head), std::memory_order_release);
-    } else {
-      h->recv_cursors.store(cursors(free_tail + 1, head + 1), std::memory_order_release);
-    }
-    count_operation(h->messages_received, h->bytes_received, h->last_receiver, h->receiver_cpu, size);
+    const int e = pick_message(r, c);
+    if (e == 0) return 0;
     r.unlock_recv();
-
-    after_commit(h->space_seq, h->space_sleepers, h->space_woken_ns, h->sender_turns, granted);
-    // A fault during this receive means the message read may be zeros: report it.
-    return r.faulted() ? corrupt : 0;
+    if (e != EAGAIN) return e;
+    // EAGAIN: another receiver was first.
   }
 }
 
@@ -771,49 +809,28 @@ int queue::send_begin(std::size_t size, const wait_limit& caller_limit, bool int
   if (int e = reserve_loan(); e != 0) return e;
   header* h = r.hdr();
   send_call call(h);
+  std::uint64_t w = 0;
+  std::uint32_t n = 0;
+  slot_header* s = nullptr;
+  if (int e = take_slot(limit, interruptible, call, w, n, s); e != 0) return e;
+  // Caller holds send_lock from here to the unlock.
+  const std::uint32_t head = free_cursor(w);
+  // Count the loan first (the count is never below the truth), name the owner, then
+  // take the slot off the free ring: the cursor store is the loan's commit.
+  h->send_loans.fetch_add(1, std::memory_order_relaxed);
+  lend(s, slot_send_loan);
+  h->send_cursors.store(cursors(head + 1, ring_cursor(w)), std::memory_order_release);
+  r.unlock_send();
 
-  for (;;) {
-    if (r.faulted()) return corrupt;
-    if (int e = before_send(limit, interruptible, call); e != 0) {
-      if (e == look_again) continue;
-      return e;
-    }
-    if (int e = r.lock_send(lock_limit(limit)); e != 0) return e == ETIMEDOUT ? would_block() : e;
-    // Caller holds send_lock from here to the unlock.
-    const std::uint64_t w = h->send_cursors.load(std::memory_order_relaxed);
-    const std::uint32_t head = free_cursor(w);
-    std::uint32_t n = 0;
-    const bool room = r.entry_at(r.free_ring(), head, n);
-    if ((!room || region::check_due(head)) && !r.send_cursors_sane(head)) {
-      r.unlock_send();
-      return corrupt;
-    }
-    if (!room) {
-      r.unlock_send();
-      continue;  // filled up meanwhile
-    }
-    slot_header* s = r.slot(n);
-    if (s == nullptr) {
-      r.unlock_send();
-      return corrupt;
-    }
-    // Count the loan first (the count is never below the truth), name the owner, then
-    // take the slot off the free ring: the cursor store is the loan's commit.
-    h->send_loans.fetch_add(1, std::memory_order_relaxed);
-    lend(s, slot_send_loan);
-    h->send_cursors.store(cursors(head + 1, ring_cursor(w)), std::memory_order_release);
-    r.unlock_send();
-
-    record_loan(n);
-    announce_event(h);
-    if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
-    data = r.payload(s);
-    if (r.faulted()) {
-      send_abort(data);
-      return corrupt;
-    }
-    return 0;
+  record_loan(n);
+  announce_event(h);
+  if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
+  data = r.payload(s);
+  if (r.faulted()) {
+    send_abort(data);
+    return corrupt;
   }
+  return 0;
 }
 
 namespace {
@@ -857,31 +874,10 @@ int queue::send_commit(const void* data, std::size_t size, unsigned priority) no
   const std::uint64_t w = h->send_cursors.load(std::memory_order_relaxed);
   const std::uint32_t head = free_cursor(w);
   const std::uint32_t tail = ring_cursor(w);
-  // As send: the ready ring takes its priority, or this one on an empty queue.
-  bool ring = priority == h->ring_priority;
-  if (!ring && h->side_count.load(std::memory_order_acquire) == 0 &&
-      ring_cursor(h->recv_cursors.load(std::memory_order_acquire)) == tail) {
-    h->ring_priority = priority;
-    ring = true;
-  }
-  const bool notify_check = h->notify_pid.load(std::memory_order_relaxed) != 0;
-  const bool both = !ring || notify_check;
-  if (both) {
-    if (int e = r.lock_recv(); e != 0) {
-      r.unlock_send();
-      return e;
-    }
-  }
-  auto unlock = [&] { both ? r.unlock_both() : r.unlock_send(); };
-  const auto max = static_cast<std::uint32_t>(r.geo.max_messages);
-  const std::uint32_t side = ring ? 0 : h->side_count.load(std::memory_order_relaxed);
-  if (side >= max) {
-    unlock();
-    return corrupt;
-  }
-  // (The slot is off the free ring and counted in send_loans: it is not a message yet.)
-  due_notification due;
-  const bool notify = notify_check && take_due_notification(r, head, due);
+  // As send. (The slot is off the free ring and counted in send_loans: it is not a
+  // message yet, for the notification's "empty queue".)
+  placement p;
+  if (int e = place(priority, head, tail, wait_limit::blocking(), p); e != 0) return e;
 
   // The turns of sleeping receivers (wait.hpp, "Turns"), then the seq: a commit killed
   // after it leaves a gap, never a repeat.
@@ -891,7 +887,7 @@ int queue::send_commit(const void* data, std::size_t size, unsigned priority) no
   s->size = static_cast<std::uint32_t>(size);
   s->priority = priority;
   s->seq = seq;
-  if (ring) {
+  if (p.ring) {
     // A death between the RING store and the commit leaves a slot in no ring and no
     // loan: a loan scan gives it back (the message is dropped).
     s->state.store(slot_ring, std::memory_order_relaxed);
@@ -901,15 +897,15 @@ int queue::send_commit(const void* data, std::size_t size, unsigned priority) no
     h->loan_commit.store(0, std::memory_order_release);
   } else {
     s->state.store(slot_side, std::memory_order_release);  // the commit
-    r.heap_push(side, {n, priority, seq});
-    h->side_count.store(side + 1, std::memory_order_release);
+    r.heap_push(p.side, {n, priority, seq});
+    h->side_count.store(p.side + 1, std::memory_order_release);
   }
   h->send_loans.fetch_sub(1, std::memory_order_relaxed);
   count_operation(h->messages_sent, h->bytes_sent, h->last_sender, h->sender_cpu, size);
-  unlock();
+  p.unlock(r);
 
   after_commit(h->msg_seq, h->msg_sleepers, h->msg_woken_ns, h->receiver_turns, granted);
-  if (notify) deliver(h, due);
+  if (p.notify) deliver(h, p.due);
   return r.faulted() ? corrupt : 0;
 }
 
@@ -924,52 +920,34 @@ int queue::receive_begin(const wait_limit& caller_limit, bool interruptible, con
   if (interruptible) limit.interrupt = &interrupt;
   if (int e = reserve_loan(); e != 0) return e;
   receive_call call(h);
-
-  for (;;) {
-    if (r.faulted()) return corrupt;
-    if (int e = before_receive(limit, interruptible, call); e != 0) {
-      if (e == look_again) continue;
-      return e;
-    }
-
-    if (int e = r.lock_recv(lock_limit(limit)); e != 0) return e == ETIMEDOUT ? would_block() : e;
-    // Caller holds recv_lock from here to unlock_recv().
-    picked c;
-    const int e = pick_message(r, c);
-    if (e == EAGAIN) {
-      r.unlock_recv();
-      continue;  // another receiver was first
-    }
-    if (e != 0) {
-      r.unlock_recv();
-      return e;
-    }
-    slot_header* s = c.s;
-    // Count the loan first, name the owner, then take the message: the SIDE → RECV_LOAN
-    // store for a side message, the ready_head store for a ring message, is the commit.
-    h->recv_loans.fetch_add(1, std::memory_order_relaxed);
-    lend(s, slot_recv_loan);
-    if (c.from_side) {
-      r.heap_pop(c.side_count);
-      h->side_count.store(c.side_count - 1, std::memory_order_release);
-    } else {
-      h->recv_cursors.store(cursors(c.free_tail, c.head + 1), std::memory_order_release);
-    }
-    count_operation(h->messages_received, h->bytes_received, h->last_receiver, h->receiver_cpu, c.size);
-    r.unlock_recv();
-
-    record_loan(c.n | loan_receive);
-    announce_event(h);
-    if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
-    data = r.payload(s);
-    size = c.size;
-    priority = c.priority;
-    if (r.faulted()) {
-      receive_end(data);
-      return corrupt;
-    }
-    return 0;
+  picked c;
+  if (int e = take_message(limit, interruptible, call, c); e != 0) return e;
+  // Caller holds recv_lock from here to unlock_recv().
+  slot_header* s = c.s;
+  // Count the loan first, name the owner, then take the message: the SIDE → RECV_LOAN
+  // store for a side message, the ready_head store for a ring message, is the commit.
+  h->recv_loans.fetch_add(1, std::memory_order_relaxed);
+  lend(s, slot_recv_loan);
+  if (c.from_side) {
+    r.heap_pop(c.side_count);
+    h->side_count.store(c.side_count - 1, std::memory_order_release);
+  } else {
+    h->recv_cursors.store(cursors(c.free_tail, c.head + 1), std::memory_order_release);
   }
+  count_operation(h->messages_received, h->bytes_received, h->last_receiver, h->receiver_cpu, c.size);
+  r.unlock_recv();
+
+  record_loan(c.n | loan_receive);
+  announce_event(h);
+  if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
+  data = r.payload(s);
+  size = c.size;
+  priority = c.priority;
+  if (r.faulted()) {
+    receive_end(data);
+    return corrupt;
+  }
+  return 0;
 }
 
 int queue::receive_end(const void* data) noexcept {

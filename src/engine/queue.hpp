@@ -49,6 +49,8 @@ struct queue_stats {
 // The mapped region of one queue; shared by a queue object and its helper threads,
 // which may outlive it briefly.
 struct region;
+// The message a receive picks (queue.cpp).
+struct picked;
 
 class queue {
  public:
@@ -135,8 +137,14 @@ class queue {
   void stop_notify_helper() noexcept;
   struct send_call;
   struct receive_call;
+  struct placement;
   int before_send(const detail::wait_limit& limit, bool interruptible, send_call& call);
   int before_receive(const detail::wait_limit& limit, bool interruptible, receive_call& call);
+  int take_slot(const detail::wait_limit& limit, bool interruptible, send_call& call, std::uint64_t& w,
+                std::uint32_t& n, slot_header*& s);
+  int place(unsigned priority, std::uint32_t head, std::uint32_t tail, const detail::wait_limit& lock_limit,
+            placement& p);
+  int take_message(const detail::wait_limit& limit, bool interruptible, receive_call& call, picked& c);
   bool reclaim_dead_loans() noexcept;
   int reserve_loan() noexcept;
   void record_loan(std::uint32_t key) noexcept;

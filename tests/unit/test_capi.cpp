@@ -2,6 +2,7 @@
 // threads, closing a descriptor that another thread is blocked on, and corrupt
 // regions. The C API's behaviour, one function at a time, is tested from C in
 // tests/c/test_capi.c.
+#include "capi_support.hpp"
 #include "engine_support.hpp"
 #include "support.hpp"
 
@@ -41,20 +42,9 @@ using pipc::name_kind;
 using pipc::test::unique_name;
 using pipc::test::unlink_guard;
 
-constexpr pipc_mqd_t kBad = static_cast<pipc_mqd_t>(-1);
-
-pipc_mqd_t create(const std::string& name, long maxmsg, long msgsize, int flags = 0) {
-  pipc_mq_attr attr{};
-  attr.mq_maxmsg = maxmsg;
-  attr.mq_msgsize = msgsize;
-  return pipc_mq_open(name.c_str(), O_RDWR | O_CREAT | flags, 0600, &attr);
-}
-
-timespec realtime_in(std::chrono::milliseconds d) {
-  auto t = std::chrono::system_clock::now() + d;
-  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-  return {static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-}
+constexpr pipc_mqd_t kBad = pipc::test::kBadMqd;
+using pipc::test::capi_create;
+using pipc::test::realtime_in;
 
 // The file that holds engine queue `name`.
 std::string region_path(const std::string& name) { return "/dev/shm/pipc.mq." + name.substr(1); }
@@ -93,7 +83,7 @@ std::string fd_target(int fd) {
 
 TEST(CApi, DescriptorsAreCloseOnExecFileDescriptors) {
   unlink_guard guard(unique_name("capi-desc"), name_kind::engine_queue);
-  pipc_mqd_t q = create(guard.name(), 2, 16);
+  pipc_mqd_t q = capi_create(guard.name(), 2, 16);
   ASSERT_NE(q, kBad) << std::strerror(errno);
   EXPECT_EQ(::fcntl(static_cast<int>(q), F_GETFD), FD_CLOEXEC);
   EXPECT_EQ(fd_target(q), "anon_inode:[eventfd]");
@@ -106,7 +96,7 @@ TEST(CApi, DescriptorsAreCloseOnExecFileDescriptors) {
 // Descriptors count against RLIMIT_NOFILE, as the kernel's do: EMFILE at the limit.
 TEST(CApi, DescriptorsCountAgainstTheOpenFileLimit) {
   unlink_guard guard(unique_name("capi-nofile"), name_kind::engine_queue);
-  pipc_mqd_t q = create(guard.name(), 2, 16);
+  pipc_mqd_t q = capi_create(guard.name(), 2, 16);
   ASSERT_NE(q, kBad);
   const std::string name = guard.name();
   EXPECT_EQ(pipc::test::run_child([&]() -> int {
@@ -132,7 +122,7 @@ TEST(CApi, DescriptorsCountAgainstTheOpenFileLimit) {
 // process changes it.
 TEST(CApi, PollableDescriptorFollowsTheQueue) {
   unlink_guard guard(unique_name("capi-poll"), name_kind::engine_queue);
-  pipc_mqd_t q = create(guard.name(), 2, 16);
+  pipc_mqd_t q = capi_create(guard.name(), 2, 16);
   ASSERT_NE(q, kBad);
   ASSERT_EQ(pipc_mq_pollable(q), 0);
   ASSERT_EQ(pipc_mq_pollable(q), 0);  // again: nothing changes
@@ -189,7 +179,7 @@ TEST(CApi, PollableDescriptorFollowsTheQueue) {
 // pipc neither fails nor touches the file that then gets the number.
 TEST(CApi, CloseBehindPipcsBackDoesNoHarm) {
   unlink_guard guard(unique_name("capi-behind"), name_kind::engine_queue);
-  pipc_mqd_t q = create(guard.name(), 4, 16);
+  pipc_mqd_t q = capi_create(guard.name(), 4, 16);
   ASSERT_NE(q, kBad);
   ASSERT_EQ(pipc_mq_pollable(q), 0);  // its helper writes through its own copy
   ASSERT_EQ(::close(q), 0);
@@ -223,7 +213,7 @@ TEST(CApi, CloseBehindPipcsBackDoesNoHarm) {
 // another number, and the running call finishes on its queue.
 TEST(CApi, NumberOfAStaleDescriptorInUseIsNotReused) {
   unlink_guard guard(unique_name("capi-stale"), name_kind::engine_queue);
-  pipc_mqd_t q = create(guard.name(), 4, 16);
+  pipc_mqd_t q = capi_create(guard.name(), 4, 16);
   ASSERT_NE(q, kBad);
   std::atomic<int> received{-2};
   std::thread blocked([&] {
@@ -248,7 +238,7 @@ TEST(CApi, NumberOfAStaleDescriptorInUseIsNotReused) {
 // and TSan for the full effect), and no message may be lost.
 TEST(CApi, DescriptorTableIsThreadSafe) {
   unlink_guard guard(unique_name("capi-threads"), name_kind::engine_queue);
-  pipc_mqd_t keeper = create(guard.name(), 64, 32);
+  pipc_mqd_t keeper = capi_create(guard.name(), 64, 32);
   ASSERT_NE(keeper, kBad) << std::strerror(errno);
 
   constexpr int kWorkers = 6;
@@ -326,7 +316,7 @@ TEST(CApi, DescriptorTableIsThreadSafe) {
 // new calls at once; the blocked call goes on and completes when a message arrives.
 TEST(CApi, CloseWhileAnotherThreadIsBlockedInReceive) {
   unlink_guard guard(unique_name("capi-closeblocked"), name_kind::engine_queue);
-  pipc_mqd_t q = create(guard.name(), 4, 16);
+  pipc_mqd_t q = capi_create(guard.name(), 4, 16);
   ASSERT_NE(q, kBad);
   std::atomic<bool> entered{false};
   ssize_t got = -2;
@@ -359,7 +349,7 @@ TEST(CApi, CloseWhileAnotherThreadIsBlockedInReceive) {
 
 TEST(CApi, CloseWhileAnotherThreadIsBlockedInTimedReceive) {
   unlink_guard guard(unique_name("capi-closetimed"), name_kind::engine_queue);
-  pipc_mqd_t q = create(guard.name(), 4, 16);
+  pipc_mqd_t q = capi_create(guard.name(), 4, 16);
   ASSERT_NE(q, kBad);
   std::atomic<bool> entered{false};
   ssize_t got = -2;
@@ -382,7 +372,7 @@ TEST(CApi, CloseWhileAnotherThreadIsBlockedInTimedReceive) {
 // A thread notification whose descriptor is closed before it fires never runs.
 TEST(CApi, ThreadNotificationDiesWithItsDescriptor) {
   unlink_guard guard(unique_name("capi-notifyclose"), name_kind::engine_queue);
-  pipc_mqd_t q = create(guard.name(), 4, 16);
+  pipc_mqd_t q = capi_create(guard.name(), 4, 16);
   ASSERT_NE(q, kBad);
   static std::atomic<int> calls{0};
   calls.store(0);
@@ -403,7 +393,7 @@ TEST(CApi, ThreadNotificationDiesWithItsDescriptor) {
 
 TEST(CApi, ForeignRegionIsEbadmsg) {
   unlink_guard guard(unique_name("capi-magic"), name_kind::engine_queue);
-  pipc_mqd_t q = create(guard.name(), 4, 16);
+  pipc_mqd_t q = capi_create(guard.name(), 4, 16);
   ASSERT_NE(q, kBad);
   ASSERT_EQ(pipc_mq_close(q), 0);
   scribble(guard.name(), pipc::engine::header_size, [](std::byte* p) { std::memset(p, 0x5a, 8); });
@@ -418,7 +408,7 @@ TEST(CApi, ForeignRegionIsEbadmsg) {
 
 TEST(CApi, OtherLayoutVersionIsEbadmsg) {
   unlink_guard guard(unique_name("capi-version"), name_kind::engine_queue);
-  pipc_mqd_t q = create(guard.name(), 4, 16);
+  pipc_mqd_t q = capi_create(guard.name(), 4, 16);
   ASSERT_NE(q, kBad);
   ASSERT_EQ(pipc_mq_close(q), 0);
   scribble(guard.name(), pipc::engine::header_size, [](std::byte* p) {
@@ -432,7 +422,7 @@ TEST(CApi, OtherLayoutVersionIsEbadmsg) {
 
 TEST(CApi, CorruptStateOfAnOpenQueueIsEbadmsg) {
   unlink_guard guard(unique_name("capi-corrupt"), name_kind::engine_queue);
-  pipc_mqd_t q = create(guard.name(), 4, 16, O_NONBLOCK);
+  pipc_mqd_t q = capi_create(guard.name(), 4, 16, O_NONBLOCK);
   ASSERT_NE(q, kBad);
   ASSERT_EQ(pipc_mq_send(q, "a", 1, 0), 0);
   // Slot numbers beyond the capacity where each side takes its next slot: in the free
@@ -534,7 +524,7 @@ class lock_holder {
 
 TEST(CApiInterrupt, SignalInterruptsAWaitForALockThatIsNeverReleased) {
   unlink_guard guard(unique_name("capi-lock-eintr"), name_kind::engine_queue);
-  pipc_mqd_t q = create(guard.name(), 4, 16);
+  pipc_mqd_t q = capi_create(guard.name(), 4, 16);
   ASSERT_NE(q, kBad);
   struct sigaction sa {};
   sa.sa_handler = interrupt::on_usr1;  // no SA_RESTART
@@ -607,7 +597,7 @@ bool cancel_blocked(blocked_call& call) {
 TEST(CApiInterrupt, CancellationActsInAWaitForALockThatIsNeverReleased) {
   if (!interrupt::can_unwind_from_signals) GTEST_SKIP() << "the ASan runtime cannot unwind from a signal handler";
   unlink_guard guard(unique_name("capi-lock-cancel"), name_kind::engine_queue);
-  pipc_mqd_t q = create(guard.name(), 4, 16);
+  pipc_mqd_t q = capi_create(guard.name(), 4, 16);
   ASSERT_NE(q, kBad);
   {
     interrupt::lock_holder holder(guard.name());
@@ -624,7 +614,7 @@ TEST(CApiInterrupt, CancellationActsInAWaitForALockThatIsNeverReleased) {
 TEST(CApiInterrupt, CancelledReceiverNoLongerCountsAsWaiting) {
   if (!interrupt::can_unwind_from_signals) GTEST_SKIP() << "the ASan runtime cannot unwind from a signal handler";
   unlink_guard guard(unique_name("capi-cancel-waiter"), name_kind::engine_queue);
-  pipc_mqd_t q = create(guard.name(), 4, 16);
+  pipc_mqd_t q = capi_create(guard.name(), 4, 16);
   ASSERT_NE(q, kBad);
   interrupt::blocked_call call{q, true};
   ASSERT_TRUE(interrupt::cancel_blocked(call));
@@ -658,7 +648,7 @@ int marker;  // its address is the sigval pointer
 // process's send fires the notification.
 TEST(CApiNotify, SignalCarriesTheWholeSigvalFromAnotherProcess) {
   unlink_guard guard(unique_name("capi-notify-ptr"), name_kind::engine_queue);
-  pipc_mqd_t q = create(guard.name(), 4, 16);
+  pipc_mqd_t q = capi_create(guard.name(), 4, 16);
   ASSERT_NE(q, kBad);
   sigset_t usr2;
   sigemptyset(&usr2);
@@ -714,7 +704,7 @@ void on_notify(union sigval value) {
 // (a copy of) those attributes, detached, whatever happens to the caller's object.
 TEST(CApiNotify, ThreadNotificationUsesTheGivenAttributes) {
   unlink_guard guard(unique_name("capi-notify-attr"), name_kind::engine_queue);
-  pipc_mqd_t q = create(guard.name(), 4, 16);
+  pipc_mqd_t q = capi_create(guard.name(), 4, 16);
   ASSERT_NE(q, kBad);
   const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
   const std::size_t stack = 4u << 20;

@@ -3,6 +3,7 @@
 // "Loans"). Ordering as for copying calls, loans that hold no lock, slots that come back
 // when their holder aborts, closes or dies, and stopped holders that hold only their
 // slot.
+#include "capi_support.hpp"
 #include "engine_support.hpp"
 #include "support.hpp"
 
@@ -612,25 +613,13 @@ TEST(EngineLoans, RandomKillsLeaveWholeMessagesAndEverySlotUsable) {
 // ---- the C API ----
 
 namespace {
-constexpr pipc_mqd_t kBad = static_cast<pipc_mqd_t>(-1);
-
-pipc_mqd_t c_create(const std::string& name, long maxmsg, long msgsize, int flags = 0) {
-  pipc_mq_attr attr{};
-  attr.mq_maxmsg = maxmsg;
-  attr.mq_msgsize = msgsize;
-  return pipc_mq_open(name.c_str(), O_RDWR | O_CREAT | flags, 0600, &attr);
-}
-
-timespec realtime_in(std::chrono::milliseconds d) {
-  auto t = std::chrono::system_clock::now() + d;
-  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-  return {static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-}
+constexpr pipc_mqd_t kBad = pipc::test::kBadMqd;
+using pipc::test::realtime_in;
 }  // namespace
 
 TEST(CApiLoans, BeginCommitReceiveBeginEnd) {
   unlink_guard guard(unique_name("capi-loan"), name_kind::engine_queue);
-  pipc_mqd_t q = c_create(guard.name(), 4, 128);
+  pipc_mqd_t q = pipc::test::capi_create(guard.name(), 4, 128);
   ASSERT_NE(q, kBad);
   void* slot = pipc_mq_send_begin(q, 128);
   ASSERT_NE(slot, nullptr);
@@ -652,7 +641,7 @@ TEST(CApiLoans, BeginCommitReceiveBeginEnd) {
 
 TEST(CApiLoans, ErrorsFollowTheCApisConventions) {
   unlink_guard guard(unique_name("capi-loan-err"), name_kind::engine_queue);
-  pipc_mqd_t q = c_create(guard.name(), 1, 16, O_NONBLOCK);
+  pipc_mqd_t q = pipc::test::capi_create(guard.name(), 1, 16, O_NONBLOCK);
   ASSERT_NE(q, kBad);
   errno = 0;
   EXPECT_EQ(pipc_mq_send_begin(q, 17), nullptr);
@@ -725,7 +714,7 @@ TEST(CApiLoans, ErrorsFollowTheCApisConventions) {
 
 TEST(CApiLoans, ClosingADescriptorGivesItsLoansBack) {
   unlink_guard guard(unique_name("capi-loan-close"), name_kind::engine_queue);
-  pipc_mqd_t q = c_create(guard.name(), 2, 16);
+  pipc_mqd_t q = pipc::test::capi_create(guard.name(), 2, 16);
   ASSERT_NE(q, kBad);
   ASSERT_EQ(pipc_mq_send(q, "m", 1, 0), 0);
   pipc_mqd_t other = pipc_mq_open(guard.name().c_str(), O_RDWR | O_NONBLOCK);
@@ -745,7 +734,7 @@ TEST(CApiLoans, ClosingADescriptorGivesItsLoansBack) {
 
 TEST(CApiLoans, ForkedChildCannotCommitItsParentsLoan) {
   unlink_guard guard(unique_name("capi-loan-fork"), name_kind::engine_queue);
-  pipc_mqd_t q = c_create(guard.name(), 2, 16);
+  pipc_mqd_t q = pipc::test::capi_create(guard.name(), 2, 16);
   ASSERT_NE(q, kBad);
   void* slot = pipc_mq_send_begin(q, 4);
   ASSERT_NE(slot, nullptr);
@@ -792,7 +781,7 @@ void* begin_until_cancelled(void* arg) {
 
 TEST(CApiLoans, SignalInterruptsBlockedBeginCalls) {
   unlink_guard guard(unique_name("capi-loan-eintr"), name_kind::engine_queue);
-  pipc_mqd_t q = c_create(guard.name(), 1, 16);
+  pipc_mqd_t q = pipc::test::capi_create(guard.name(), 1, 16);
   ASSERT_NE(q, kBad);
   struct sigaction sa {};
   sa.sa_handler = on_loan_usr1;  // no SA_RESTART
@@ -830,7 +819,7 @@ TEST(CApiLoans, SignalInterruptsBlockedBeginCalls) {
 TEST(CApiLoans, CancellationActsInBlockedBeginCalls) {
   if (!kCanUnwindFromSignals) GTEST_SKIP() << "the ASan runtime cannot unwind from a signal handler";
   unlink_guard guard(unique_name("capi-loan-cancel"), name_kind::engine_queue);
-  pipc_mqd_t q = c_create(guard.name(), 1, 16);
+  pipc_mqd_t q = pipc::test::capi_create(guard.name(), 1, 16);
   ASSERT_NE(q, kBad);
   for (bool receive : {true, false}) {
     if (!receive) {
@@ -857,7 +846,7 @@ TEST(CApiLoans, CancellationActsInBlockedBeginCalls) {
 // and end: as for the C++ API, no slot is lost.
 TEST(CApiLoans, ProcessesKilledHoldingLoansLeaveNoSlotBehind) {
   unlink_guard guard(unique_name("capi-loan-kill"), name_kind::engine_queue);
-  pipc_mqd_t q = c_create(guard.name(), 2, 1024);
+  pipc_mqd_t q = pipc::test::capi_create(guard.name(), 2, 1024);
   ASSERT_NE(q, kBad);
   ASSERT_EQ(pipc_mq_send(q, "r", 1, 0), 0);
   const std::string name = guard.name();

@@ -329,21 +329,22 @@ case_top_tmux() {
   run 0 "$PIPC" mq send "$P-tq2" deep
   TMUX_SOCKET="pipc-cli-$$"
   tmux -L "$TMUX_SOCKET" -f /dev/null new-session -d -s top -x 120 -y 40 "$PIPC top --interval 200ms --sort name"
+  # Captures the pane into $screen until it shows $1, or $2 tries (0.1 s apart) passed.
+  capture_until() {
+    local _
+    for _ in $(seq "$2"); do
+      screen=$(tmux -L "$TMUX_SOCKET" capture-pane -p -t top)
+      grep -qF -- "$1" <<<"$screen" && return 0
+      sleep 0.1
+    done
+  }
   screen=""
-  for _ in $(seq 50); do
-    screen=$(tmux -L "$TMUX_SOCKET" capture-pane -p -t top)
-    grep -qF "$P-tq2" <<<"$screen" && break
-    sleep 0.1
-  done
+  capture_until "$P-tq2" 50
   has "$screen" "pipc top"
   has "$screen" "sort: name"
   has "$screen" "$P-tq1"
   tmux -L "$TMUX_SOCKET" send-keys -t top d
-  for _ in $(seq 30); do
-    screen=$(tmux -L "$TMUX_SOCKET" capture-pane -p -t top)
-    grep -qF "sort: depth" <<<"$screen" && break
-    sleep 0.1
-  done
+  capture_until "sort: depth" 30
   has "$screen" "sort: depth"
   # Deepest first: /tq2 (1 message) above /tq1 (empty).
   first=$(grep -n -F -- "$P-tq2" <<<"$screen" | head -1 | cut -d: -f1)

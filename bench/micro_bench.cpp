@@ -129,52 +129,39 @@ void TryReceiveEmpty(benchmark::State& state, pipc::backend which) {
 using clock_type = std::chrono::steady_clock;
 double seconds(clock_type::duration d) { return std::chrono::duration<double>(d).count(); }
 
-// Held: another descriptor of the queue stays open in this process meanwhile (the
-// engine then reuses its mapping); otherwise each open is the process's first.
-template <bool Held>
-void Open(benchmark::State& state, pipc::backend which) {
+// Which part of an open-and-close cycle a row times: the open, the close (both by
+// manual time), or the whole cycle (by Google Benchmark's own clock).
+enum class cycle_part { open, close, both };
+
+// Times `Part` of opening and closing an existing queue: `open_one()` returns a
+// descriptor, `close_one(d)` closes it. Held: another descriptor of the queue stays
+// open in this process meanwhile (the engine then reuses its mapping); otherwise each
+// open is the process's first.
+template <cycle_part Part, class OpenOne, class CloseOne>
+void time_cycle(benchmark::State& state, OpenOne open_one, CloseOne close_one) {
+  for (auto _ : state) {
+    clock_type::time_point t0{}, t1{}, t2{};
+    if constexpr (Part == cycle_part::open) t0 = clock_type::now();
+    auto d = open_one();
+    if constexpr (Part != cycle_part::both) t1 = clock_type::now();
+    benchmark::DoNotOptimize(d);
+    close_one(d);
+    if constexpr (Part == cycle_part::close) t2 = clock_type::now();
+    if constexpr (Part == cycle_part::open) state.SetIterationTime(seconds(t1 - t0));
+    if constexpr (Part == cycle_part::close) state.SetIterationTime(seconds(t2 - t1));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+template <cycle_part Part, bool Held = false>
+void OpenCycle(benchmark::State& state, pipc::backend which) {
   const auto size = static_cast<std::size_t>(state.range(0));
-  scratch_queue q("open", which, size);
+  scratch_queue q(Part == cycle_part::close ? "close" : "open", which, size);
   if (!Held) q.let_go();
   const pipc::mq_options o = options(which, size);
-  for (auto _ : state) {
-    const auto t0 = clock_type::now();
-    pipc::message_queue other = pipc::message_queue::open(q.name(), pipc::open_mode::open_only, o);
-    const auto t1 = clock_type::now();
-    benchmark::DoNotOptimize(other);
-    other.close();
-    state.SetIterationTime(seconds(t1 - t0));
-  }
-  state.SetItemsProcessed(state.iterations());
-}
-
-void Close(benchmark::State& state, pipc::backend which) {
-  const auto size = static_cast<std::size_t>(state.range(0));
-  scratch_queue q("close", which, size);
-  q.let_go();
-  const pipc::mq_options o = options(which, size);
-  for (auto _ : state) {
-    pipc::message_queue other = pipc::message_queue::open(q.name(), pipc::open_mode::open_only, o);
-    benchmark::DoNotOptimize(other);
-    const auto t0 = clock_type::now();
-    other.close();
-    const auto t1 = clock_type::now();
-    state.SetIterationTime(seconds(t1 - t0));
-  }
-  state.SetItemsProcessed(state.iterations());
-}
-
-void OpenClose(benchmark::State& state, pipc::backend which) {
-  const auto size = static_cast<std::size_t>(state.range(0));
-  scratch_queue q("open", which, size);
-  q.let_go();
-  const pipc::mq_options o = options(which, size);
-  for (auto _ : state) {
-    pipc::message_queue other = pipc::message_queue::open(q.name(), pipc::open_mode::open_only, o);
-    benchmark::DoNotOptimize(other);
-    other.close();
-  }
-  state.SetItemsProcessed(state.iterations());
+  time_cycle<Part>(
+      state, [&] { return pipc::message_queue::open(q.name(), pipc::open_mode::open_only, o); },
+      [](pipc::message_queue& d) { d.close(); });
 }
 
 void CreateUnlink(benchmark::State& state, pipc::backend which) {
@@ -332,52 +319,19 @@ void TryReceiveEmptyC(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
-template <class Api, bool Held>
-void OpenC(benchmark::State& state) {
-  scratch_c_queue<Api> q("open", static_cast<std::size_t>(state.range(0)));
+template <class Api, cycle_part Part, bool Held = false>
+void OpenCycleC(benchmark::State& state) {
+  scratch_c_queue<Api> q(Part == cycle_part::close ? "close" : "open", static_cast<std::size_t>(state.range(0)));
   if (!q.ok(state)) return;
   if (!Held) q.let_go();
-  for (auto _ : state) {
-    const auto t0 = clock_type::now();
-    typename Api::descriptor d = Api::open(q.name().c_str(), O_RDWR);
-    const auto t1 = clock_type::now();
-    if (failed<Api>(d)) state.SkipWithError("open failed");
-    benchmark::DoNotOptimize(d);
-    Api::close(d);
-    state.SetIterationTime(seconds(t1 - t0));
-  }
-  state.SetItemsProcessed(state.iterations());
-}
-
-template <class Api>
-void CloseC(benchmark::State& state) {
-  scratch_c_queue<Api> q("close", static_cast<std::size_t>(state.range(0)));
-  if (!q.ok(state)) return;
-  q.let_go();
-  for (auto _ : state) {
-    typename Api::descriptor d = Api::open(q.name().c_str(), O_RDWR);
-    if (failed<Api>(d)) state.SkipWithError("open failed");
-    benchmark::DoNotOptimize(d);
-    const auto t0 = clock_type::now();
-    Api::close(d);
-    const auto t1 = clock_type::now();
-    state.SetIterationTime(seconds(t1 - t0));
-  }
-  state.SetItemsProcessed(state.iterations());
-}
-
-template <class Api>
-void OpenCloseC(benchmark::State& state) {
-  scratch_c_queue<Api> q("open", static_cast<std::size_t>(state.range(0)));
-  if (!q.ok(state)) return;
-  q.let_go();
-  for (auto _ : state) {
-    typename Api::descriptor d = Api::open(q.name().c_str(), O_RDWR);
-    if (failed<Api>(d)) state.SkipWithError("open failed");
-    benchmark::DoNotOptimize(d);
-    Api::close(d);
-  }
-  state.SetItemsProcessed(state.iterations());
+  time_cycle<Part>(
+      state,
+      [&] {
+        typename Api::descriptor d = Api::open(q.name().c_str(), O_RDWR);
+        if (failed<Api>(d)) state.SkipWithError("open failed");
+        return d;
+      },
+      [](typename Api::descriptor d) { Api::close(d); });
 }
 
 void sizes(benchmark::internal::Benchmark* b) { b->Arg(64)->Arg(1024)->Arg(8192); }
@@ -408,10 +362,12 @@ void size_8192(benchmark::internal::Benchmark* b) { b->Arg(8192); }
   each("SendReceivePriorities", SendReceivePriorities, SendReceivePrioritiesC<c_api>,
        SendReceivePrioritiesC<posix_api>, size_64);
   each("TryReceiveEmpty", TryReceiveEmpty, TryReceiveEmptyC<c_api>, TryReceiveEmptyC<posix_api>, sizes);
-  each("Open", Open<false>, OpenC<c_api, false>, OpenC<posix_api, false>, sizes, true);
-  each("OpenHeld", Open<true>, OpenC<c_api, true>, OpenC<posix_api, true>, sizes, true);
-  each("Close", Close, CloseC<c_api>, CloseC<posix_api>, sizes, true);
-  each("OpenClose", OpenClose, OpenCloseC<c_api>, OpenCloseC<posix_api>, sizes);
+  using enum cycle_part;
+  each("Open", OpenCycle<open>, OpenCycleC<c_api, open>, OpenCycleC<posix_api, open>, sizes, true);
+  each("OpenHeld", OpenCycle<open, true>, OpenCycleC<c_api, open, true>, OpenCycleC<posix_api, open, true>, sizes,
+       true);
+  each("Close", OpenCycle<close>, OpenCycleC<c_api, close>, OpenCycleC<posix_api, close>, sizes, true);
+  each("OpenClose", OpenCycle<both>, OpenCycleC<c_api, both>, OpenCycleC<posix_api, both>, sizes);
   each("CreateUnlink", CreateUnlink, nullptr, nullptr, sizes);
   each("CreateExisting", CreateExisting, nullptr, nullptr, size_8192);
   return true;

@@ -939,11 +939,35 @@ void wait_for(pid_t pid, const char* role) {
 // flag, where the peer runs, and each child's tallies. Read on the measured paths: the
 // phase (read-mostly, written twice per run) and the peer's CPU (every 256 messages).
 enum phase : int { warming = 0, measuring = 1, stopping = 2 };
+// Where a process's time went, from the scheduler's own accounting
+// (/proc/self/schedstat, in ns): on a CPU, and runnable but waiting for one. The rest
+// of a stretch of wall time it spent blocked (here: sleeping in the transport).
+struct sched_times {
+  std::uint64_t ran_ns;
+  std::uint64_t queued_ns;
+};
+
+sched_times read_sched_times() noexcept {
+  sched_times t{0, 0};
+  int fd = ::open("/proc/self/schedstat", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return t;
+  char text[128];
+  ssize_t n = ::read(fd, text, sizeof text - 1);
+  ::close(fd);
+  if (n <= 0) return t;
+  text[n] = '\0';
+  unsigned long long ran = 0, queued = 0;
+  if (std::sscanf(text, "%llu %llu", &ran, &queued) == 2) t = {ran, queued};
+  return t;
+}
+
 struct tally {
   std::uint64_t count[2];   // messages per producer
   std::uint64_t hash[2];    // sum of mix(tag) per producer
   std::uint64_t marked[2];  // count[] when the measured phase began
+  std::int64_t mark_ns;     // when this process saw the measured phase begin
   std::int64_t end_ns;      // when this process finished
+  sched_times at_mark, at_end;
 };
 struct control_block {
   alignas(64) std::atomic<int> phase;
@@ -1099,12 +1123,44 @@ stream_result stream(const transport& t, std::size_t size, const settings& s) {
   return {static_cast<double>(timed) * 1e9 / static_cast<double>(t1 - t0), timed, where.same_cpu_share()};
 }
 
+// How the two processes of one role (producers or consumers) spent the timed part, as
+// shares of their own timed stretch (from /proc/self/schedstat): on a CPU, runnable but
+// waiting for one, and blocked (the rest: sleeping in the transport). `lower` is the
+// one that moved fewer messages. It tells a transport that made a process wait apart
+// from a scheduler that gave it less of a CPU.
+struct time_split {
+  double ran, queued, blocked;
+};
+struct role_times {
+  double cpu_fairness;  // min/max of the two processes' CPU time
+  time_split lower, higher;
+};
+
+time_split split_of(const tally& t) noexcept {
+  const double window = static_cast<double>(std::max<std::int64_t>(1, t.end_ns - t.mark_ns));
+  const double ran = static_cast<double>(t.at_end.ran_ns - t.at_mark.ran_ns) / window;
+  const double queued = static_cast<double>(t.at_end.queued_ns - t.at_mark.queued_ns) / window;
+  return {ran, queued, std::max(0.0, 1.0 - ran - queued)};
+}
+
+role_times times_of(const tally& a, double moved_a, const tally& b, double moved_b) noexcept {
+  const double ran_a = static_cast<double>(a.at_end.ran_ns - a.at_mark.ran_ns);
+  const double ran_b = static_cast<double>(b.at_end.ran_ns - b.at_mark.ran_ns);
+  role_times r{};
+  r.cpu_fairness = std::max(ran_a, ran_b) > 0 ? std::min(ran_a, ran_b) / std::max(ran_a, ran_b) : 0;
+  const bool a_lower = moved_a <= moved_b;
+  r.lower = split_of(a_lower ? a : b);
+  r.higher = split_of(a_lower ? b : a);
+  return r;
+}
+
 struct contention_result {
   double msgs_per_s;
   double producer_fairness;  // min/max of the producers' counts (1 = equal shares)
   double consumer_fairness;  // min/max of the consumers' counts
   double jain;               // Jain's index over the producers' counts (0.5 .. 1 for two)
   std::uint64_t messages;
+  role_times producers, consumers;
 };
 
 void read_exactly(int fd, std::size_t n) {
@@ -1147,6 +1203,8 @@ contention_result contention(const transport& t, std::size_t size, const setting
         if (ph != warming && !mark_taken) {
           marked = seq;
           mark_taken = true;
+          g_control->producer[p].mark_ns = now_ns();
+          g_control->producer[p].at_mark = read_sched_times();
         }
         if (ph == stopping) break;
         const std::uint64_t tag = make_tag(p, seq);
@@ -1161,6 +1219,7 @@ contention_result contention(const transport& t, std::size_t size, const setting
       g_control->producer[p].hash[p] = hash;
       g_control->producer[p].marked[p] = marked;
       g_control->producer[p].end_ns = now_ns();
+      g_control->producer[p].at_end = read_sched_times();
     }));
   }
   for (unsigned c = 0; c < 2; ++c) {
@@ -1175,6 +1234,8 @@ contention_result contention(const transport& t, std::size_t size, const setting
         if (!mark_taken && g_control->phase.load(std::memory_order_relaxed) != warming) {
           mine.marked[0] = mine.count[0];
           mine.marked[1] = mine.count[1];
+          mine.mark_ns = now_ns();
+          mine.at_mark = read_sched_times();
           mark_taken = true;
         }
         const std::size_t n = in->receive(m.bytes(), size);
@@ -1193,6 +1254,7 @@ contention_result contention(const transport& t, std::size_t size, const setting
         mine.hash[p] += mix(tag);
       }
       mine.end_ns = now_ns();
+      mine.at_end = read_sched_times();
       g_control->consumer[c] = mine;
     }));
   }
@@ -1238,6 +1300,8 @@ contention_result contention(const transport& t, std::size_t size, const setting
   r.producer_fairness = std::max(a, b) > 0 ? std::min(a, b) / std::max(a, b) : 0;
   r.consumer_fairness = std::max(ca, cb) > 0 ? std::min(ca, cb) / std::max(ca, cb) : 0;
   r.jain = (a + b) > 0 ? (a + b) * (a + b) / (2 * (a * a + b * b)) : 0;
+  r.producers = times_of(prod[0], a, prod[1], b);
+  r.consumers = times_of(cons[0], ca, cons[1], cb);
   return r;
 }
 
@@ -1456,6 +1520,17 @@ void note_samples(const std::string& m, const std::string& t, std::size_t size, 
 void record(const std::string& m, const std::string& t, std::size_t size, const std::string& metric, double v) {
   g_values[{m, t, size, metric}].push_back(v);
 }
+// A contention repetition's time split for one role: <role>_cpu_fairness, and the
+// lower and the higher process's shares (<role>_lower_ran, ..._queued, ..._blocked).
+void record_times(const std::string& t, std::size_t size, const std::string& role, const role_times& r) {
+  record("contention", t, size, role + "_cpu_fairness", r.cpu_fairness);
+  for (const auto& [which, split] : {std::pair{"lower", r.lower}, std::pair{"higher", r.higher}}) {
+    const std::string stem = role + "_" + which + "_";
+    record("contention", t, size, stem + "ran", split.ran);
+    record("contention", t, size, stem + "queued", split.queued);
+    record("contention", t, size, stem + "blocked", split.blocked);
+  }
+}
 std::optional<summary> result(const std::string& m, const std::string& t, std::size_t size, const std::string& metric) {
   auto it = g_values.find({m, t, size, metric});
   if (it == g_values.end()) return std::nullopt;
@@ -1661,6 +1736,51 @@ void note_shared_limit(std::FILE* out, const std::string& m, const char* limit, 
                "is no limit then, each hand-over waiting for a sched_yield, so the ratios to it there do not "
                "measure the distance to the machine's limit (a busy machine, or the scheduler, did that).\n\n",
                where.c_str(), limit);
+}
+
+// Under the contention table: for every repetition whose fairness fell below 0.5,
+// where the lower process's time went (and the higher one's), from the scheduler's
+// accounting. A lower process that was mostly runnable but waiting for a CPU lost to
+// the scheduler; one that was mostly blocked was kept waiting by the transport.
+void note_unfair_repetitions(std::FILE* out, const std::vector<transport>& ts, const std::vector<std::size_t>& sizes) {
+  auto values = [](const std::string& t, std::size_t size, const std::string& metric) {
+    auto it = g_values.find({"contention", t, size, metric});
+    return it == g_values.end() ? std::vector<double>{} : it->second;
+  };
+  auto pct = [](double v) { return static_cast<int>(std::lround(v * 100)); };
+  bool any = false;
+  for (std::size_t size : sizes) {
+    for (const auto& t : ts) {
+      for (const char* role : {"producer", "consumer"}) {
+        const std::string r = role;
+        const std::vector<double> fair = values(t.name, size, r + "_fairness");
+        const std::vector<double> cpu = values(t.name, size, r + "_cpu_fairness");
+        auto split = [&](const char* which, std::size_t rep) {
+          const std::string stem = r + "_" + which + "_";
+          const std::vector<double> ran = values(t.name, size, stem + "ran");
+          const std::vector<double> queued = values(t.name, size, stem + "queued");
+          const std::vector<double> blocked = values(t.name, size, stem + "blocked");
+          if (rep >= ran.size() || rep >= queued.size() || rep >= blocked.size()) return std::string("?");
+          return strf("%d/%d/%d", pct(ran[rep]), pct(queued[rep]), pct(blocked[rep]));
+        };
+        for (std::size_t rep = 0; rep < fair.size() && rep < cpu.size(); ++rep) {
+          if (fair[rep] >= 0.5) continue;
+          if (!any) {
+            std::fprintf(out,
+                         "Repetitions below 0.5, and where the two processes' time went in the timed part (from "
+                         "/proc/self/schedstat, %% of the process's timed stretch: on a CPU / runnable, waiting "
+                         "for a CPU / blocked in the transport). CPU time is min/max of the two processes' CPU "
+                         "time.\n\n");
+            any = true;
+          }
+          std::fprintf(out, "- `%s` %s, repetition %zu: %ss %.2f, CPU time %.2f; the lower %s %s, the higher %s.\n",
+                       t.name.c_str(), size_label(size).c_str(), rep + 1, role, fair[rep], cpu[rep], role,
+                       split("lower", rep).c_str(), split("higher", rep).c_str());
+        }
+      }
+    }
+  }
+  if (any) std::fprintf(out, "\n");
 }
 
 // ---------------------------------------------------------------------------------
@@ -2246,6 +2366,7 @@ void print_tables(std::FILE* out, const std::vector<transport>& ts, const settin
       }
     }
     std::fprintf(out, "\n");
+    note_unfair_repetitions(out, ts, s.sizes);
   }
   if (wants(s, "create")) {
     std::fprintf(out,
@@ -2303,7 +2424,12 @@ void write_csv(const std::string& path, const std::vector<transport>& ts, const 
   const std::pair<const char*, std::vector<const char*>> metrics[] = {
       {"latency", {"rtt_p50_ns", "rtt_p99_ns", "rtt_p999_ns", "rtt_p99_over_p50", "same_cpu_share"}},
       {"stream", {"msgs_per_s", "mb_per_s", "same_cpu_share"}},
-      {"contention", {"msgs_per_s", "mb_per_s", "producer_fairness", "consumer_fairness", "jain_producers"}},
+      {"contention",
+       {"msgs_per_s", "mb_per_s", "producer_fairness", "consumer_fairness", "jain_producers", "producer_cpu_fairness",
+        "producer_lower_ran", "producer_lower_queued", "producer_lower_blocked", "producer_higher_ran",
+        "producer_higher_queued", "producer_higher_blocked", "consumer_cpu_fairness", "consumer_lower_ran",
+        "consumer_lower_queued", "consumer_lower_blocked", "consumer_higher_ran", "consumer_higher_queued",
+        "consumer_higher_blocked"}},
   };
   for (const auto& [m, names] : metrics) {
     for (std::size_t size : s.sizes) {
@@ -2569,11 +2695,15 @@ int main(int argc, char** argv) {
             record("contention", t.name, size, "producer_fairness", r.producer_fairness);
             record("contention", t.name, size, "consumer_fairness", r.consumer_fairness);
             record("contention", t.name, size, "jain_producers", r.jain);
+            record_times(t.name, size, "producer", r.producers);
+            record_times(t.name, size, "consumer", r.consumers);
             note_samples("contention", t.name, size, r.messages);
             std::fprintf(stderr,
-                         "contention %-6s rep %d/%d %-20s %10.3f M msg/s  fairness producers %.2f consumers %.2f\n",
+                         "contention %-6s rep %d/%d %-20s %10.3f M msg/s  fairness producers %.2f consumers %.2f"
+                         "  CPU time producers %.2f consumers %.2f\n",
                          size_label(size).c_str(), rep + 1, s.reps, t.name.c_str(), r.msgs_per_s / 1e6,
-                         r.producer_fairness, r.consumer_fairness);
+                         r.producer_fairness, r.consumer_fairness, r.producers.cpu_fairness,
+                         r.consumers.cpu_fairness);
           }
         }
       }

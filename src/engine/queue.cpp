@@ -394,6 +394,10 @@ int queue::before_receive(const wait_limit& limit, bool interruptible, receive_c
   const bool giving_up =
       nonblocking_.load(std::memory_order_relaxed) || limit.kind == wait_limit::none || deadline_passed(limit);
   if (r.has_message()) {
+    // Two messages at once: a sender streams (in request and response there is never
+    // more than one), which is when batching this receiver's next waits pays
+    // (region::await_message_batch).
+    if (r.ready_at_least(2)) behind_.store(streaming_receives, std::memory_order_relaxed);
     auto owed = [&] {
       const std::uint32_t turns = turns_held(h->receiver_turns);
       return turns != 0 && r.depth() <= turns;
@@ -416,6 +420,13 @@ int queue::before_receive(const wait_limit& limit, bool interruptible, receive_c
   call.turn.held = call.turn.woken;
   if (e == EINTR && interruptible) return EINTR;
   if (e == recheck_due) r.check_size();
+  if (e == 0 && !call.turn.held) {
+    const std::uint32_t behind = behind_.load(std::memory_order_relaxed);
+    if (behind != 0) {
+      behind_.store(behind - 1, std::memory_order_relaxed);
+      r.await_message_batch(spin_ns_);
+    }
+  }
   return look_again;  // on ETIMEDOUT the next look reports it, unless a message came
 }
 

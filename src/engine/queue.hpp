@@ -27,6 +27,9 @@ namespace pipc::engine {
 
 // The spin before sleeping when the caller does not choose one.
 inline constexpr std::int64_t default_spin_ns = 20'000;
+// How many of a description's receives that wait may then wait for a batch of messages
+// (region::await_message_batch), after one that found two messages ready.
+inline constexpr std::uint32_t streaming_receives = 16;
 
 struct open_request {
   std::string name;              // "/name", already validated as name_kind::engine_queue
@@ -160,6 +163,9 @@ class queue {
   std::int64_t spin_ns_;
   std::atomic<std::int64_t> send_spin_;     // the adaptive spin budgets (see wait_while)
   std::atomic<std::int64_t> receive_spin_;
+  // How many more of this description's receives that wait may wait for a batch
+  // (region::await_message_batch): set when a receive finds two messages ready.
+  std::atomic<std::uint32_t> behind_{0};
   std::uint64_t token_;  // identifies this open description in notification records
   std::atomic<bool> registered_{false};  // it has registered a notification (ever)
   pid_t opener_pid_;     // the process that opened it (a forked child inherits a copy)

@@ -36,6 +36,8 @@ inline constexpr int corrupt = detail::encode(errc::corrupt_state);
 // A sender that waited for room waits up to this long for room_batch free slots.
 inline constexpr std::uint32_t room_batch = 32;
 inline constexpr std::int64_t room_batch_wait_ns = 2'000;
+// A receiver waiting for a batch of messages gives up when none came for this long.
+inline constexpr std::int64_t message_batch_idle_ns = 500;
 // The longest a blocked call sleeps before it looks at the queue again by itself.
 inline constexpr std::int64_t recheck_ns = 250'000'000;
 
@@ -245,6 +247,51 @@ struct region {
     while (!enough()) {
       for (int k = 0; k < 8; ++k) sys::cpu_relax();
       if (sys::now_ns(CLOCK_MONOTONIC) >= until || last_ran_here(h->receiver_cpu)) return;
+    }
+  }
+
+  // Are at least `k` messages on the ready ring, from ready_head on?
+  bool ready_at_least(std::uint32_t k) const noexcept {
+    const std::uint32_t head = ring_cursor(hdr()->recv_cursors.load(std::memory_order_relaxed));
+    std::uint32_t n = 0;
+    return entry_at(ready_ring(), head + k - 1, n);
+  }
+
+  // A receiver that waited for a message while a sender on another CPU streams waits a
+  // little more, until room_batch messages are ready on the ready ring, as
+  // await_room_batch does for senders: taking each message the moment it is committed
+  // pulls the ready ring's and the slot's lines from the sender on every message, and
+  // both sides then run at the speed of that transfer. It gives up as soon as the ring
+  // stops growing (a sender that sent one message and now waits for an answer: the
+  // caller decides whether to try at all), after room_batch_wait_ns, or when the sender
+  // last ran on this CPU.
+  void await_message_batch(std::int64_t spin_ns) const noexcept {
+    if (spin_ns <= 0) return;
+    const std::uint32_t batch = static_cast<std::uint32_t>(std::min<std::uint64_t>(room_batch, geo.max_messages / 4));
+    if (batch <= 1) return;
+    const header* h = hdr();
+    if (last_ran_here(h->sender_cpu)) return;
+    const std::uint32_t head = ring_cursor(h->recv_cursors.load(std::memory_order_relaxed));
+    std::uint32_t ready = 0;  // entries known valid from head on
+    std::uint32_t n = 0;
+    auto grow = [&] {
+      const std::uint32_t before = ready;
+      while (ready < batch && entry_at(ready_ring(), head + ready, n)) ++ready;
+      return ready != before;
+    };
+    grow();
+    std::int64_t now = sys::now_ns(CLOCK_MONOTONIC);
+    const std::int64_t until = now + std::min<std::int64_t>(spin_ns, room_batch_wait_ns);
+    std::int64_t grew_at = now;
+    while (ready < batch) {
+      for (int k = 0; k < 8; ++k) sys::cpu_relax();
+      now = sys::now_ns(CLOCK_MONOTONIC);
+      if (grow()) {
+        grew_at = now;
+      } else if (now - grew_at >= message_batch_idle_ns) {
+        return;
+      }
+      if (now >= until || last_ran_here(h->sender_cpu)) return;
     }
   }
 

@@ -1688,9 +1688,9 @@ std::string large_size_label(std::size_t size) {
 // or stores over a slot whose lines sit in the other CPU's cache keeps too few lines in
 // flight (the instruction window fills up with its own work long before enough misses
 // are outstanding): it read such a slot at about 9 GB/s here, where glibc's memcpy (rep
-// movsb, not limited so) took 13; with 32- or 64-byte vectors the loop reads it faster
-// than memcpy does. The baseline build charged both paths the slow loop, and the in-place
-// path twice over (it is the only one that runs the loop on the other CPU's lines).
+// movsb, not limited so) took 13; with 32- or 64-byte vectors the loop reads it as fast
+// as memcpy or faster. The baseline build charged both paths the slow loop, and the
+// in-place path the most (it is the only one that runs the loops on the other CPU's lines).
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
 #define PIPC_BENCH_WIDE_VECTORS __attribute__((target_clones("avx512f", "avx2", "default")))

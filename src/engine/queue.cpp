@@ -48,7 +48,7 @@ queue::queue(std::shared_ptr<region> r, std::string name, int flags, std::int64_
       can_send_((flags & O_ACCMODE) == O_WRONLY || (flags & O_ACCMODE) == O_RDWR),
       can_receive_((flags & O_ACCMODE) == O_RDONLY || (flags & O_ACCMODE) == O_RDWR),
       nonblocking_((flags & O_NONBLOCK) != 0),
-      spin_ns_(sys::online_cpus() > 1 ? (spin_ns < 0 ? default_spin_ns : spin_ns) : 0),
+      spin_ns_(sys::online_cpus() <= 1 ? 0 : spin_ns < 0 ? default_spin_for(region_->geo.message_size) : spin_ns),
       send_spin_(spin_ns_),
       receive_spin_(spin_ns_),
       token_(next_token()),

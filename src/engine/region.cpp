@@ -245,11 +245,10 @@ int check_file(const struct ::stat& st, bool creating) noexcept {
 // queue's mode gives it both (file_mode), and nothing otherwise.
 int open_existing(const std::string& leaf, bool creating, std::shared_ptr<region>& out) noexcept {
   int fd = -1;
-  int e = sys::shm_open_file(leaf.c_str(), fd);
-  if (e != 0) return e;
   struct ::stat st {};
-  e = sys::fstat(fd, st);
-  if (e == 0) e = check_file(st, creating);
+  int e = sys::shm_open_file(leaf.c_str(), fd, st);
+  if (e != 0) return e;
+  e = check_file(st, creating);
   if (e == 0) {
     try {
       out = region_table::instance().find(st);

@@ -346,11 +346,7 @@ pipc_mqd_t pipc_mq_open(const char* name, int oflag, ...) {
   if (int e = pipc::capi::check_queue_name(name); e != 0) return fail(e);
 
   pipc::engine::open_request request;
-  try {
-    request.name = name;
-  } catch (...) {
-    return fail(ENOMEM);
-  }
+  request.name = name;
   request.flags = oflag;
   request.mode = mode;
   request.spin_ns = pipc::capi::spin_ns();

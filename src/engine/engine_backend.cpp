@@ -95,12 +95,7 @@ class engine_backend final : public detail::queue_backend {
 std::unique_ptr<detail::queue_backend> open_backend(const std::string& name, open_mode mode, const mq_options& options,
                                                     std::error_code& ec) noexcept {
   open_request request;
-  try {
-    request.name = name;
-  } catch (...) {
-    ec = detail::errno_code(ENOMEM);
-    return nullptr;
-  }
+  request.name = name;
   switch (options.access) {
     case access::read_only:
       request.flags = O_RDONLY;

@@ -227,6 +227,10 @@ static_assert(offsetof(header, heap_offset) == 48 && offsetof(header, slots_offs
 static_assert(offsetof(header, mode) == 64 && offsetof(header, created_ns) == 72);
 static_assert(offsetof(header, ring_size) == 80 && offsetof(header, free_ring_offset) == 88);
 static_assert(offsetof(header, ready_ring_offset) == 96);
+// The bytes an open reads and checks: the identity and geometry, magic_word to
+// ready_ring_offset.
+inline constexpr std::size_t identity_bytes = offsetof(header, pad0);
+static_assert(identity_bytes == 104);
 static_assert(offsetof(header, send_lock) == 128);
 static_assert(offsetof(header, recv_lock) == 192);
 static_assert(offsetof(header, send_cursors) == 256 && offsetof(header, next_seq) == 264);

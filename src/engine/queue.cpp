@@ -42,9 +42,8 @@ std::uint64_t next_token() noexcept {
 
 }  // namespace
 
-queue::queue(std::shared_ptr<region> r, std::string name, int flags, std::int64_t spin_ns) noexcept
+queue::queue(std::shared_ptr<region> r, int flags, std::int64_t spin_ns) noexcept
     : region_(std::move(r)),
-      name_(std::move(name)),
       can_send_((flags & O_ACCMODE) == O_WRONLY || (flags & O_ACCMODE) == O_RDWR),
       can_receive_((flags & O_ACCMODE) == O_RDONLY || (flags & O_ACCMODE) == O_RDWR),
       nonblocking_((flags & O_NONBLOCK) != 0),
@@ -99,7 +98,7 @@ int queue::open(const open_request& request, std::unique_ptr<queue>& out) noexce
   if (e == 0 && no_access && !create) e = EINVAL;
   if (e != 0) return e;
   try {
-    out.reset(new queue(std::move(r), request.name, request.flags, request.spin_ns));
+    out.reset(new queue(std::move(r), request.flags, request.spin_ns));
   } catch (...) {
     return ENOMEM;
   }

@@ -21,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace pipc::engine {
@@ -38,7 +39,9 @@ constexpr std::int64_t default_spin_for(std::uint64_t message_size) noexcept {
 inline constexpr std::uint32_t streaming_receives = 16;
 
 struct open_request {
-  std::string name;              // "/name", already validated as name_kind::engine_queue
+  // "/name", already validated as name_kind::engine_queue. Requires: the characters
+  // outlive the call to queue::open (which keeps no copy).
+  std::string_view name;
   int flags = 0;                 // O_RDONLY | O_WRONLY | O_RDWR, O_CREAT, O_EXCL, O_NONBLOCK
   mode_t mode = 0600;            // with O_CREAT, before the umask
   bool has_attributes = false;   // with O_CREAT: use max_messages and message_size
@@ -130,13 +133,12 @@ class queue {
   // Slots lent to senders and to receivers now, by the header's counts (which a death
   // in the middle of a loan operation may leave high until the next loan scan).
   void loans(std::uint32_t& sending, std::uint32_t& receiving) const noexcept;
-  const std::string& name() const noexcept { return name_; }
 
  private:
   struct poll_helper;
   struct notify_helper;
 
-  queue(std::shared_ptr<region> r, std::string name, int flags, std::int64_t spin_ns) noexcept;
+  queue(std::shared_ptr<region> r, int flags, std::int64_t spin_ns) noexcept;
   int register_notification(std::uint32_t kind, int signo, std::uint64_t value) noexcept;
   int start_poll_helper(int fd) noexcept;
   detail::wait_limit lock_limit(const detail::wait_limit& limit) const noexcept;
@@ -162,7 +164,6 @@ class queue {
                      const detail::wait_limit& limit = detail::wait_limit::blocking()) noexcept;
 
   std::shared_ptr<region> region_;
-  std::string name_;
   bool can_send_;
   bool can_receive_;
   std::atomic<bool> nonblocking_;

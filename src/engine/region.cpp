@@ -193,9 +193,12 @@ int attach_region(int fd, const struct ::stat& st, std::shared_ptr<region>& out)
 
   // Read the geometry from the header once, into locals: the region is input. pread,
   // not a mapping: the file may be truncated meanwhile, which a read reports as a short
-  // count and a mapping as SIGBUS.
+  // count and a mapping as SIGBUS. Only the identity and geometry (identity_bytes): the
+  // rest of the header is not looked at here.
   alignas(header) std::byte raw[sizeof(header)];
-  if (int e = sys::pread_exact(fd, raw, sizeof raw, 0); e != 0) return e == ENODATA ? encode(errc::not_a_pipc_object) : e;
+  if (int e = sys::pread_exact(fd, raw, identity_bytes, 0); e != 0) {
+    return e == ENODATA ? encode(errc::not_a_pipc_object) : e;
+  }
   const auto* ph = reinterpret_cast<const header*>(raw);
   const std::uint64_t magic_found = ph->magic_word;
   const std::uint32_t version = ph->version;
@@ -242,11 +245,10 @@ int check_file(const struct ::stat& st, bool creating) noexcept {
 // queue's mode gives it both (file_mode), and nothing otherwise.
 int open_existing(const std::string& leaf, bool creating, std::shared_ptr<region>& out) noexcept {
   int fd = -1;
-  int e = sys::shm_open_file(leaf.c_str(), fd);
-  if (e != 0) return e;
   struct ::stat st {};
-  e = sys::fstat(fd, st);
-  if (e == 0) e = check_file(st, creating);
+  int e = sys::shm_open_file(leaf.c_str(), fd, st);
+  if (e != 0) return e;
+  e = check_file(st, creating);
   if (e == 0) {
     try {
       out = region_table::instance().find(st);
@@ -281,7 +283,14 @@ int open_existing(const std::string& leaf, bool creating, std::shared_ptr<region
 
 }  // namespace
 
-std::string leaf_name(const std::string& name) { return object_prefix + name.substr(1); }
+std::string leaf_name(std::string_view name) {
+  // Built in place: one allocation (the prefix + substr of a std::string made three).
+  const std::string_view prefix = object_prefix;
+  std::string leaf;
+  leaf.reserve(prefix.size() + name.size());
+  leaf.append(prefix).append(name.substr(1));
+  return leaf;
+}
 
 // Each process takes a page fault the first time it touches each page of the region,
 // and a send or receive touches its slot under a lock: a fault there (and the

@@ -28,6 +28,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 
 namespace pipc::engine {
@@ -437,7 +438,7 @@ struct region {
 // ---- creating, opening and removing regions (region.cpp) ----
 
 // The shared memory object's file name for queue `name` ("/name"): "pipc.mq.name".
-std::string leaf_name(const std::string& name);
+std::string leaf_name(std::string_view name);
 
 // Opens the queue file `leaf` read-write, or creates it when `create` (with `mode`
 // before the umask and the given attributes) and it does not exist. Returns 0, EEXIST

@@ -91,8 +91,11 @@ int fchmod(int fd, mode_t mode) noexcept;
 // Links the unnamed file `fd` as shm_directory()/leaf; EEXIST if the name is taken.
 int shm_link(int fd, const char* leaf) noexcept;
 // Opens shm_directory()/leaf read-write (no O_CREAT, never follows a symlink, never
-// waits for a lease).
-int shm_open_file(const char* leaf, int& fd) noexcept;
+// waits for a lease), and reads its status into `st` (fstat). The open is relative to a
+// descriptor of the directory that the process keeps (opened at its first call, close-
+// on-exec, opened again if the program closed it): docs/engine.md, "Creation, opening,
+// unlinking".
+int shm_open_file(const char* leaf, int& fd, struct ::stat& st) noexcept;
 // The owner of shm_directory() (root): with protected_regular's rule, a file of the
 // directory's owner is as trusted as one of the caller's own.
 uid_t shm_directory_owner() noexcept;

@@ -156,6 +156,70 @@ TEST(EngineCreate, ExclusiveCreateOfATakenNameOpensNoFile) {
   EXPECT_EQ(shm_names(ours), before) << "a file appeared in /dev/shm";
 }
 
+// An open by name is relative to a descriptor of /dev/shm that the process keeps. A
+// program that closes that descriptor behind pipc's back, and perhaps gives its number
+// to another directory (elsewhere, or in /dev/shm), still opens its queues: pipc finds
+// out (EBADF; an error or a file from another directory) and opens by the full path.
+TEST(EngineCreate, OpenByNameSurvivesTheProgramClosingTheShmDirectoryDescriptor) {
+  unlink_guard guard(unique_name("create-dirfd"), pipc::name_kind::engine_queue);
+  auto q = message_queue::open(guard.name(), open_mode::create_only, engine_options(4, 64));
+  const std::string leaf = "pipc.mq." + guard.name().substr(1);
+  const std::string subdir = "/dev/shm/pipc-t" + std::to_string(::getpid()) + "-dirfd";
+  char elsewhere_template[] = "/tmp/pipc-dirfd-XXXXXX";
+  ASSERT_NE(::mkdtemp(elsewhere_template), nullptr);
+  const std::string elsewhere = elsewhere_template;
+  ASSERT_EQ(::mkdir(subdir.c_str(), 0700), 0);
+  const int decoy = ::open((elsewhere + "/" + leaf).c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+  ASSERT_GE(decoy, 0);
+  ::close(decoy);
+  struct ::stat shm_st {}, elsewhere_st {};
+  ASSERT_EQ(::stat("/dev/shm", &shm_st), 0);
+  ASSERT_EQ(::stat(elsewhere.c_str(), &elsewhere_st), 0);
+  const bool other_file_system = shm_st.st_dev != elsewhere_st.st_dev;  // else skip that step
+
+  const int code = run_child([&] {
+    // The descriptor pipc keeps: the one on /dev/shm's directory.
+    auto shm_dir_fd = [] {
+      for (int fd = 0; fd < 1024; ++fd) {
+        char link[64], target[256] = {};
+        std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        if (::readlink(link, target, sizeof target - 1) > 0 && std::strcmp(target, "/dev/shm") == 0) return fd;
+      }
+      return -1;
+    };
+    auto open_ok = [&] {
+      std::error_code ec;
+      auto again = message_queue::open(guard.name(), open_mode::open_only, engine_options(4, 64), ec);
+      return !ec;
+    };
+    if (!open_ok()) return 10;
+    int dir = shm_dir_fd();
+    if (dir < 0) return 11;
+    ::close(dir);  // EBADF
+    if (!open_ok()) return 1;
+    // Its number given to a directory elsewhere that has a file of the queue's name.
+    // (The open that noticed opened by the path; the next one opens the directory.)
+    if (!open_ok()) return 4;
+    if (other_file_system) {
+      if ((dir = shm_dir_fd()) < 0) return 12;
+      const int other = ::open(elsewhere.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+      if (other < 0 || ::dup2(other, dir) != dir) return 13;
+      if (!open_ok()) return 2;
+    }
+    // ... and to another directory in /dev/shm, where the name does not exist.
+    if (!open_ok()) return 5;
+    if ((dir = shm_dir_fd()) < 0) return 14;
+    const int other = ::open(subdir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (other < 0 || ::dup2(other, dir) != dir) return 15;
+    if (!open_ok()) return 3;
+    return 0;
+  });
+  ::unlink((elsewhere + "/" + leaf).c_str());
+  ::rmdir(elsewhere.c_str());
+  ::rmdir(subdir.c_str());
+  EXPECT_EQ(code, 0) << "1, 4: after a close, 2, 5: a directory elsewhere, 3: one in /dev/shm; 10-15: setup";
+}
+
 // With /dev/shm full, a create fails with ENOSPC and leaves nothing; a queue that was
 // created can be filled with full-size messages in every slot without a fault (a fault
 // would show as corrupt_state: the engine turns SIGBUS in its region into that error).

@@ -235,11 +235,9 @@ struct region {
   // throughput. Never when the receiver last ran on this CPU: the wait would keep it
   // from running.
   void await_room_batch(std::int64_t spin_ns) const noexcept {
-    if (spin_ns <= 0) return;
-    const std::uint32_t batch = static_cast<std::uint32_t>(std::min<std::uint64_t>(room_batch, geo.max_messages / 4));
-    if (batch <= 1) return;
     const header* h = hdr();
-    if (last_ran_here(h->receiver_cpu)) return;
+    const std::uint32_t batch = batch_to_await(spin_ns, h->receiver_cpu);
+    if (batch == 0) return;
     std::uint32_t n = 0;
     auto enough = [&] {
       return entry_at(free_ring(), free_cursor(h->send_cursors.load(std::memory_order_acquire)) + batch - 1, n);
@@ -249,6 +247,15 @@ struct region {
       for (int k = 0; k < 8; ++k) sys::cpu_relax();
       if (sys::now_ns(CLOCK_MONOTONIC) >= until || last_ran_here(h->receiver_cpu)) return;
     }
+  }
+
+  // How many slots (or messages) a side that waited then waits for: 0 when it should not
+  // wait at all (it does not spin; the queue is too small to batch; the other side,
+  // whose CPU `peer_cpu` records, last ran on this CPU, and the wait would keep it off).
+  std::uint32_t batch_to_await(std::int64_t spin_ns, const atomic_u32& peer_cpu) const noexcept {
+    if (spin_ns <= 0) return 0;
+    const auto batch = static_cast<std::uint32_t>(std::min<std::uint64_t>(room_batch, geo.max_messages / 4));
+    return batch > 1 && !last_ran_here(peer_cpu) ? batch : 0;
   }
 
   // Are at least `k` messages on the ready ring, from ready_head on?
@@ -267,11 +274,9 @@ struct region {
   // caller decides whether to try at all), after room_batch_wait_ns, or when the sender
   // last ran on this CPU.
   void await_message_batch(std::int64_t spin_ns) const noexcept {
-    if (spin_ns <= 0) return;
-    const std::uint32_t batch = static_cast<std::uint32_t>(std::min<std::uint64_t>(room_batch, geo.max_messages / 4));
-    if (batch <= 1) return;
     const header* h = hdr();
-    if (last_ran_here(h->sender_cpu)) return;
+    const std::uint32_t batch = batch_to_await(spin_ns, h->sender_cpu);
+    if (batch == 0) return;
     const std::uint32_t head = ring_cursor(h->recv_cursors.load(std::memory_order_relaxed));
     std::uint32_t ready = 0;  // entries known valid from head on
     std::uint32_t n = 0;

@@ -130,6 +130,9 @@ class queue {
   // tests and tools.
   std::int64_t send_spin_budget() const noexcept { return send_spin_.load(std::memory_order_relaxed); }
   std::int64_t receive_spin_budget() const noexcept { return receive_spin_.load(std::memory_order_relaxed); }
+  // How many more waiting receives may wait for a batch (streaming_receives after a
+  // receive that found two messages ready; one fewer each time one does).
+  std::uint32_t batch_waits_left() const noexcept { return behind_.load(std::memory_order_relaxed); }
   // Slots lent to senders and to receivers now, by the header's counts (which a death
   // in the middle of a loan operation may leave high until the next loan scan).
   void loans(std::uint32_t& sending, std::uint32_t& receiving) const noexcept;

@@ -300,6 +300,88 @@ TEST(SpinPolicy, ReceiverBacksOffWhenTheMachineIsOversubscribed) {
   EXPECT_GE(at_floor, count / 2) << "mean budget " << sum / count << " ns";
 }
 
+// The default spin covers a peer's copy of one whole message: 20 µs, plus 0.1 ns per
+// byte of the queue's message size. A spin the caller chooses is taken as it is.
+TEST(SpinPolicy, DefaultSpinGrowsWithTheMessageSize) {
+  auto budget_of = [](long message_size, std::int64_t spin_ns) {
+    unlink_guard guard(unique_name("spinsize"), pipc::name_kind::engine_queue);
+    eng::open_request request;
+    request.name = guard.name();
+    request.flags = O_RDWR | O_CREAT | O_EXCL;
+    request.has_attributes = true;
+    request.max_messages = 1;
+    request.message_size = message_size;
+    request.spin_ns = spin_ns;
+    std::unique_ptr<eng::queue> q;
+    EXPECT_EQ(eng::queue::open(request, q), 0);
+    return q ? q->receive_spin_budget() : -1;
+  };
+  const bool spins = pipc::sys::online_cpus() > 1;
+  EXPECT_EQ(eng::default_spin_for(8192), 20'819);
+  EXPECT_EQ(eng::default_spin_for(1 << 20), 124'857);
+  EXPECT_EQ(budget_of(64, -1), spins ? eng::default_spin_for(64) : 0);
+  EXPECT_EQ(budget_of(1 << 20, -1), spins ? eng::default_spin_for(1 << 20) : 0);
+  EXPECT_EQ(budget_of(1 << 20, 5 * us), spins ? 5 * us : 0);
+}
+
+// A receiver that fell behind a stream waits for batches afterwards
+// (region::await_message_batch); a message that comes alone must still be taken at
+// once, not held for a batch that never comes. Each round: a burst of eight that the
+// receiver finds waiting (so it is "behind"), then, 200 µs later, one message alone,
+// which the receiver spins for (a 50 ms spin, the threads on two CPUs) and then takes
+// through the batch wait. All arrive, in order; at least one round must have gone
+// through the batch wait (a round whose receiver slept instead holds a turn, and skips
+// it: a loaded machine may make some do that).
+TEST(SpinPolicy, ReceiverBehindAStreamStillTakesALoneMessage) {
+  const auto [cpu_a, cpu_b] = two_cpus();
+  if (cpu_a < 0) GTEST_SKIP() << "needs two CPUs";
+  cpus_to_spare spare;
+  unlink_guard guard(unique_name("spinlone"), pipc::name_kind::engine_queue);
+  eng::open_request request;
+  request.name = guard.name();
+  request.flags = O_RDWR | O_CREAT | O_EXCL;
+  request.has_attributes = true;
+  request.max_messages = 64;
+  request.message_size = 8;
+  request.spin_ns = 50'000 * us;
+  std::unique_ptr<eng::queue> q;
+  ASSERT_EQ(eng::queue::open(request, q), 0);
+  constexpr int rounds = 20;
+  std::atomic<int> bursts_sent{0};
+  std::atomic<int> bursts_taken{0};
+  std::thread sender([&, cpu = cpu_b] {
+    pin_to(cpu);
+    std::uint64_t v = 0;
+    for (int r = 0; r < rounds; ++r) {
+      while (bursts_taken.load() < r) std::this_thread::yield();
+      for (int i = 0; i < 8; ++i) EXPECT_EQ(send_one(*q, v++), 0);
+      bursts_sent.store(r + 1);
+      while (bursts_taken.load() <= r) std::this_thread::yield();
+      busy_wait(std::chrono::microseconds(200));
+      EXPECT_EQ(send_one(*q, v++), 0);
+    }
+  });
+  affinity_guard restore;
+  pin_to(cpu_a);
+  int batch_waits = 0;
+  std::uint64_t expected = 0;
+  for (int r = 0; r < rounds; ++r) {
+    while (bursts_sent.load() <= r) std::this_thread::yield();
+    for (int i = 0; i < 9; ++i, ++expected) {
+      if (i == 8) bursts_taken.store(r + 1);
+      const std::uint32_t left = q->batch_waits_left();
+      std::uint64_t v = ~std::uint64_t{0};
+      const auto limit = wait_limit::at({CLOCK_MONOTONIC, pipc::sys::now_ns(CLOCK_MONOTONIC) + 5'000'000'000});
+      ASSERT_EQ(receive_one(*q, v, limit), 0) << "message " << expected;
+      ASSERT_EQ(v, expected);
+      if (i == 7) EXPECT_EQ(q->batch_waits_left(), eng::streaming_receives) << "round " << r;
+      if (i == 8 && q->batch_waits_left() == left - 1) ++batch_waits;
+    }
+  }
+  sender.join();
+  EXPECT_GE(batch_waits, 1) << "no round's lone message went through the batch wait";
+}
+
 }  // namespace
 
 // ---- turns: fairness between the waiters of one side ----

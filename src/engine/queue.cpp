@@ -308,6 +308,7 @@ struct queue::placement {
 // One send's (or send_begin's) state across its looks at the queue.
 struct queue::send_call {
   waiter_turn turn;
+  bool waited = false;  // it found the queue full and waited
   explicit send_call(header* h) noexcept : turn(h->sender_turns, h->space_seq, h->space_sleepers) {}
 };
 
@@ -316,6 +317,7 @@ struct queue::receive_call {
   waiter_count waiting;
   waiter_turn turn;
   std::uint64_t held_before = 0;  // recv_lock's word at the previous look
+  bool waited = false;             // it found the queue empty and waited
   explicit receive_call(header* h) noexcept : turn(h->receiver_turns, h->msg_seq, h->msg_sleepers) {}
 };
 
@@ -368,10 +370,14 @@ int queue::before_send(const wait_limit& limit, bool interruptible, send_call& c
   }
   // (Recovering a dead owner's send never frees a slot, so a dead send_lock owner hides
   // no room; the next sender that finds room takes the lock over and repairs the side.)
-  if (r.faulted() || !r.cursors_plausible()) return corrupt;
+  // The cursors are checked (docs/engine.md, "Untrusted memory") by a call about to
+  // give up, and by one that finds the queue full again after a wait; not on a first
+  // look, which would pull the receivers' lines to this CPU just before they write them.
+  if (r.faulted() || ((giving_up || call.waited) && !r.cursors_plausible())) return corrupt;
   if (reclaim_dead_loans()) return look_again;
   if (giving_up) return would_block();
   call.turn.end();
+  call.waited = true;
   int e = wait_while([&] { return !r.has_room(); }, words, spin_ns_, send_spin_, call.turn.woken, limit);
   call.turn.held = call.turn.woken;
   if (e == EINTR && interruptible) return EINTR;
@@ -411,10 +417,12 @@ int queue::before_receive(const wait_limit& limit, bool interruptible, receive_c
   const bool dead_owner = held != 0 && (giving_up || held == call.held_before) && !lock_owner_alive(held, r.file());
   call.held_before = held;
   if (dead_owner) return 0;
-  if (r.faulted() || !r.cursors_plausible()) return corrupt;
+  // Checked as in before_send: a first look leaves the senders' lines alone.
+  if (r.faulted() || ((giving_up || call.waited) && !r.cursors_plausible())) return corrupt;
   if (giving_up) return would_block();
   if (call.waiting.entry == nullptr) call.waiting.entry = enter_waiters(r);
   call.turn.end();
+  call.waited = true;
   int e = wait_while([&] { return !r.has_message(); }, words, spin_ns_, receive_spin_, call.turn.woken, limit);
   call.turn.held = call.turn.woken;
   if (e == EINTR && interruptible) return EINTR;

@@ -743,6 +743,47 @@ TEST(EngineCorrupt, CursorsThatClaimMoreThanMaxMessagesAreCorruptState) {
   }
 }
 
+// A blocking call does not check the cursors on its first look at a full or empty queue
+// (that would pull the other side's lines just before it writes them), but at the end of
+// its first wait (docs/engine.md, "Untrusted memory"): cursors forged to look empty for
+// good, or full for good, must end a blocking receive or send with corrupt_state, not
+// leave it waiting. The first wait ends by the sleepers' periodic re-check (250 ms) at
+// the latest.
+TEST(EngineCorrupt, ForgedCursorsEndABlockingCallAfterItsFirstWait) {
+  watchdog dog(60s);
+  struct forged_case {
+    const char* what;
+    std::size_t offset;
+    std::uint32_t value;
+    bool receive;  // a blocking receive on a queue that looks empty; else a send, full
+  };
+  // A fresh queue: free_head 0, free_tail N (all slots free), no message.
+  const forged_case cases[] = {
+      {"free_tail N + 2 past free_head: looks empty, depth −2", off_free_tail, kDepth + 2, true},
+      {"free_head 2 past free_tail: looks full, depth N + 2", off_free_head, kDepth + 2, false},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    unlink_guard guard(unique_name("forged-wait"), pipc::name_kind::engine_queue);
+    auto q = message_queue::open(guard.name(), open_mode::create_only, engine_options(kDepth, kSize));
+    raw_region r(guard.name());
+    ASSERT_EQ(r.free_head(), 0u);
+    ASSERT_EQ(r.free_tail(), static_cast<std::uint32_t>(kDepth));
+    r.put<std::uint32_t>(c.offset, c.value);
+    std::error_code ec;
+    const auto start = std::chrono::steady_clock::now();
+    if (c.receive) {
+      std::vector<std::byte> buffer(kSize);
+      (void)q.receive(buffer, ec);
+    } else {
+      std::uint32_t payload[2] = {1, 2};
+      q.send(as_span(payload, sizeof payload), 0, ec);
+    }
+    EXPECT_EQ(ec, pipc::errc::corrupt_state) << describe(ec);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 30s);
+  }
+}
+
 // The ring entries at the cursors: what a sender takes (free ring at free_head), what a
 // receiver takes (ready ring at ready_head), and what recovery reads (free ring at
 // free_tail, ready ring at ready_tail). A slot number from a valid entry is bounds-checked

@@ -93,9 +93,16 @@ inline std::uint32_t now_us32() noexcept {
   return static_cast<std::uint32_t>(sys::now_ns(CLOCK_MONOTONIC) / 1000);
 }
 
-// The turns in word `w` at time `now`: 0 when none, or when they expired.
+// A stamp this far ahead of a reader's `now` is still fresh: the reader may have read
+// its clock just before another process read its own and granted the turns.
+inline constexpr std::uint32_t turn_clock_skew_us = 100;
+
+// The turns in word `w` at time `now`: 0 when none, or when they expired (or carry a
+// stamp further ahead than the skew: a forged one).
 constexpr std::uint32_t turns_in(std::uint64_t w, std::uint32_t now) noexcept {
-  if (static_cast<std::uint32_t>(w) == 0 || now - static_cast<std::uint32_t>(w >> 32) > turn_hold_us) return 0;
+  const auto stamp = static_cast<std::uint32_t>(w >> 32);
+  const bool fresh = now - stamp <= turn_hold_us || stamp - now <= turn_clock_skew_us;
+  if (static_cast<std::uint32_t>(w) == 0 || !fresh) return 0;
   return std::min(static_cast<std::uint32_t>(w), max_turns);
 }
 

@@ -423,6 +423,12 @@ TEST(Turns, WordCountsTurnsUntilTheyExpire) {
   // A forged count is capped.
   const std::uint32_t now = eng::now_us32();
   EXPECT_EQ(eng::turns_in(std::uint64_t{now} << 32 | 0xffffffffu, now), eng::max_turns);
+  // A stamp a little ahead of the reader's clock (another process read its clock just
+  // after this one) is fresh; one far ahead is forged, and counts as none.
+  EXPECT_EQ(eng::turns_in(std::uint64_t{now + 1} << 32 | 3, now), 3u);
+  EXPECT_EQ(eng::turns_in(std::uint64_t{now + eng::turn_clock_skew_us} << 32 | 3, now), 3u);
+  EXPECT_EQ(eng::turns_in(std::uint64_t{now + eng::turn_clock_skew_us + 1} << 32 | 3, now), 0u);
+  EXPECT_EQ(eng::turns_in(std::uint64_t{now + 1'000'000} << 32 | 3, now), 0u);
 }
 
 // A receiver that sleeps (no spin) and one that spins compete for messages sent one at

@@ -5,6 +5,7 @@
 
 #include "engine/layout.hpp"
 #include "engine/lock.hpp"
+#include "engine/queue.hpp"
 
 #include <linux/futex.h>
 #include <pthread.h>
@@ -23,6 +24,21 @@
 #include <thread>
 
 namespace pipc::test {
+
+// A request that creates engine queue `name` (O_RDWR | O_CREAT | O_EXCL, and
+// `extra_flags`) of max_messages × message_size, spinning `spin_ns` (< 0: the default).
+// `name` must outlive the open (open_request keeps a view of it).
+inline engine::open_request create_request(const std::string& name, long max_messages, long message_size,
+                                           std::int64_t spin_ns = -1, int extra_flags = 0) {
+  engine::open_request request;
+  request.name = name;
+  request.flags = O_RDWR | O_CREAT | O_EXCL | extra_flags;
+  request.has_attributes = true;
+  request.max_messages = max_messages;
+  request.message_size = message_size;
+  request.spin_ns = spin_ns;
+  return request;
+}
 
 // The file that holds engine queue `name` ("/q" → /dev/shm/pipc.mq.q).
 inline std::string object_path(const std::string& name) { return "/dev/shm/pipc.mq." + name.substr(1); }

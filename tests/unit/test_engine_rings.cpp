@@ -233,14 +233,8 @@ TEST(EngineRings, PositionsWrapAt32Bits) {
 // messages took, including a peak that no receive has followed yet.
 TEST(EngineRings, HighWaterMarkIsTheHighestDepth) {
   unlink_guard guard(unique_name("rings-hwm"), pipc::name_kind::engine_queue);
-  eng::open_request request;
-  request.name = guard.name();
-  request.flags = O_RDWR | O_CREAT | O_EXCL | O_NONBLOCK;
-  request.has_attributes = true;
-  request.max_messages = 16;
-  request.message_size = 8;
   std::unique_ptr<eng::queue> q;
-  ASSERT_EQ(eng::queue::open(request, q), 0);
+  ASSERT_EQ(eng::queue::open(pipc::test::create_request(guard.name(), 16, 8, -1, O_NONBLOCK), q), 0);
   std::uint64_t value = 0;
   auto send = [&](unsigned priority) {
     return q->send(&value, sizeof value, priority, pipc::detail::wait_limit::immediate(), false);
@@ -315,12 +309,7 @@ namespace {
 // registration busy: the record goes with the descriptor.
 TEST(EngineRings, ClosingADescriptorDropsItsFiredNotification) {
   unlink_guard guard(unique_name("rings-fired"), pipc::name_kind::engine_queue);
-  eng::open_request request;
-  request.name = guard.name();
-  request.flags = O_RDWR | O_CREAT | O_EXCL;
-  request.has_attributes = true;
-  request.max_messages = 8;
-  request.message_size = 16;
+  eng::open_request request = pipc::test::create_request(guard.name(), 8, 16);
   std::unique_ptr<eng::queue> registrant;
   ASSERT_EQ(eng::queue::open(request, registrant), 0);
   request.flags = O_RDWR;

@@ -119,14 +119,7 @@ struct spin_queue {
   std::unique_ptr<eng::queue> q;
   explicit spin_queue(const char* tag, std::int64_t spin_ns)
       : guard(unique_name(tag), pipc::name_kind::engine_queue) {
-    eng::open_request request;
-    request.name = guard.name();
-    request.flags = O_RDWR | O_CREAT | O_EXCL;
-    request.has_attributes = true;
-    request.max_messages = 4;
-    request.message_size = 8;
-    request.spin_ns = spin_ns;
-    EXPECT_EQ(eng::queue::open(request, q), 0);
+    EXPECT_EQ(eng::queue::open(pipc::test::create_request(guard.name(), 4, 8, spin_ns), q), 0);
   }
 };
 
@@ -305,15 +298,8 @@ TEST(SpinPolicy, ReceiverBacksOffWhenTheMachineIsOversubscribed) {
 TEST(SpinPolicy, DefaultSpinGrowsWithTheMessageSize) {
   auto budget_of = [](long message_size, std::int64_t spin_ns) {
     unlink_guard guard(unique_name("spinsize"), pipc::name_kind::engine_queue);
-    eng::open_request request;
-    request.name = guard.name();
-    request.flags = O_RDWR | O_CREAT | O_EXCL;
-    request.has_attributes = true;
-    request.max_messages = 1;
-    request.message_size = message_size;
-    request.spin_ns = spin_ns;
     std::unique_ptr<eng::queue> q;
-    EXPECT_EQ(eng::queue::open(request, q), 0);
+    EXPECT_EQ(eng::queue::open(pipc::test::create_request(guard.name(), 1, message_size, spin_ns), q), 0);
     return q ? q->receive_spin_budget() : -1;
   };
   const bool spins = pipc::sys::online_cpus() > 1;
@@ -337,15 +323,8 @@ TEST(SpinPolicy, ReceiverBehindAStreamStillTakesALoneMessage) {
   if (cpu_a < 0) GTEST_SKIP() << "needs two CPUs";
   cpus_to_spare spare;
   unlink_guard guard(unique_name("spinlone"), pipc::name_kind::engine_queue);
-  eng::open_request request;
-  request.name = guard.name();
-  request.flags = O_RDWR | O_CREAT | O_EXCL;
-  request.has_attributes = true;
-  request.max_messages = 64;
-  request.message_size = 8;
-  request.spin_ns = 50'000 * us;
   std::unique_ptr<eng::queue> q;
-  ASSERT_EQ(eng::queue::open(request, q), 0);
+  ASSERT_EQ(eng::queue::open(pipc::test::create_request(guard.name(), 64, 8, 50'000 * us), q), 0);
   constexpr int rounds = 20;
   std::atomic<int> bursts_sent{0};
   std::atomic<int> bursts_taken{0};

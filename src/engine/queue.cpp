@@ -258,6 +258,30 @@ wait_limit turn_wait_limit(const wait_limit& limit) noexcept {
   return capped;
 }
 
+// One wait of a call for its side (wait_while, with the description's spin and
+// `budget`); the call holds a turn if the wait ended with a wake-up (wait.hpp, "Turns").
+// Returns wait_while's result.
+template <class Blocked>
+int wait_for_side(Blocked blocked, const wait_words& words, std::int64_t spin_ns, std::atomic<std::int64_t>& budget,
+                  waiter_turn& turn, const wait_limit& limit) {
+  int e = wait_while(blocked, words, spin_ns, budget, turn.woken, limit);
+  turn.held = turn.woken;
+  return e;
+}
+
+// A call that found what it came for (`ready`), when all of it is owed to woken waiters
+// of its side (`owed`: wait.hpp, "Turns"), leaves it to them, unless it holds a turn
+// itself or is about to give up: 0 when it should go on now; otherwise it waits until
+// they have had it, and returns look_again (or EINTR, for an interruptible call).
+template <class Ready, class Owed>
+int leave_to_turns(Ready ready, Owed owed, bool giving_up, bool interruptible, const wait_words& words,
+                   std::int64_t spin_ns, std::atomic<std::int64_t>& budget, waiter_turn& turn,
+                   const wait_limit& limit) {
+  if (turn.held || giving_up || !owed()) return 0;
+  int e = wait_for_side([&] { return !ready() || owed(); }, words, spin_ns, budget, turn, turn_wait_limit(limit));
+  return e == EINTR && interruptible ? EINTR : look_again;
+}
+
 // A send about to commit (both locks held) on a queue whose registrant must hear of a
 // message arriving in an empty queue with no receiver waiting: takes the registration
 // and returns true with `due` filled when this message is that one. `head` is the
@@ -327,6 +351,12 @@ wait_limit queue::lock_limit(const wait_limit& limit) const noexcept {
   return nonblocking_.load(std::memory_order_relaxed) ? wait_limit::immediate() : limit;
 }
 
+// Does a call give up rather than wait: a non-blocking description, a try, or a
+// deadline that has passed?
+bool queue::gives_up(const wait_limit& limit) const noexcept {
+  return nonblocking_.load(std::memory_order_relaxed) || limit.kind == wait_limit::none || deadline_passed(limit);
+}
+
 // What a call that cannot go on now reports: EAGAIN on a non-blocking description
 // (O_NONBLOCK), ETIMEDOUT for a try or a deadline.
 int queue::would_block() const noexcept {
@@ -355,18 +385,14 @@ int queue::before_send(const wait_limit& limit, bool interruptible, send_call& c
   region& r = *region_;
   header* h = r.hdr();
   const wait_words words{h->space_seq, h->space_sleepers, h->space_woken_ns, h->receiver_cpu};
-  const bool giving_up =
-      nonblocking_.load(std::memory_order_relaxed) || limit.kind == wait_limit::none || deadline_passed(limit);
+  const bool giving_up = gives_up(limit);
   if (r.has_room()) {
     auto owed = [&] {
       const std::uint32_t turns = turns_held(h->sender_turns);
       return turns != 0 && r.geo.max_messages - r.depth() <= turns;
     };
-    if (call.turn.held || giving_up || !owed()) return 0;
-    int e = wait_while([&] { return !r.has_room() || owed(); }, words, spin_ns_, send_spin_, call.turn.woken,
-                       turn_wait_limit(limit));
-    call.turn.held = call.turn.woken;
-    return e == EINTR && interruptible ? EINTR : look_again;
+    return leave_to_turns([&] { return r.has_room(); }, owed, giving_up, interruptible, words, spin_ns_, send_spin_,
+                          call.turn, limit);
   }
   // (Recovering a dead owner's send never frees a slot, so a dead send_lock owner hides
   // no room; the next sender that finds room takes the lock over and repairs the side.)
@@ -378,8 +404,7 @@ int queue::before_send(const wait_limit& limit, bool interruptible, send_call& c
   if (giving_up) return would_block();
   call.turn.end();
   call.waited = true;
-  int e = wait_while([&] { return !r.has_room(); }, words, spin_ns_, send_spin_, call.turn.woken, limit);
-  call.turn.held = call.turn.woken;
+  int e = wait_for_side([&] { return !r.has_room(); }, words, spin_ns_, send_spin_, call.turn, limit);
   if (e == EINTR && interruptible) return EINTR;
   if (e == recheck_due) r.check_size();
   if (e == 0) r.await_room_batch(spin_ns_);
@@ -396,8 +421,7 @@ int queue::before_receive(const wait_limit& limit, bool interruptible, receive_c
   region& r = *region_;
   header* h = r.hdr();
   const wait_words words{h->msg_seq, h->msg_sleepers, h->msg_woken_ns, h->sender_cpu};
-  const bool giving_up =
-      nonblocking_.load(std::memory_order_relaxed) || limit.kind == wait_limit::none || deadline_passed(limit);
+  const bool giving_up = gives_up(limit);
   if (r.has_message()) {
     // Two messages at once: a sender streams (in request and response there is never
     // more than one), which is when batching this receiver's next waits pays
@@ -407,11 +431,8 @@ int queue::before_receive(const wait_limit& limit, bool interruptible, receive_c
       const std::uint32_t turns = turns_held(h->receiver_turns);
       return turns != 0 && r.depth() <= turns;
     };
-    if (call.turn.held || giving_up || !owed()) return 0;
-    int e = wait_while([&] { return !r.has_message() || owed(); }, words, spin_ns_, receive_spin_, call.turn.woken,
-                       turn_wait_limit(limit));
-    call.turn.held = call.turn.woken;
-    return e == EINTR && interruptible ? EINTR : look_again;
+    return leave_to_turns([&] { return r.has_message(); }, owed, giving_up, interruptible, words, spin_ns_,
+                          receive_spin_, call.turn, limit);
   }
   const std::uint64_t held = h->recv_lock.load(std::memory_order_relaxed);
   const bool dead_owner = held != 0 && (giving_up || held == call.held_before) && !lock_owner_alive(held, r.file());
@@ -423,8 +444,7 @@ int queue::before_receive(const wait_limit& limit, bool interruptible, receive_c
   if (call.waiting.entry == nullptr) call.waiting.entry = enter_waiters(r);
   call.turn.end();
   call.waited = true;
-  int e = wait_while([&] { return !r.has_message(); }, words, spin_ns_, receive_spin_, call.turn.woken, limit);
-  call.turn.held = call.turn.woken;
+  int e = wait_for_side([&] { return !r.has_message(); }, words, spin_ns_, receive_spin_, call.turn, limit);
   if (e == EINTR && interruptible) return EINTR;
   if (e == recheck_due) r.check_size();
   if (e == 0 && !call.turn.held) {

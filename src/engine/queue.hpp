@@ -145,6 +145,7 @@ class queue {
   int register_notification(std::uint32_t kind, int signo, std::uint64_t value) noexcept;
   int start_poll_helper(int fd) noexcept;
   detail::wait_limit lock_limit(const detail::wait_limit& limit) const noexcept;
+  bool gives_up(const detail::wait_limit& limit) const noexcept;
   int would_block() const noexcept;
   void after_commit(atomic_u32& word, atomic_u32& sleepers, atomic_u64& woken_ns, atomic_u64& turns,
                     std::uint32_t granted) noexcept;

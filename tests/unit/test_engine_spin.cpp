@@ -353,7 +353,9 @@ TEST(SpinPolicy, ReceiverBehindAStreamStillTakesALoneMessage) {
       const auto limit = wait_limit::at({CLOCK_MONOTONIC, pipc::sys::now_ns(CLOCK_MONOTONIC) + 5'000'000'000});
       ASSERT_EQ(receive_one(*q, v, limit), 0) << "message " << expected;
       ASSERT_EQ(v, expected);
-      if (i == 7) EXPECT_EQ(q->batch_waits_left(), eng::streaming_receives) << "round " << r;
+      if (i == 7) {
+        EXPECT_EQ(q->batch_waits_left(), eng::streaming_receives) << "round " << r;
+      }
       if (i == 8 && q->batch_waits_left() == left - 1) ++batch_waits;
     }
   }

@@ -256,21 +256,41 @@ std::atomic<int> shm_dir_fd{-1};
 std::atomic<dev_t> shm_dir_dev{0};
 std::atomic<ino_t> shm_dir_ino{0};
 
+// Opens `path` (relative to `dir`) with `flags`: 0, or the errno with `fd` -1. A raw
+// openat: no cancellation point (above).
+int raw_openat(int dir, const char* path, int flags, int& fd) noexcept {
+  fd = static_cast<int>(::syscall(SYS_openat, dir, path, flags));
+  return fd == -1 ? errno : 0;
+}
+
+// Reads the status of `fd`, which it closes (setting `fd` to -1) if that fails.
+int stat_or_close(int& fd, struct ::stat& st) noexcept {
+  if (int e = fstat(fd, st); e != 0) {
+    close(fd);
+    fd = -1;
+    return e;
+  }
+  return 0;
+}
+
+// Opens `path` (relative to `dir`) with `flags` and reads its status: 0, or the errno
+// with `fd` -1.
+int open_and_stat(int dir, const char* path, int flags, int& fd, struct ::stat& st) noexcept {
+  if (int e = raw_openat(dir, path, flags, fd); e != 0) return e;
+  return stat_or_close(fd, st);
+}
+
 // The directory's descriptor, opened now if need be; -1 if it cannot be opened.
 int shm_dir_handle() noexcept {
   int fd = shm_dir_fd.load(std::memory_order_acquire);
   if (fd >= 0) return fd;
-  const int fresh = static_cast<int>(::syscall(SYS_openat, AT_FDCWD, shm_directory(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (fresh < 0) return -1;
+  int fresh = -1;
   struct ::stat st {};
-  if (::syscall(SYS_fstat, fresh, &st) != 0) {
-    ::syscall(SYS_close, fresh);
-    return -1;
-  }
+  if (open_and_stat(AT_FDCWD, shm_directory(), O_PATH | O_DIRECTORY | O_CLOEXEC, fresh, st) != 0) return -1;
   shm_dir_dev.store(st.st_dev, std::memory_order_relaxed);
   shm_dir_ino.store(st.st_ino, std::memory_order_relaxed);
   if (!shm_dir_fd.compare_exchange_strong(fd, fresh, std::memory_order_acq_rel)) {
-    ::syscall(SYS_close, fresh);  // another thread's is as good
+    close(fresh);  // another thread's is as good
     return fd;
   }
   return fresh;
@@ -279,7 +299,7 @@ int shm_dir_handle() noexcept {
 // Is `fd` still the directory pipc opened? (A system call: for the rare paths only.)
 bool still_shm_dir(int fd) noexcept {
   struct ::stat st {};
-  return ::syscall(SYS_fstat, fd, &st) == 0 && st.st_dev == shm_dir_dev.load(std::memory_order_relaxed) &&
+  return fstat(fd, st) == 0 && st.st_dev == shm_dir_dev.load(std::memory_order_relaxed) &&
          st.st_ino == shm_dir_ino.load(std::memory_order_relaxed);
 }
 
@@ -288,7 +308,7 @@ bool still_shm_dir(int fd) noexcept {
 void forget_shm_dir(int fd) noexcept { shm_dir_fd.compare_exchange_strong(fd, -1, std::memory_order_acq_rel); }
 
 // Opens shm_directory()/leaf by its full path and reads its status (when the
-// directory's descriptor cannot be used). A raw openat: no cancellation point (above).
+// directory's descriptor cannot be used).
 int shm_open_by_path(const char* leaf, int& fd, struct ::stat& st) noexcept {
   // The path in a buffer of this frame, not a std::string (an allocation per open).
   char path[shm_dir.size() + 1 + NAME_MAX + 1];
@@ -297,35 +317,22 @@ int shm_open_by_path(const char* leaf, int& fd, struct ::stat& st) noexcept {
   std::memcpy(path, shm_dir.data(), shm_dir.size());
   path[shm_dir.size()] = '/';
   std::memcpy(path + shm_dir.size() + 1, leaf, length + 1);
-  fd = static_cast<int>(::syscall(SYS_openat, AT_FDCWD, path, shm_open_flags));
-  if (fd == -1) return errno;
-  if (int e = fstat(fd, st); e != 0) {
-    close(fd);
-    fd = -1;
-    return e;
-  }
-  return 0;
+  return open_and_stat(AT_FDCWD, path, shm_open_flags, fd, st);
 }
 }  // namespace
 
 int shm_open_file(const char* leaf, int& fd, struct ::stat& st) noexcept {
   const int dir = std::strchr(leaf, '/') == nullptr ? shm_dir_handle() : -1;
   if (dir < 0) return shm_open_by_path(leaf, fd, st);
-  fd = static_cast<int>(::syscall(SYS_openat, dir, leaf, shm_open_flags));
-  if (fd == -1) {
+  if (int e = raw_openat(dir, leaf, shm_open_flags, fd); e != 0) {
     // The program may have closed the directory's descriptor behind pipc's back (EBADF,
     // ENOTDIR) and reused its number for another directory (any error, ENOENT most
     // likely): an error is believed only from the directory itself.
-    const int e = errno;
     if (e != EBADF && e != ENOTDIR && still_shm_dir(dir)) return e;
     forget_shm_dir(dir);
     return shm_open_by_path(leaf, fd, st);
   }
-  if (int e = fstat(fd, st); e != 0) {
-    close(fd);
-    fd = -1;
-    return e;
-  }
+  if (int e = stat_or_close(fd, st); e != 0) return e;
   // A file on another file system than the directory's: the number is no longer
   // pipc's descriptor of the directory (closed, and reused for another directory), or
   // the directory was on a file system since unmounted. Open by the path instead.

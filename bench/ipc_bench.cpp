@@ -28,7 +28,9 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#include <x86intrin.h>
 #define PIPC_BENCH_PAUSE() _mm_pause()
+#define PIPC_BENCH_HAVE_TSC 1
 #else
 #define PIPC_BENCH_PAUSE() std::atomic_signal_fence(std::memory_order_seq_cst)
 #endif
@@ -579,10 +581,14 @@ class seqpacket_channel final : public channel {
 // batched tail (4) keeps a sender that polls a full ring from pulling tail's line
 // away from the receiver on every message (1 KiB streaming: +25-40 % here, pinned).
 //
-// Waiting is a spin with a pause instruction. Every 256 pauses (about 6 µs here)
-// without progress it calls sched_yield(): it never sleeps, but if the scheduler put
-// both processes on one CPU the peer gets to run (without it a hand-over would cost a
-// time slice). With a CPU for each side a wait of a few µs never gets that far.
+// Waiting is a spin that looks at the other side's word about every 60 ns: a pause
+// instruction, then the time-stamp counter read until 160 ticks have passed since the
+// pause began. Looking after every pause (~10 ns here) made the ring slower: 64 B
+// ping-pong p50 0.40-0.49 µs against 0.34-0.36 µs spaced, three alternating runs of
+// five repetitions; streaming did not change. Every 256 looks (about 15 µs) without
+// progress it calls sched_yield(): it never sleeps, but if the scheduler put both
+// processes on one CPU the peer gets to run (without it a hand-over would cost a time
+// slice). With a CPU for each side a wait of a few µs never gets that far.
 //
 // The bench's message is copied into a slot and out of it, as every queue here copies
 // it; the fill and the check of every word happen outside the transport, as for all.
@@ -595,10 +601,22 @@ constexpr std::size_t ring_slots_offset = 256;
 static_assert(sizeof(ring_indices) == ring_slots_offset && offsetof(ring_indices, tail) == 128);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 
+// One wait between two looks of the ring (see above).
+inline void ring_pause() noexcept {
+#if defined(PIPC_BENCH_HAVE_TSC)
+  const unsigned long long start = __rdtsc();
+  PIPC_BENCH_PAUSE();
+  while (__rdtsc() - start < 160) {
+  }
+#else
+  PIPC_BENCH_PAUSE();
+#endif
+}
+
 template <class Ready>
 void spin_until(Ready ready) {
   for (unsigned n = 1; !ready(); ++n) {
-    PIPC_BENCH_PAUSE();
+    ring_pause();
     if ((n & 255) == 0) ::sched_yield();
   }
 }
@@ -1654,6 +1672,94 @@ void note_probe(const std::string& m, const settings& s, int rep) {
   std::fprintf(stderr, "%-10s rep %d/%d: cache-line round trip %s ns\n", m.c_str(), rep + 1, s.reps, v.c_str());
 }
 
+// Stalls: how often a process that never blocks loses its CPU all the same, and for how
+// long. A VM's host takes the virtual CPUs away now and then (on this machine ~3 µs
+// about every 50 µs, with no interrupt that the guest sees), and a round trip that a
+// stall lands in is that much longer, whatever the transport: once a round trip lasts
+// more than 1 % of the time between stalls, the p99 is a stalled round trip. Two
+// processes, one per CPU as in a ping-pong, read the clock in a tight loop for
+// stall_probe_ns, and every gap of stall_min_ns or more between two reads is a stall.
+struct stall_probe {
+  double interval_ns = 0;  // the mean time between two stalls of one process; 0: none seen
+  double median_ns = 0;    // the median stall
+  std::uint64_t seen = 0;  // stalls seen by the two processes
+};
+constexpr std::int64_t stall_probe_ns = 30'000'000;
+constexpr std::int64_t stall_min_ns = 1'000;
+constexpr std::size_t stall_kept = 8192;  // stalls kept per process for the median
+
+struct stall_tally {
+  std::int64_t spun_ns;
+  std::uint64_t seen;
+  std::int64_t kept[stall_kept];
+};
+
+void count_stalls(stall_tally& t) {
+  const std::int64_t start = now_ns();
+  std::int64_t before = start, now = start;
+  t.seen = 0;
+  while ((now = now_ns()) - start < stall_probe_ns) {
+    if (now - before >= stall_min_ns) {
+      if (t.seen < stall_kept) t.kept[t.seen] = now - before;
+      ++t.seen;
+    }
+    before = now;
+  }
+  t.spun_ns = now - start;
+}
+
+stall_probe probe_stalls(const settings& s) {
+  watchdog(2);
+  const std::size_t bytes = 2 * sizeof(stall_tally);
+  void* mem = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) sys_fail("mmap (stall probe)");
+  auto* tally = static_cast<stall_tally*>(mem);
+  pid_t child = spawn(s, 1, [&] { count_stalls(tally[1]); });
+  count_stalls(tally[0]);
+  wait_for(child, "stall probe");
+  ::alarm(0);
+  std::vector<double> stalls;
+  std::int64_t spun = 0;
+  std::uint64_t seen = 0;
+  for (const stall_tally& t : {tally[0], tally[1]}) {
+    spun += t.spun_ns;
+    seen += t.seen;
+    for (std::uint64_t i = 0; i < std::min<std::uint64_t>(t.seen, stall_kept); ++i)
+      stalls.push_back(static_cast<double>(t.kept[i]));
+  }
+  ::munmap(mem, bytes);
+  if (seen == 0) return {};
+  return {static_cast<double>(spun) / static_cast<double>(seen), summarise(stalls).median, seen};
+}
+
+std::map<std::string, std::vector<stall_probe>> g_stalls;  // measurement -> probe before each repetition
+
+void note_stalls(const std::string& m, const settings& s, int rep) {
+  const stall_probe p = probe_stalls(s);
+  g_stalls[m].push_back(p);
+  if (p.interval_ns == 0) {
+    std::fprintf(stderr, "%-10s rep %d/%d: no stall\n", m.c_str(), rep + 1, s.reps);
+  } else {
+    std::fprintf(stderr, "%-10s rep %d/%d: one stall per %.1f µs, median %.2f µs\n", m.c_str(), rep + 1, s.reps,
+                 p.interval_ns / 1e3, p.median_ns / 1e3);
+  }
+}
+
+// The median over the repetitions of measurement m of the mean time between stalls (0:
+// no repetition saw one), and of the median stall.
+stall_probe median_stalls(const std::string& m) {
+  auto it = g_stalls.find(m);
+  if (it == g_stalls.end()) return {};
+  std::vector<double> interval, length;
+  for (const stall_probe& p : it->second) {
+    if (p.interval_ns == 0) continue;
+    interval.push_back(p.interval_ns);
+    length.push_back(p.median_ns);
+  }
+  if (interval.empty()) return {};
+  return {summarise(interval).median, summarise(length).median, 0};
+}
+
 // The mean round trip of one cache line between two processes that spin on it: the
 // floor under any shared-memory ping-pong on this machine, and a probe of its state
 // (in a VM, where the host places the virtual CPUs changes it several-fold). Returns
@@ -1716,6 +1822,24 @@ void print_probes(std::FILE* out, const std::string& m) {
   const char* sep = " ";
   for (const auto& v : it->second) {
     std::fprintf(out, "%s%s", sep, v.c_str());
+    sep = ", ";
+  }
+  std::fprintf(out, ".\n\n");
+  auto stalls = g_stalls.find(m);
+  if (stalls == g_stalls.end()) return;
+  std::fprintf(out,
+               "Stalls before each repetition (two processes, one per CPU, read the clock in a tight loop for "
+               "%lld ms; a gap of %lld µs or more between two reads is a stall): one per",
+               static_cast<long long>(stall_probe_ns / 1'000'000), static_cast<long long>(stall_min_ns / 1'000));
+  sep = " ";
+  for (const stall_probe& p : stalls->second) {
+    std::fprintf(out, "%s%s", sep, p.interval_ns == 0 ? "(none)" : strf("%.0f µs", p.interval_ns / 1e3).c_str());
+    sep = ", ";
+  }
+  std::fprintf(out, "; median stall");
+  sep = " ";
+  for (const stall_probe& p : stalls->second) {
+    std::fprintf(out, "%s%s", sep, p.interval_ns == 0 ? "–" : strf("%.1f µs", p.median_ns / 1e3).c_str());
     sep = ", ";
   }
   std::fprintf(out, ".\n\n");
@@ -2279,9 +2403,10 @@ void print_tables(std::FILE* out, const std::vector<transport>& ts, const settin
                  s.round_trips, s.warmup_round_trips, limit_latency);
     print_probes(out, "latency");
     std::fprintf(out,
-                 "| transport | depth | size | p50 | p99 | p99.9 | p99/p50 | p50 / limit | p50 × kernel mq | p50 × Boost "
-                 "| same CPU |\n");
-    std::fprintf(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+                 "| transport | depth | size | p50 | p99 | p99.9 | p99/p50 | stalled | p50 / limit | p50 × kernel mq "
+                 "| p50 × Boost | same CPU |\n");
+    std::fprintf(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    const stall_probe stalls = median_stalls("latency");
     auto tail = [](double v) { return v >= 100 ? strf("%.0f", v) : strf("%.1f", v); };
     for (std::size_t size : s.sizes) {
       auto k = result("latency", kernel, size, "rtt_p50_ns");
@@ -2290,7 +2415,7 @@ void print_tables(std::FILE* out, const std::vector<transport>& ts, const settin
       for (const auto& t : ts) {
         if (!pings(t, s)) continue;
         if (std::string why = size_skip(t, size); !why.empty()) {
-          std::fprintf(out, "| %s | %s | %s | %s | | | | | | | |\n", t.name.c_str(), depth_label(t).c_str(),
+          std::fprintf(out, "| %s | %s | %s | %s | | | | | | | | |\n", t.name.c_str(), depth_label(t).c_str(),
                        size_label(size).c_str(), why.c_str());
           continue;
         }
@@ -2304,13 +2429,24 @@ void print_tables(std::FILE* out, const std::vector<transport>& ts, const settin
         if (k) rk = k->median / p50->median;
         if (b) rb = b->median / p50->median;
         const std::string vs_limit = lim ? strf("%.2f", p50->median / lim->median) : "–";
-        std::fprintf(out, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t.name.c_str(),
+        // The share of round trips a stall lands in: a round trip's length over the time
+        // between stalls ("all" once a round trip outlasts that time).
+        const double share = stalls.interval_ns > 0 ? p50->median / stalls.interval_ns : 0;
+        const std::string stalled = stalls.interval_ns == 0 ? "–" : share >= 1 ? "all" : strf("%.1f%%", 100 * share);
+        std::fprintf(out, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t.name.c_str(),
                      depth_label(t).c_str(), size_label(size).c_str(), with_range(*p50, us).c_str(),
                      with_range(*p99, us).c_str(), with_range(*p999, us).c_str(), with_range(*spread, tail).c_str(),
-                     vs_limit.c_str(), ratio(rk).c_str(), ratio(rb).c_str(), percent(same).c_str());
+                     stalled.c_str(), vs_limit.c_str(), ratio(rk).c_str(), ratio(rb).c_str(), percent(same).c_str());
       }
     }
     std::fprintf(out, "\n");
+    if (stalls.interval_ns > 0) {
+      std::fprintf(out,
+                   "stalled: the share of round trips a stall is expected to land in, the p50 over the time between "
+                   "stalls (median over the repetitions: %.0f µs; the median stall: %.1f µs). Above 1%% the p99 is a "
+                   "stalled round trip, about the p50 plus a stall, whatever the transport.\n\n",
+                   stalls.interval_ns / 1e3, stalls.median_ns / 1e3);
+    }
     note_shared_limit(out, "latency", limit_latency, s.sizes);
   }
   if (wants(s, "stream")) {
@@ -2506,6 +2642,24 @@ void write_csv(const std::string& path, const std::vector<transport>& ts, const 
     std::fprintf(f, "%s,cache-line-probe,0,0,probe_rtt_ns,ns,%.6g,%.6g,%.6g,%d,200000,%s\n", m.c_str(), sm.median,
                  sm.min, sm.max, sm.reps, per_rep(v).c_str());
   }
+  // The stall probe: the time between stalls and the median stall, over the repetitions
+  // that saw one; its samples column is the stalls seen.
+  for (const auto& [m, probes] : g_stalls) {
+    std::vector<double> interval, length;
+    std::uint64_t seen = 0;
+    for (const stall_probe& p : probes) {
+      if (p.interval_ns == 0) continue;
+      interval.push_back(p.interval_ns);
+      length.push_back(p.median_ns);
+      seen += p.seen;
+    }
+    if (interval.empty()) continue;
+    for (const auto& [metric, v] : {std::pair{"stall_interval_ns", interval}, std::pair{"stall_median_ns", length}}) {
+      const summary sm = summarise(v);
+      std::fprintf(f, "%s,stall-probe,0,0,%s,ns,%.6g,%.6g,%.6g,%d,%" PRIu64 ",%s\n", m.c_str(), metric, sm.median, sm.min,
+                   sm.max, sm.reps, seen, per_rep(v).c_str());
+    }
+  }
   if (std::fclose(f) != 0) sys_fail(("fclose " + path).c_str());
 }
 
@@ -2668,6 +2822,7 @@ int main(int argc, char** argv) {
       phase_timer timer("ping-pong");
       for (int rep = 0; rep < s.reps; ++rep) {
         note_probe("latency", s, rep);
+        note_stalls("latency", s, rep);
         for (std::size_t size : s.sizes) {
           for (const auto& t : ts) {
             if (!pings(t, s) || !size_skip(t, size).empty()) continue;

@@ -363,14 +363,16 @@ int queue::would_block() const noexcept {
   return nonblocking_.load(std::memory_order_relaxed) ? EAGAIN : ETIMEDOUT;
 }
 
-// After a commit, outside the locks: wakes the other side's sleepers (on `word`, counted
-// in `sleepers`) and the poll helpers, and brings this descriptor's eventfd up to date.
+// After a commit and the unlock that ends it (every caller has just released a lock:
+// see committed_after_unlock), outside the locks: wakes the other side's sleepers (on
+// `word`, counted in `sleepers`) and the poll helpers, and brings this descriptor's
+// eventfd up to date.
 // Inline: it ends every send and receive, and an out-of-line call costs the
 // uncontended pair about 5 ns (7 %).
 // `turns` and `granted`: see wake_sleepers.
 inline void queue::after_commit(atomic_u32& word, atomic_u32& sleepers, atomic_u64& woken_ns, atomic_u64& turns,
                                 std::uint32_t granted) noexcept {
-  committed();
+  committed_after_unlock();
   wake_sleepers(word, sleepers, &woken_ns, &turns, granted);
   announce_event(region_->hdr());
   if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
@@ -406,7 +408,10 @@ int queue::before_send(const wait_limit& limit, bool interruptible, send_call& c
   call.waited = true;
   int e = wait_for_side([&] { return !r.has_room(); }, words, spin_ns_, send_spin_, call.turn, limit);
   if (e == EINTR && interruptible) return EINTR;
-  if (e == recheck_due) r.check_size();
+  if (e == recheck_due) {
+    rechecks_.fetch_add(1, std::memory_order_relaxed);
+    r.check_size();
+  }
   if (e == 0) r.await_room_batch(spin_ns_);
   return look_again;  // on ETIMEDOUT the next look reports it, unless room appeared
 }
@@ -446,7 +451,10 @@ int queue::before_receive(const wait_limit& limit, bool interruptible, receive_c
   call.waited = true;
   int e = wait_for_side([&] { return !r.has_message(); }, words, spin_ns_, receive_spin_, call.turn, limit);
   if (e == EINTR && interruptible) return EINTR;
-  if (e == recheck_due) r.check_size();
+  if (e == recheck_due) {
+    rechecks_.fetch_add(1, std::memory_order_relaxed);
+    r.check_size();
+  }
   if (e == 0 && !call.turn.held) {
     const std::uint32_t behind = behind_.load(std::memory_order_relaxed);
     if (behind != 0) {

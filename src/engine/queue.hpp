@@ -133,6 +133,10 @@ class queue {
   // How many more waiting receives may wait for a batch (streaming_receives after a
   // receive that found two messages ready; one fewer each time one does).
   std::uint32_t batch_waits_left() const noexcept { return behind_.load(std::memory_order_relaxed); }
+  // Sleeps of this description's sends and receives that ran to recheck_ns with nothing
+  // waking them: a peer that died or stopped between its change and its wake-up, a peer
+  // that took that long, or a lost wake-up.
+  std::uint32_t rechecks() const noexcept { return rechecks_.load(std::memory_order_relaxed); }
   // Slots lent to senders and to receivers now, by the header's counts (which a death
   // in the middle of a loan operation may leave high until the next loan scan).
   void loans(std::uint32_t& sending, std::uint32_t& receiving) const noexcept;
@@ -177,6 +181,7 @@ class queue {
   // How many more of this description's receives that wait may wait for a batch
   // (region::await_message_batch): set when a receive finds two messages ready.
   std::atomic<std::uint32_t> behind_{0};
+  std::atomic<std::uint32_t> rechecks_{0};  // see rechecks()
   std::uint64_t token_;  // identifies this open description in notification records
   std::atomic<bool> registered_{false};  // it has registered a notification (ever)
   pid_t opener_pid_;     // the process that opened it (a forked child inherits a copy)

@@ -363,6 +363,33 @@ TEST(SpinPolicy, ReceiverBehindAStreamStillTakesALoneMessage) {
   EXPECT_GE(batch_waits, 1) << "no round's lone message went through the batch wait";
 }
 
+// The wake-up handshake (wait.hpp, "Waiting") loses no wake-up. With no spin and one
+// slot, a stream makes both sides sleep at nearly every call: the sender for the slot,
+// the receiver for the message, each announcing its sleep while the other commits on
+// another CPU, as closely as the two can race. A lost wake-up leaves its sleeper asleep
+// until the 250 ms re-check; nothing else here takes that long.
+TEST(SpinPolicy, NoWakeUpIsLostWhenEveryWaitSleeps) {
+  const auto [cpu_a, cpu_b] = two_cpus();
+  if (cpu_a < 0) GTEST_SKIP() << "needs two CPUs";
+  unlink_guard guard(unique_name("nolost"), pipc::name_kind::engine_queue);
+  std::unique_ptr<eng::queue> q;
+  ASSERT_EQ(eng::queue::open(pipc::test::create_request(guard.name(), 1, 8, 0), q), 0);
+  constexpr std::uint64_t messages = 20000;
+  std::thread sender([&, cpu = cpu_b] {
+    pin_to(cpu);
+    for (std::uint64_t i = 0; i < messages; ++i) ASSERT_EQ(send_one(*q, i), 0);
+  });
+  affinity_guard restore;
+  pin_to(cpu_a);
+  for (std::uint64_t i = 0; i < messages; ++i) {
+    std::uint64_t v = ~std::uint64_t{0};
+    ASSERT_EQ(receive_one(*q, v), 0);
+    ASSERT_EQ(v, i);
+  }
+  sender.join();
+  EXPECT_EQ(q->rechecks(), 0u) << "a sleep ran to its re-check: a wake-up was lost (or a thread stalled for 250 ms)";
+}
+
 }  // namespace
 
 // ---- turns: fairness between the waiters of one side ----

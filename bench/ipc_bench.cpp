@@ -1721,11 +1721,11 @@ stall_probe probe_stalls(const settings& s) {
   std::vector<double> stalls;
   std::int64_t spun = 0;
   std::uint64_t seen = 0;
-  for (const stall_tally& t : {tally[0], tally[1]}) {
-    spun += t.spun_ns;
-    seen += t.seen;
-    for (std::uint64_t i = 0; i < std::min<std::uint64_t>(t.seen, stall_kept); ++i)
-      stalls.push_back(static_cast<double>(t.kept[i]));
+  for (const stall_tally* t : {&tally[0], &tally[1]}) {
+    spun += t->spun_ns;
+    seen += t->seen;
+    for (std::uint64_t i = 0; i < std::min<std::uint64_t>(t->seen, stall_kept); ++i)
+      stalls.push_back(static_cast<double>(t->kept[i]));
   }
   ::munmap(mem, bytes);
   if (seen == 0) return {};

@@ -16,7 +16,10 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/types.h>
 
@@ -143,6 +146,46 @@ class watchdog {
  private:
   struct sigaction old_ {};
 };
+
+// Restores the calling thread's CPU affinity (a test whose main thread pins itself).
+class affinity_guard {
+ public:
+  affinity_guard() { saved_ok_ = ::pthread_getaffinity_np(::pthread_self(), sizeof saved_, &saved_) == 0; }
+  affinity_guard(const affinity_guard&) = delete;
+  affinity_guard& operator=(const affinity_guard&) = delete;
+  ~affinity_guard() {
+    if (saved_ok_) ::pthread_setaffinity_np(::pthread_self(), sizeof saved_, &saved_);
+  }
+
+ private:
+  cpu_set_t saved_{};
+  bool saved_ok_ = false;
+};
+
+// Pins the calling thread to `cpu`.
+inline bool pin_to(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set) == 0;
+}
+
+// Two CPUs this process may run on, or -1s.
+inline std::pair<int, int> two_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return {-1, -1};
+  int first = -1;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (!CPU_ISSET(c, &set)) continue;
+    if (first < 0) {
+      first = c;
+    } else {
+      return {first, c};
+    }
+  }
+  return {-1, -1};
+}
 
 }  // namespace pipc::test
 

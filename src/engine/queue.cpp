@@ -869,6 +869,7 @@ int queue::send_begin(std::size_t size, const wait_limit& caller_limit, bool int
   r.unlock_send();
 
   record_loan(n);
+  committed_after_unlock();
   announce_event(h);
   if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
   data = r.payload(s);
@@ -984,6 +985,7 @@ int queue::receive_begin(const wait_limit& caller_limit, bool interruptible, con
   r.unlock_recv();
 
   record_loan(c.n | loan_receive);
+  committed_after_unlock();
   announce_event(h);
   if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
   data = r.payload(s);

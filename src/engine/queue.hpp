@@ -151,6 +151,7 @@ class queue {
   detail::wait_limit lock_limit(const detail::wait_limit& limit) const noexcept;
   bool gives_up(const detail::wait_limit& limit) const noexcept;
   int would_block() const noexcept;
+  // Requires: the caller has just released a lock (see committed_after_unlock).
   void after_commit(atomic_u32& word, atomic_u32& sleepers, atomic_u64& woken_ns, atomic_u64& turns,
                     std::uint32_t granted) noexcept;
   void stop_notify_helper() noexcept;

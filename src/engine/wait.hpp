@@ -3,8 +3,10 @@
 //
 // The rules every wait keeps:
 //   1. A sleeper announces itself (sleeper count), fences, and looks at the queue again
-//      before it sleeps; a waker commits, fences, and looks at the count. With both
-//      fences sequentially consistent, one of the two sees the other's store.
+//      before it sleeps; a waker commits, fences (committed(), or on x86 the locked
+//      instruction of the unlock that ends its commit: committed_after_unlock()), and
+//      looks at the count. With both fences sequentially consistent, one of the two
+//      sees the other's store.
 //   2. Every sleep has a time limit (recheck_ns at most): a process killed between its
 //      commit and its wake-up, or while holding a lock, wakes nobody.
 //   3. Futexes are shared (never FUTEX_PRIVATE_FLAG): the words are in the region.
@@ -55,7 +57,8 @@ inline void handshake_fence() noexcept {
 //
 // No wake-up is lost: the sleeper announces itself, fences (handshake_fence()), and
 // looks at the queue; the waker commits, fences, and looks at the count. With both
-// fences sequentially consistent, one of the two sees the other's store.
+// fences sequentially consistent, one of the two sees the other's store. (A waker that
+// has just released a lock uses committed_after_unlock(), below.)
 //
 // The waker's fence, after its commit and before it looks for sleepers.
 inline void committed() noexcept { handshake_fence(); }
@@ -158,12 +161,12 @@ inline std::uint32_t grant_turns(const atomic_u32& sleepers, atomic_u64& turns) 
   return announced;
 }
 
-// Called after committed(), outside the locks. `woken_ns` gets the time of the wake-up,
-// for the sleepers' spin policy (budget_after_sleep). `turns`, with the `granted` turns
-// that grant_turns gave before the commit, ends up with one turn per sleeper that the
-// FUTEX_WAKE woke: those that announced a sleep but were not asleep (they saw the change
-// themselves, or left) give theirs back at once, so that no turn is left that nobody
-// will take. Both null for poll helpers, and for a waiter waking its own side.
+// Called after committed() (or committed_after_unlock()), outside the locks. `woken_ns`
+// gets the time of the wake-up, for the sleepers' spin policy (budget_after_sleep).
+// `turns`, with the `granted` turns that grant_turns gave before the commit, ends up
+// with one turn per sleeper that the FUTEX_WAKE woke: those that announced a sleep but
+// were not asleep (they saw the change themselves, or left) give theirs back at once,
+// so that no turn is left that nobody will take. Both null for poll helpers, and for a waiter waking its own side.
 inline void wake_sleepers(atomic_u32& word, atomic_u32& sleepers, atomic_u64* woken_ns = nullptr,
                           atomic_u64* turns = nullptr, std::uint32_t granted = 0) noexcept {
   int woke = 0;
@@ -357,7 +360,8 @@ int wait_while(Blocked blocked, const wait_words& w, std::int64_t spin_ns, std::
   }
 }
 
-// Records a committed change of the queue for poll helpers. Called after committed().
+// Records a committed change of the queue for poll helpers. Called after committed()
+// (or committed_after_unlock()).
 inline void announce_event(header* h) noexcept { wake_sleepers(h->event_seq, h->event_watchers); }
 
 }  // namespace pipc::engine

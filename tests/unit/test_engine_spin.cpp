@@ -31,6 +31,9 @@ namespace {
 
 namespace eng = pipc::engine;
 using pipc::detail::wait_limit;
+using pipc::test::affinity_guard;
+using pipc::test::pin_to;
+using pipc::test::two_cpus;
 using pipc::test::unique_name;
 using pipc::test::unlink_guard;
 
@@ -74,45 +77,6 @@ TEST(SpinPolicy, BacksOffWhenSpinningCouldNotHaveHelped) {
 }
 
 // ---- the policy at work, between two threads ----
-
-// Restores the calling thread's CPU affinity (the test's main thread pins itself).
-class affinity_guard {
- public:
-  affinity_guard() { saved_ok_ = ::pthread_getaffinity_np(::pthread_self(), sizeof saved_, &saved_) == 0; }
-  affinity_guard(const affinity_guard&) = delete;
-  affinity_guard& operator=(const affinity_guard&) = delete;
-  ~affinity_guard() {
-    if (saved_ok_) ::pthread_setaffinity_np(::pthread_self(), sizeof saved_, &saved_);
-  }
-
- private:
-  cpu_set_t saved_{};
-  bool saved_ok_ = false;
-};
-
-bool pin_to(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  return ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set) == 0;
-}
-
-// Two CPUs this process may run on, or -1s.
-std::pair<int, int> two_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (::sched_getaffinity(0, sizeof set, &set) != 0) return {-1, -1};
-  int first = -1;
-  for (int c = 0; c < CPU_SETSIZE; ++c) {
-    if (!CPU_ISSET(c, &set)) continue;
-    if (first < 0) {
-      first = c;
-    } else {
-      return {first, c};
-    }
-  }
-  return {-1, -1};
-}
 
 struct spin_queue {
   unlink_guard guard;
@@ -363,11 +327,11 @@ TEST(SpinPolicy, ReceiverBehindAStreamStillTakesALoneMessage) {
   EXPECT_GE(batch_waits, 1) << "no round's lone message went through the batch wait";
 }
 
-// The wake-up handshake (wait.hpp, "Waiting") loses no wake-up. With no spin and one
-// slot, a stream makes both sides sleep at nearly every call: the sender for the slot,
-// the receiver for the message, each announcing its sleep while the other commits on
-// another CPU, as closely as the two can race. A lost wake-up leaves its sleeper asleep
-// until the 250 ms re-check; nothing else here takes that long.
+// The wake-up handshake end to end (its ordering alone: test_engine_handshake.cpp).
+// With no spin and one slot, a stream makes both sides sleep at nearly every call: the sender for the slot, the receiver for the message, each
+// announcing its sleep while the other commits on another CPU. A lost wake-up leaves
+// its sleeper asleep until the 250 ms re-check; nothing else here takes that long.
+// Every call has a deadline, so that a failure ends the test instead of hanging it.
 TEST(SpinPolicy, NoWakeUpIsLostWhenEveryWaitSleeps) {
   const auto [cpu_a, cpu_b] = two_cpus();
   if (cpu_a < 0) GTEST_SKIP() << "needs two CPUs";
@@ -375,18 +339,27 @@ TEST(SpinPolicy, NoWakeUpIsLostWhenEveryWaitSleeps) {
   std::unique_ptr<eng::queue> q;
   ASSERT_EQ(eng::queue::open(pipc::test::create_request(guard.name(), 1, 8, 0), q), 0);
   constexpr std::uint64_t messages = 20000;
+  const auto limit = wait_limit::at({CLOCK_MONOTONIC, pipc::sys::now_ns(CLOCK_MONOTONIC) + 60'000'000'000});
   std::thread sender([&, cpu = cpu_b] {
     pin_to(cpu);
-    for (std::uint64_t i = 0; i < messages; ++i) ASSERT_EQ(send_one(*q, i), 0);
+    for (std::uint64_t i = 0; i < messages; ++i) {
+      const int e = send_one(*q, i, limit);
+      EXPECT_EQ(e, 0) << "message " << i;
+      if (e != 0) return;
+    }
   });
   affinity_guard restore;
   pin_to(cpu_a);
-  for (std::uint64_t i = 0; i < messages; ++i) {
+  std::uint64_t received = 0;
+  for (; received < messages; ++received) {
     std::uint64_t v = ~std::uint64_t{0};
-    ASSERT_EQ(receive_one(*q, v), 0);
-    ASSERT_EQ(v, i);
+    const int e = receive_one(*q, v, limit);
+    EXPECT_EQ(e, 0) << "message " << received;
+    EXPECT_EQ(v, received);
+    if (e != 0 || v != received) break;
   }
   sender.join();
+  EXPECT_EQ(received, messages);
   EXPECT_EQ(q->rechecks(), 0u) << "a sleep ran to its re-check: a wake-up was lost (or a thread stalled for 250 ms)";
 }
 

@@ -20,16 +20,13 @@
 namespace {
 
 namespace eng = pipc::engine;
-using pipc::detail::wait_limit;
-using pipc::test::affinity_guard;
-using pipc::test::pin_to;
-using pipc::test::two_cpus;
+namespace test = pipc::test;
 
 // The two sides' steps, out of line so that each is one tight sequence.
 [[gnu::noinline]] std::uint32_t waker_steps(eng::atomic_u32& commit, eng::atomic_u64& lock, eng::atomic_u32& sleepers,
                                         std::uint32_t value) {
   bool died = false;
-  if (eng::lock_acquire(lock, wait_limit::blocking(), died) != 0) return ~std::uint32_t{0};
+  if (eng::lock_acquire(lock, pipc::detail::wait_limit::blocking(), died) != 0) return ~std::uint32_t{0};
   commit.store(value, std::memory_order_release);
   eng::lock_release(lock);
   eng::committed_after_unlock();
@@ -49,7 +46,7 @@ using pipc::test::two_cpus;
 // store: that would be a lost wake-up. (With the unlock made a plain release store, 1
 // to 196 rounds of the million did, in each of six runs of a debug build.)
 TEST(Handshake, WakerAndSleeperNeverBothMissTheOther) {
-  const auto [cpu_a, cpu_b] = two_cpus();
+  const auto [cpu_a, cpu_b] = test::two_cpus();
   if (cpu_a < 0) GTEST_SKIP() << "needs two CPUs";
   struct alignas(64) word32 {
     eng::atomic_u32 v{0};
@@ -63,7 +60,7 @@ TEST(Handshake, WakerAndSleeperNeverBothMissTheOther) {
   std::atomic<std::uint32_t> sleeper_saw{0};
   constexpr std::uint64_t rounds = 1'000'000;
   std::thread sleeper([&, cpu = cpu_b] {
-    pin_to(cpu);
+    test::pin_to(cpu);
     for (std::uint64_t r = 1; r <= rounds; ++r) {
       while (go.load(std::memory_order_acquire) != r) {
       }
@@ -71,8 +68,8 @@ TEST(Handshake, WakerAndSleeperNeverBothMissTheOther) {
       done.store(r, std::memory_order_release);
     }
   });
-  affinity_guard restore;
-  pin_to(cpu_a);
+  test::affinity_guard restore;
+  test::pin_to(cpu_a);
   // Round r's stores are the value r (the commit) and the count's r-th increment, never
   // reset: each line was last touched by the other side, so each store must wait for
   // the line to come over, which is when a missing barrier shows.

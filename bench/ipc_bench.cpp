@@ -986,6 +986,15 @@ struct tally {
   std::int64_t mark_ns;     // when this process saw the measured phase begin
   std::int64_t end_ns;      // when this process finished
   sched_times at_mark, at_end;
+
+  void mark_begin() noexcept {
+    mark_ns = now_ns();
+    at_mark = read_sched_times();
+  }
+  void mark_end() noexcept {
+    end_ns = now_ns();
+    at_end = read_sched_times();
+  }
 };
 struct control_block {
   alignas(64) std::atomic<int> phase;
@@ -1221,8 +1230,7 @@ contention_result contention(const transport& t, std::size_t size, const setting
         if (ph != warming && !mark_taken) {
           marked = seq;
           mark_taken = true;
-          g_control->producer[p].mark_ns = now_ns();
-          g_control->producer[p].at_mark = read_sched_times();
+          g_control->producer[p].mark_begin();
         }
         if (ph == stopping) break;
         const std::uint64_t tag = make_tag(p, seq);
@@ -1236,8 +1244,7 @@ contention_result contention(const transport& t, std::size_t size, const setting
       g_control->producer[p].count[p] = seq;
       g_control->producer[p].hash[p] = hash;
       g_control->producer[p].marked[p] = marked;
-      g_control->producer[p].end_ns = now_ns();
-      g_control->producer[p].at_end = read_sched_times();
+      g_control->producer[p].mark_end();
     }));
   }
   for (unsigned c = 0; c < 2; ++c) {
@@ -1252,8 +1259,7 @@ contention_result contention(const transport& t, std::size_t size, const setting
         if (!mark_taken && g_control->phase.load(std::memory_order_relaxed) != warming) {
           mine.marked[0] = mine.count[0];
           mine.marked[1] = mine.count[1];
-          mine.mark_ns = now_ns();
-          mine.at_mark = read_sched_times();
+          mine.mark_begin();
           mark_taken = true;
         }
         const std::size_t n = in->receive(m.bytes(), size);
@@ -1271,8 +1277,7 @@ contention_result contention(const transport& t, std::size_t size, const setting
         ++mine.count[p];
         mine.hash[p] += mix(tag);
       }
-      mine.end_ns = now_ns();
-      mine.at_end = read_sched_times();
+      mine.mark_end();
       g_control->consumer[c] = mine;
     }));
   }
@@ -1745,19 +1750,31 @@ void note_stalls(const std::string& m, const settings& s, int rep) {
   }
 }
 
+// The probes of the repetitions that saw a stall, as series (in the order they ran).
+struct stall_series {
+  std::vector<double> interval, length;  // interval_ns and median_ns of each
+  std::uint64_t seen = 0;                // stalls seen in all of them
+};
+
+stall_series stall_series_of(const std::vector<stall_probe>& probes) {
+  stall_series out;
+  for (const stall_probe& p : probes) {
+    if (p.interval_ns == 0) continue;
+    out.interval.push_back(p.interval_ns);
+    out.length.push_back(p.median_ns);
+    out.seen += p.seen;
+  }
+  return out;
+}
+
 // The median over the repetitions of measurement m of the mean time between stalls (0:
 // no repetition saw one), and of the median stall.
 stall_probe median_stalls(const std::string& m) {
   auto it = g_stalls.find(m);
   if (it == g_stalls.end()) return {};
-  std::vector<double> interval, length;
-  for (const stall_probe& p : it->second) {
-    if (p.interval_ns == 0) continue;
-    interval.push_back(p.interval_ns);
-    length.push_back(p.median_ns);
-  }
-  if (interval.empty()) return {};
-  return {summarise(interval).median, summarise(length).median, 0};
+  const stall_series series = stall_series_of(it->second);
+  if (series.interval.empty()) return {};
+  return {summarise(series.interval).median, summarise(series.length).median, series.seen};
 }
 
 // The mean round trip of one cache line between two processes that spin on it: the
@@ -2645,19 +2662,13 @@ void write_csv(const std::string& path, const std::vector<transport>& ts, const 
   // The stall probe: the time between stalls and the median stall, over the repetitions
   // that saw one; its samples column is the stalls seen.
   for (const auto& [m, probes] : g_stalls) {
-    std::vector<double> interval, length;
-    std::uint64_t seen = 0;
-    for (const stall_probe& p : probes) {
-      if (p.interval_ns == 0) continue;
-      interval.push_back(p.interval_ns);
-      length.push_back(p.median_ns);
-      seen += p.seen;
-    }
-    if (interval.empty()) continue;
-    for (const auto& [metric, v] : {std::pair{"stall_interval_ns", interval}, std::pair{"stall_median_ns", length}}) {
-      const summary sm = summarise(v);
-      std::fprintf(f, "%s,stall-probe,0,0,%s,ns,%.6g,%.6g,%.6g,%d,%" PRIu64 ",%s\n", m.c_str(), metric, sm.median, sm.min,
-                   sm.max, sm.reps, seen, per_rep(v).c_str());
+    const stall_series series = stall_series_of(probes);
+    if (series.interval.empty()) continue;
+    for (const auto& [metric, v] :
+         {std::pair{"stall_interval_ns", &series.interval}, std::pair{"stall_median_ns", &series.length}}) {
+      const summary sm = summarise(*v);
+      std::fprintf(f, "%s,stall-probe,0,0,%s,ns,%.6g,%.6g,%.6g,%d,%" PRIu64 ",%s\n", m.c_str(), metric, sm.median,
+                   sm.min, sm.max, sm.reps, series.seen, per_rep(*v).c_str());
     }
   }
   if (std::fclose(f) != 0) sys_fail(("fclose " + path).c_str());

@@ -351,6 +351,13 @@ wait_limit queue::lock_limit(const wait_limit& limit) const noexcept {
   return nonblocking_.load(std::memory_order_relaxed) ? wait_limit::immediate() : limit;
 }
 
+// A sleep ran to recheck_ns with nothing waking it: counts it (rechecks()) and looks
+// whether the file was truncated meanwhile.
+void queue::rechecked() noexcept {
+  rechecks_.fetch_add(1, std::memory_order_relaxed);
+  region_->check_size();
+}
+
 // Does a call give up rather than wait: a non-blocking description, a try, or a
 // deadline that has passed?
 bool queue::gives_up(const wait_limit& limit) const noexcept {
@@ -408,10 +415,7 @@ int queue::before_send(const wait_limit& limit, bool interruptible, send_call& c
   call.waited = true;
   int e = wait_for_side([&] { return !r.has_room(); }, words, spin_ns_, send_spin_, call.turn, limit);
   if (e == EINTR && interruptible) return EINTR;
-  if (e == recheck_due) {
-    rechecks_.fetch_add(1, std::memory_order_relaxed);
-    r.check_size();
-  }
+  if (e == recheck_due) rechecked();
   if (e == 0) r.await_room_batch(spin_ns_);
   return look_again;  // on ETIMEDOUT the next look reports it, unless room appeared
 }
@@ -451,10 +455,7 @@ int queue::before_receive(const wait_limit& limit, bool interruptible, receive_c
   call.waited = true;
   int e = wait_for_side([&] { return !r.has_message(); }, words, spin_ns_, receive_spin_, call.turn, limit);
   if (e == EINTR && interruptible) return EINTR;
-  if (e == recheck_due) {
-    rechecks_.fetch_add(1, std::memory_order_relaxed);
-    r.check_size();
-  }
+  if (e == recheck_due) rechecked();
   if (e == 0 && !call.turn.held) {
     const std::uint32_t behind = behind_.load(std::memory_order_relaxed);
     if (behind != 0) {

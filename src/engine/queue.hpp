@@ -150,6 +150,7 @@ class queue {
   int start_poll_helper(int fd) noexcept;
   detail::wait_limit lock_limit(const detail::wait_limit& limit) const noexcept;
   bool gives_up(const detail::wait_limit& limit) const noexcept;
+  void rechecked() noexcept;
   int would_block() const noexcept;
   // Requires: the caller has just released a lock (see committed_after_unlock).
   void after_commit(atomic_u32& word, atomic_u32& sleepers, atomic_u64& woken_ns, atomic_u64& turns,

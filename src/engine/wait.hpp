@@ -166,7 +166,8 @@ inline std::uint32_t grant_turns(const atomic_u32& sleepers, atomic_u64& turns) 
 // `turns`, with the `granted` turns that grant_turns gave before the commit, ends up
 // with one turn per sleeper that the FUTEX_WAKE woke: those that announced a sleep but
 // were not asleep (they saw the change themselves, or left) give theirs back at once,
-// so that no turn is left that nobody will take. Both null for poll helpers, and for a waiter waking its own side.
+// so that no turn is left that nobody will take. Both null for poll helpers, and for a
+// waiter waking its own side.
 inline void wake_sleepers(atomic_u32& word, atomic_u32& sleepers, atomic_u64* woken_ns = nullptr,
                           atomic_u64* turns = nullptr, std::uint32_t granted = 0) noexcept {
   int woke = 0;

@@ -635,6 +635,7 @@ int pick_message(region& r, picked& out) noexcept {
   if (in_ring) {
     ring_c = {r.slot(ring_n), ring_n};
     if (ring_c.s == nullptr) return corrupt;
+    r.prefetch_for_receive(ring_c.s);
     ring_c.size = read_once(ring_c.s->size);
     ring_c.priority = read_once(ring_c.s->priority);
     ring_c.seq = read_once(ring_c.s->seq);
@@ -647,7 +648,9 @@ int pick_message(region& r, picked& out) noexcept {
     side_entry& top = r.side_heap()[0];
     side_c.n = read_once(top.slot);
     side_c.s = r.slot(side_c.n);
-    if (side_c.s == nullptr || side_c.s->state.load(std::memory_order_relaxed) != slot_side) return corrupt;
+    if (side_c.s == nullptr) return corrupt;
+    r.prefetch_for_receive(side_c.s);
+    if (side_c.s->state.load(std::memory_order_relaxed) != slot_side) return corrupt;
     side_c.size = read_once(side_c.s->size);
     side_c.priority = read_once(side_c.s->priority);
     side_c.seq = read_once(side_c.s->seq);

@@ -411,13 +411,27 @@ struct region {
     h->recv_cursors.store(cursors(free_tail + 1, ring_cursor(w)), std::memory_order_release);
   }
 
+  // Cache hints on a slot's lines (docs/engine.md, "Waiting"). The first
+  // hinted_lines lines of a slot hold its header and the start of its payload; a
+  // longer copy is left to the CPU's own prefetchers.
+  static constexpr std::uint64_t hinted_lines = 4;
+
   // Starts loading slot `n` for writing: it was last read by a receiver on another CPU,
   // and the next send will most likely fill it.
   void prefetch_for_send(std::uint32_t n) const noexcept {
     if (n == 0 || n > geo.max_messages) return;
     const std::byte* p = reinterpret_cast<const std::byte*>(slot(n));
-    __builtin_prefetch(p, 1, 3);
-    if (geo.slot_stride > 64) __builtin_prefetch(p + 64, 1, 3);
+    const std::uint64_t lines = std::min(geo.slot_stride / 64, hinted_lines);
+    for (std::uint64_t i = 0; i < lines; ++i) sys::prefetch_write(p + 64 * i);
+  }
+
+  // Starts loading the payload lines of slot `s`, whose header a receive is about to
+  // read: the loads that copy it depend on the header's checks, and would otherwise
+  // start only after the header's line has come from the sender's CPU.
+  void prefetch_for_receive(const slot_header* s) const noexcept {
+    const std::byte* p = reinterpret_cast<const std::byte*>(s);
+    const std::uint64_t lines = std::min(geo.slot_stride / 64, hinted_lines);
+    for (std::uint64_t i = 1; i < lines; ++i) sys::prefetch_read(p + 64 * i);
   }
 
   // ---- recovery (recovery.cpp; docs/engine.md, "Recovery") ----

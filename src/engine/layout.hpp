@@ -193,6 +193,11 @@ struct alignas(64) header {
   // a waker that found sleepers; a queue made before these words existed leaves them 0.
   atomic_u64 msg_woken_ns;    // by senders, for receivers
   atomic_u64 space_woken_ns;  // by receivers, for senders
+  // 1 while receivers wait for each message (the last receive that found the queue
+  // empty was not streaming), 0 while they find messages ready: a sender moves a
+  // message's lines toward the shared cache only for a waiting receiver (docs/engine.md,
+  // "Cache lines"). A hint, stored only when it changes; 0 in a queue made before it.
+  atomic_u32 receivers_wait;
 
   // ---- notification: written under both locks; notify_seq is a futex ----
   alignas(64) atomic_u32 notify_pid;  // registrant; 0 = none
@@ -243,6 +248,7 @@ static_assert(offsetof(header, sender_turns) == 296 && offsetof(header, receiver
 static_assert(offsetof(header, space_seq) == 392 && offsetof(header, event_seq) == 400);
 static_assert(offsetof(header, sender_cpu) == 408 && offsetof(header, receiver_cpu) == 412);
 static_assert(offsetof(header, msg_woken_ns) == 416 && offsetof(header, space_woken_ns) == 424);
+static_assert(offsetof(header, receivers_wait) == 432);
 static_assert(offsetof(header, notify_pid) == 448 && offsetof(header, notify_value_high) == 496);
 static_assert(offsetof(header, messages_sent) == 512 && offsetof(header, messages_received) == 576);
 static_assert(offsetof(header, waiters) == 640 && sizeof(header) == 1152);

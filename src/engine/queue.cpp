@@ -188,12 +188,27 @@ void store_if_changed(atomic_u32& word, std::uint32_t value) noexcept {
 
 // Counts one operation of a side (its lock held): messages, bytes, the last process and
 // the CPU it ran on.
-void count_operation(atomic_u64& messages, atomic_u64& bytes, atomic_u32& last_pid, atomic_u32& last_cpu,
-                     std::size_t size) noexcept {
+// Returns what it stored in `last_cpu`: 1 + this CPU.
+std::uint32_t count_operation(atomic_u64& messages, atomic_u64& bytes, atomic_u32& last_pid, atomic_u32& last_cpu,
+                              std::size_t size) noexcept {
   add_locked(messages, std::uint64_t{1});
   add_locked(bytes, std::uint64_t{size});
   store_if_changed(last_pid, static_cast<std::uint32_t>(sys::current_pid()));
-  store_if_changed(last_cpu, sys::current_cpu() + 1);
+  const std::uint32_t cpu = sys::current_cpu() + 1;
+  store_if_changed(last_cpu, cpu);
+  return cpu;
+}
+
+// After a send's commit and unlock: a receiver on another CPU that waits for each
+// message reads this one sooner from the shared cache than from this CPU's (a queue
+// that streams, whose receiver finds messages ready, is left alone: moving every
+// message costs the sender more than it saves).
+void hand_over(region& r, const slot_header* s, std::size_t size, std::uint32_t sender_cpu) noexcept {
+  const header* h = r.hdr();
+  if (h->receivers_wait.load(std::memory_order_relaxed) != 0 &&
+      h->receiver_cpu.load(std::memory_order_relaxed) != sender_cpu) {
+    r.demote_message(s, size);
+  }
 }
 
 // A blocked receiver's count in the waiter table (notify.hpp), taken back however the
@@ -435,7 +450,10 @@ int queue::before_receive(const wait_limit& limit, bool interruptible, receive_c
     // Two messages at once: a sender streams (in request and response there is never
     // more than one), which is when batching this receiver's next waits pays
     // (region::await_message_batch).
-    if (r.ready_at_least(2)) behind_.store(streaming_receives, std::memory_order_relaxed);
+    if (r.ready_at_least(2)) {
+      behind_.store(streaming_receives, std::memory_order_relaxed);
+      store_if_changed(h->receivers_wait, 0);
+    }
     auto owed = [&] {
       const std::uint32_t turns = turns_held(h->receiver_turns);
       return turns != 0 && r.depth() <= turns;
@@ -449,7 +467,15 @@ int queue::before_receive(const wait_limit& limit, bool interruptible, receive_c
   if (dead_owner) return 0;
   // Checked as in before_send: a first look leaves the senders' lines alone.
   if (r.faulted() || ((giving_up || call.waited) && !r.cursors_plausible())) return corrupt;
-  if (giving_up) return would_block();
+  // A receiver that is not behind a stream waits (or polls) for each message: senders
+  // are to hand their messages over (hand_over). One that gives up counts down its
+  // streaming receives as one that waits does below.
+  const std::uint32_t behind = behind_.load(std::memory_order_relaxed);
+  if (behind == 0) store_if_changed(h->receivers_wait, 1);
+  if (giving_up) {
+    if (behind != 0) behind_.store(behind - 1, std::memory_order_relaxed);
+    return would_block();
+  }
   if (call.waiting.entry == nullptr) call.waiting.entry = enter_waiters(r);
   call.turn.end();
   call.waited = true;
@@ -457,9 +483,9 @@ int queue::before_receive(const wait_limit& limit, bool interruptible, receive_c
   if (e == EINTR && interruptible) return EINTR;
   if (e == recheck_due) rechecked();
   if (e == 0 && !call.turn.held) {
-    const std::uint32_t behind = behind_.load(std::memory_order_relaxed);
-    if (behind != 0) {
-      behind_.store(behind - 1, std::memory_order_relaxed);
+    const std::uint32_t left = behind_.load(std::memory_order_relaxed);
+    if (left != 0) {
+      behind_.store(left - 1, std::memory_order_relaxed);
       r.await_message_batch(spin_ns_);
     }
   }
@@ -515,9 +541,10 @@ int queue::send(const void* data, std::size_t size, unsigned priority, const wai
   }
 
   if (std::uint32_t next = 0; r.entry_at(r.free_ring(), head + 1, next)) r.prefetch_for_send(next);
-  count_operation(h->messages_sent, h->bytes_sent, h->last_sender, h->sender_cpu, size);
+  const std::uint32_t cpu = count_operation(h->messages_sent, h->bytes_sent, h->last_sender, h->sender_cpu, size);
   p.unlock(r);
 
+  hand_over(r, s, size, cpu);
   after_commit(h->msg_seq, h->msg_sleepers, h->msg_woken_ns, h->receiver_turns, granted);
   if (p.notify) deliver(h, p.due);
   // A fault during this send (the file truncated under it) means the message went
@@ -952,9 +979,10 @@ int queue::send_commit(const void* data, std::size_t size, unsigned priority) no
     h->side_count.store(p.side + 1, std::memory_order_release);
   }
   h->send_loans.fetch_sub(1, std::memory_order_relaxed);
-  count_operation(h->messages_sent, h->bytes_sent, h->last_sender, h->sender_cpu, size);
+  const std::uint32_t cpu = count_operation(h->messages_sent, h->bytes_sent, h->last_sender, h->sender_cpu, size);
   p.unlock(r);
 
+  hand_over(r, s, size, cpu);
   after_commit(h->msg_seq, h->msg_sleepers, h->msg_woken_ns, h->receiver_turns, granted);
   if (p.notify) deliver(h, p.due);
   return r.faulted() ? corrupt : 0;

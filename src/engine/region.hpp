@@ -411,10 +411,11 @@ struct region {
     h->recv_cursors.store(cursors(free_tail + 1, ring_cursor(w)), std::memory_order_release);
   }
 
-  // Cache hints on a slot's lines (docs/engine.md, "Waiting"). The first
+  // Cache hints on a slot's lines (docs/engine.md, "Cache lines"). The first
   // hinted_lines lines of a slot hold its header and the start of its payload; a
   // longer copy is left to the CPU's own prefetchers.
   static constexpr std::uint64_t hinted_lines = 4;
+  static constexpr std::uint64_t demoted_lines = 16;
 
   // Starts loading slot `n` for writing: it was last read by a receiver on another CPU,
   // and the next send will most likely fill it.
@@ -432,6 +433,14 @@ struct region {
     const std::byte* p = reinterpret_cast<const std::byte*>(s);
     const std::uint64_t lines = std::min(geo.slot_stride / 64, hinted_lines);
     for (std::uint64_t i = 1; i < lines; ++i) sys::prefetch_read(p + 64 * i);
+  }
+
+  // Moves the lines of the message just committed in slot `s` (`size` payload bytes)
+  // toward the cache both CPUs share, for a receiver on another CPU that waits for it.
+  void demote_message(const slot_header* s, std::size_t size) const noexcept {
+    const std::byte* p = reinterpret_cast<const std::byte*>(s);
+    const std::uint64_t lines = std::min<std::uint64_t>((sizeof(slot_header) + size + 63) / 64, demoted_lines);
+    for (std::uint64_t i = 0; i < lines; ++i) sys::demote(p + 64 * i);
   }
 
   // ---- recovery (recovery.cpp; docs/engine.md, "Recovery") ----

@@ -41,36 +41,35 @@ inline void cpu_relax() noexcept {
 // pure one and drops the calls to it. Each is a hint that never faults, and a CPU that
 // lacks it runs it as a no-op (PREFETCHW before Broadwell, CLDEMOTE before Sapphire
 // Rapids).
-//
-// Starts loading the line at `p` for reading.
-inline void prefetch_read(const void* p) noexcept {
+enum class line_hint {
+  read,    // start loading the line for reading
+  write,   // start taking the line for writing: an exclusive copy, so that the stores
+           // to it do not each wait for other CPUs to drop theirs
+  demote,  // move the line, just written, from this CPU's private caches toward the
+           // cache all CPUs share, where another CPU's next read finds it sooner
+           // (x86 CLDEMOTE; nothing elsewhere)
+};
+
+template <line_hint Hint>
+inline void hint_line(const void* p) noexcept {
 #if defined(__x86_64__) || defined(__i386__)
-  asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(p)));
+  const char& line = *static_cast<const char*>(p);
+  if constexpr (Hint == line_hint::read) {
+    asm volatile("prefetcht0 %0" : : "m"(line));
+  } else if constexpr (Hint == line_hint::write) {
+    asm volatile("prefetchw %0" : : "m"(line));
+  } else {
+    asm volatile("cldemote %0" : : "m"(line));
+  }
 #else
-  __builtin_prefetch(p, 0, 3);
+  if constexpr (Hint != line_hint::demote) __builtin_prefetch(p, Hint == line_hint::write ? 1 : 0, 3);
   asm volatile("" : : "r"(p) : "memory");
 #endif
 }
-// Starts taking the line at `p` for writing (an exclusive copy, so that the stores to
-// it do not each wait for other CPUs to drop theirs).
-inline void prefetch_write(const void* p) noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  asm volatile("prefetchw %0" : : "m"(*static_cast<const char*>(p)));
-#else
-  __builtin_prefetch(p, 1, 3);
-  asm volatile("" : : "r"(p) : "memory");
-#endif
-}
-// Moves the line at `p`, just written, from this CPU's private caches toward the cache
-// all CPUs share, where another CPU's next read finds it sooner (x86 CLDEMOTE; nothing
-// elsewhere).
-inline void demote(const void* p) noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  asm volatile("cldemote %0" : : "m"(*static_cast<const char*>(p)));
-#else
-  (void)p;
-#endif
-}
+
+inline void prefetch_read(const void* p) noexcept { hint_line<line_hint::read>(p); }
+inline void prefetch_write(const void* p) noexcept { hint_line<line_hint::write>(p); }
+inline void demote(const void* p) noexcept { hint_line<line_hint::demote>(p); }
 
 // Descriptors and files.
 int close(int fd) noexcept;

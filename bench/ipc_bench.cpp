@@ -633,17 +633,26 @@ class ring_sender final : public endpoint {
         cached_tail_(idx_->tail.load(std::memory_order_acquire)) {}
   void send(const std::byte* data, std::size_t size) override {
     if (size != size_) die("limit-spin-ring: a %zu-byte message on a ring of %zu-byte slots", size, size_);
+    std::memcpy(slot_to_fill(), data, size);
+    publish();
+  }
+  std::size_t receive(std::byte*, std::size_t) override { die("limit-spin-ring: receive on the sending end"); }
+
+  // In place: the slot the next message is to be written in, once the receiver has
+  // freed it; publish() sends it.
+  std::byte* slot_to_fill() {
     if (head_ - cached_tail_ == depth_) {  // full as far as we know: look again
       spin_until([this] {
         cached_tail_ = idx_->tail.load(std::memory_order_acquire);
         return head_ - cached_tail_ < depth_;
       });
     }
-    std::memcpy(slots_ + (head_ & (depth_ - 1)) * stride_, data, size);
+    return slots_ + (head_ & (depth_ - 1)) * stride_;
+  }
+  void publish() {
     ++head_;
     idx_->head.store(head_, std::memory_order_release);
   }
-  std::size_t receive(std::byte*, std::size_t) override { die("limit-spin-ring: receive on the sending end"); }
 
  private:
   ring_indices* idx_;
@@ -669,13 +678,23 @@ class ring_receiver final : public endpoint {
   void send(const std::byte*, std::size_t) override { die("limit-spin-ring: send on the receiving end"); }
   std::size_t receive(std::byte* buffer, std::size_t capacity) override {
     if (capacity < size_) die("limit-spin-ring: a %zu-byte buffer for %zu-byte slots", capacity, size_);
+    std::memcpy(buffer, next_message(), size_);
+    release();
+    return size_;
+  }
+
+  // In place: the next message, in its slot, once the sender has published it;
+  // release() gives the slot back.
+  const std::byte* next_message() {
     if (tail_ == cached_head_) {  // empty as far as we know: look again
       spin_until([this] {
         cached_head_ = idx_->head.load(std::memory_order_acquire);
         return cached_head_ != tail_;
       });
     }
-    std::memcpy(buffer, slots_ + (tail_ & (depth_ - 1)) * stride_, size_);
+    return slots_ + (tail_ & (depth_ - 1)) * stride_;
+  }
+  void release() {
     ++tail_;
     // Publish the freed slots in batches, and always before waiting: a sender that
     // finds the ring full polls tail, and a store per message would pull its line back
@@ -684,7 +703,6 @@ class ring_receiver final : public endpoint {
       idx_->tail.store(tail_, std::memory_order_release);
       published_ = tail_;
     }
-    return size_;
   }
 
  private:
@@ -710,10 +728,11 @@ class ring_channel final : public channel {
     new (base_) ring_indices{};
   }
   ~ring_channel() override { ::munmap(base_, bytes_); }
-  std::unique_ptr<endpoint> open_sender() override {
-    return std::make_unique<ring_sender>(base_, size_, stride_, depth_);
-  }
-  std::unique_ptr<endpoint> open_receiver() override {
+  std::unique_ptr<endpoint> open_sender() override { return ring_sender_end(); }
+  std::unique_ptr<endpoint> open_receiver() override { return ring_receiver_end(); }
+  // The ends as themselves, for their in-place calls.
+  std::unique_ptr<ring_sender> ring_sender_end() { return std::make_unique<ring_sender>(base_, size_, stride_, depth_); }
+  std::unique_ptr<ring_receiver> ring_receiver_end() {
     return std::make_unique<ring_receiver>(base_, size_, stride_, depth_);
   }
 
@@ -2062,6 +2081,31 @@ class large_loan_end final : public large_end {
   std::size_t size_;
 };
 
+// Through the limit ring, in place: written in its slot and read there. The machine's
+// limit for the loans, as the ring's copying row is for the copying paths: a ring of
+// `depth` slots with nothing else on the way.
+class large_ring_end final : public large_end {
+ public:
+  large_ring_end(std::unique_ptr<ring_sender> out, std::unique_ptr<ring_receiver> in, std::size_t size)
+      : out_(std::move(out)), in_(std::move(in)), size_(size) {}
+  void send(std::uint64_t tag) override {
+    large_fill(out_->slot_to_fill(), size_, tag);
+    out_->publish();
+  }
+  std::uint64_t receive(bool header_only) override {
+    bool ok = true;
+    const std::uint64_t tag = large_check(in_->next_message(), header_only ? large_header_bytes : size_, ok);
+    in_->release();
+    if (!ok) die("large: a %zu-byte ring message (tag %#" PRIx64 ") arrived damaged", size_, tag);
+    return tag;
+  }
+
+ private:
+  std::unique_ptr<ring_sender> out_;
+  std::unique_ptr<ring_receiver> in_;
+  std::size_t size_;
+};
+
 class large_channel {
  public:
   virtual ~large_channel() = default;
@@ -2081,6 +2125,21 @@ class large_copy_channel final : public large_channel {
 
  private:
   std::unique_ptr<channel> c_;
+  std::size_t size_;
+};
+
+class large_ring_channel final : public large_channel {
+ public:
+  large_ring_channel(std::uint64_t depth, std::size_t size) : ring_(depth, size), size_(size) {}
+  std::unique_ptr<large_end> open_sender() override {
+    return std::make_unique<large_ring_end>(ring_.ring_sender_end(), nullptr, size_);
+  }
+  std::unique_ptr<large_end> open_receiver() override {
+    return std::make_unique<large_ring_end>(nullptr, ring_.ring_receiver_end(), size_);
+  }
+
+ private:
+  ring_channel ring_;
   std::size_t size_;
 };
 
@@ -2132,6 +2191,21 @@ long kernel_msgsize_max() {
 
 std::vector<large_transport> large_transports() {
   std::vector<large_transport> t;
+  // The machine's limits, at the smaller depth: what the copying path and the loans
+  // cost with nothing but a bare ring on the way.
+  const long ring_depth = large_depths[0];
+  const std::string ring_copy = "limit-spin-ring/" + std::to_string(ring_depth) + " copy";
+  t.push_back({ring_copy,
+               "reference, not a product: the bare spin ring, copying in and out of process buffers "
+               "(the limit for the copying paths)",
+               false, "", [ring_depth](std::size_t size) {
+                 return std::make_unique<large_copy_channel>(std::make_unique<ring_channel>(ring_depth, size), size);
+               }});
+  t.push_back({"limit-spin-ring/" + std::to_string(ring_depth) + " in place",
+               "reference, not a product: the bare spin ring, written and read in its slot (the limit for the "
+               "loans)",
+               false, ring_copy,
+               [ring_depth](std::size_t size) { return std::make_unique<large_ring_channel>(ring_depth, size); }});
   for (long d : large_depths) {
     const std::string depth = "/" + std::to_string(d);
     const std::string copy = "pipc-shm" + depth + " copy";
@@ -2790,6 +2864,8 @@ settings parse(int argc, char** argv) {
   }
   if (list) {
     for (const auto& t : all_transports()) std::printf("%-20s %s\n", t.name.c_str(), t.description.c_str());
+    std::printf("\nmeasurement \"large\":\n");
+    for (const auto& t : large_transports()) std::printf("%-28s %s\n", t.name.c_str(), t.description.c_str());
     std::exit(0);
   }
   return s;
@@ -2821,7 +2897,10 @@ int main(int argc, char** argv) {
   std::vector<transport> ts;
   for (auto& t : all_transports())
     if (selected(t, s)) ts.push_back(std::move(t));
-  if (ts.empty()) die("--only matches no transport (see --list)");
+  const auto large = large_transports();
+  if (ts.empty() && std::none_of(large.begin(), large.end(), [&](const large_transport& t) { return large_selected(t, s); })) {
+    die("--only matches no transport (see --list)");
+  }
 
   const std::int64_t start = now_ns();
   g_load_at_start = load_average();

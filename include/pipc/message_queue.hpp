@@ -70,9 +70,9 @@ struct mq_options {
   bool nonblocking = false;  // open the description with O_NONBLOCK
   // shm only: how long a blocked send or receive spins before it sleeps. Spinning
   // turns a ~50 µs futex wake-up into sub-microsecond hand-over when the peer runs on
-  // another CPU. Unset: 20 µs plus 0.1 ns per byte of message_size (the time a peer
-  // needs to copy one more message: +105 µs at 1 MiB); 0 disables it; on a single-CPU
-  // machine it is always off.
+  // another CPU. Unset: 20 µs plus 0.25 ns per byte of message_size (the time a peer
+  // needs for one more message of that size: +262 µs at 1 MiB); 0 disables it; on a
+  // single-CPU machine it is always off.
   std::optional<std::chrono::nanoseconds> spin;
 };
 

@@ -267,8 +267,8 @@ TEST(SpinPolicy, DefaultSpinGrowsWithTheMessageSize) {
     return q ? q->receive_spin_budget() : -1;
   };
   const bool spins = pipc::sys::online_cpus() > 1;
-  EXPECT_EQ(eng::default_spin_for(8192), 20'819);
-  EXPECT_EQ(eng::default_spin_for(1 << 20), 124'857);
+  EXPECT_EQ(eng::default_spin_for(8192), 22'048);
+  EXPECT_EQ(eng::default_spin_for(1 << 20), 282'144);
   EXPECT_EQ(budget_of(64, -1), spins ? eng::default_spin_for(64) : 0);
   EXPECT_EQ(budget_of(1 << 20, -1), spins ? eng::default_spin_for(1 << 20) : 0);
   EXPECT_EQ(budget_of(1 << 20, 5 * us), spins ? 5 * us : 0);

@@ -193,8 +193,8 @@ struct alignas(64) header {
   // a waker that found sleepers; a queue made before these words existed leaves them 0.
   atomic_u64 msg_woken_ns;    // by senders, for receivers
   atomic_u64 space_woken_ns;  // by receivers, for senders
-  // 1 while receivers wait for each message (the last receive that found the queue
-  // empty was not streaming), 0 while they find messages ready: a sender moves a
+  // 1 while receivers wait for each message (the last receive that waited on an empty
+  // queue was not behind a stream), 0 while they find messages ready: a sender moves a
   // message's lines toward the shared cache only for a waiting receiver (docs/engine.md,
   // "Cache lines"). A hint, stored only when it changes; 0 in a queue made before it.
   atomic_u32 receivers_wait;

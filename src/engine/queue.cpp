@@ -467,15 +467,12 @@ int queue::before_receive(const wait_limit& limit, bool interruptible, receive_c
   if (dead_owner) return 0;
   // Checked as in before_send: a first look leaves the senders' lines alone.
   if (r.faulted() || ((giving_up || call.waited) && !r.cursors_plausible())) return corrupt;
-  // A receiver that is not behind a stream waits (or polls) for each message: senders
-  // are to hand their messages over (hand_over). One that gives up counts down its
-  // streaming receives as one that waits does below.
-  const std::uint32_t behind = behind_.load(std::memory_order_relaxed);
-  if (behind == 0) store_if_changed(h->receivers_wait, 1);
-  if (giving_up) {
-    if (behind != 0) behind_.store(behind - 1, std::memory_order_relaxed);
-    return would_block();
-  }
+  if (giving_up) return would_block();
+  // A receiver that waits and is not behind a stream waits for each message: senders
+  // are to hand their messages over (hand_over). (A poll that gives up does not ask:
+  // a consumer that polls a stream faster than it comes would have every message of
+  // the stream moved, which costs the sender more than it saves.)
+  if (behind_.load(std::memory_order_relaxed) == 0) store_if_changed(h->receivers_wait, 1);
   if (call.waiting.entry == nullptr) call.waiting.entry = enter_waiters(r);
   call.turn.end();
   call.waited = true;
@@ -483,9 +480,9 @@ int queue::before_receive(const wait_limit& limit, bool interruptible, receive_c
   if (e == EINTR && interruptible) return EINTR;
   if (e == recheck_due) rechecked();
   if (e == 0 && !call.turn.held) {
-    const std::uint32_t left = behind_.load(std::memory_order_relaxed);
-    if (left != 0) {
-      behind_.store(left - 1, std::memory_order_relaxed);
+    const std::uint32_t behind = behind_.load(std::memory_order_relaxed);
+    if (behind != 0) {
+      behind_.store(behind - 1, std::memory_order_relaxed);
       r.await_message_batch(spin_ns_);
     }
   }

@@ -133,9 +133,9 @@ class queue {
   std::int64_t send_spin_budget() const noexcept { return send_spin_.load(std::memory_order_relaxed); }
   std::int64_t receive_spin_budget() const noexcept { return receive_spin_.load(std::memory_order_relaxed); }
   // How many more waiting receives may wait for a batch (streaming_receives after a
-  // receive that found two messages ready; one fewer each time one waits, or gives up
-  // on an empty queue). While it is non-zero this description's receives do not ask
-  // senders to hand messages over (header::receivers_wait).
+  // receive that found two messages ready; one fewer each time one does). While it is
+  // non-zero this description's waits do not ask senders to hand messages over
+  // (header::receivers_wait).
   std::uint32_t batch_waits_left() const noexcept { return behind_.load(std::memory_order_relaxed); }
   // Sleeps of this description's sends and receives that ran to recheck_ns with nothing
   // waking them: a peer that died or stopped between its change and its wake-up, a peer

@@ -269,54 +269,6 @@ TEST(EngineRings, HighWaterMarkIsTheHighestDepth) {
   EXPECT_EQ(q->stats().messages_received, 1u + 5u + 100u + 16u);
 }
 
-// header::receivers_wait, the hint that makes senders hand each message over to a
-// waiting receiver's CPU (docs/engine.md, "Cache lines"): set by a receive that finds
-// the queue empty, cleared by one that finds a stream (two messages ready), and kept
-// clear for the streaming_receives empty looks that follow a stream.
-TEST(EngineRings, ReceiversWaitHintFollowsWhetherReceiversWait) {
-  unlink_guard guard(unique_name("rings-wait-hint"), pipc::name_kind::engine_queue);
-  std::unique_ptr<eng::queue> q;
-  ASSERT_EQ(eng::queue::open(pipc::test::create_request(guard.name(), 8, 8, -1, O_NONBLOCK), q), 0);
-  raw_region r(guard.name());
-  std::uint64_t value = 0;
-  auto send = [&] { return q->send(&value, sizeof value, 0, pipc::detail::wait_limit::immediate(), false); };
-  auto receive = [&] {
-    std::uint64_t out = 0;
-    std::size_t size = 0;
-    unsigned priority = 0;
-    return q->receive(&out, sizeof out, size, priority, pipc::detail::wait_limit::immediate(), false);
-  };
-  auto hint = [&] { return r.hdr()->receivers_wait.load(); };
-  EXPECT_EQ(hint(), 0u) << "a new queue has no receiver yet";
-  EXPECT_EQ(receive(), EAGAIN);
-  EXPECT_EQ(hint(), 1u) << "a receive found the queue empty";
-  // Request and response: one message at a time keeps it set.
-  for (int i = 0; i < 5; ++i) {
-    ASSERT_EQ(send(), 0);
-    ASSERT_EQ(receive(), 0);
-    EXPECT_EQ(receive(), EAGAIN);
-    EXPECT_EQ(hint(), 1u) << "round " << i;
-  }
-  // A stream clears it, and the empty looks right after the stream leave it clear.
-  for (int i = 0; i < 3; ++i) ASSERT_EQ(send(), 0);
-  ASSERT_EQ(receive(), 0);
-  EXPECT_EQ(hint(), 0u) << "the receive found three messages ready";
-  EXPECT_EQ(q->batch_waits_left(), eng::streaming_receives);
-  ASSERT_EQ(receive(), 0);
-  ASSERT_EQ(receive(), 0);
-  for (std::uint32_t i = 0; i < eng::streaming_receives; ++i) {
-    EXPECT_EQ(receive(), EAGAIN);
-    EXPECT_EQ(hint(), 0u) << "empty look " << i << " right after a stream";
-  }
-  EXPECT_EQ(q->batch_waits_left(), 0u);
-  EXPECT_EQ(receive(), EAGAIN);
-  EXPECT_EQ(hint(), 1u) << "the stream has ended";
-  // Any value another process leaves there is only a hint: messages go through alike.
-  r.hdr()->receivers_wait.store(0xdeadbeef);
-  ASSERT_EQ(send(), 0);
-  EXPECT_EQ(receive(), 0);
-}
-
 // A sender blocked on a full queue waits a little for a batch of room while receivers
 // are freeing slots (docs/engine.md, "Waiting"), but never for room that is not coming:
 // one receive that frees one slot lets it through promptly.

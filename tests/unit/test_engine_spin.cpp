@@ -257,8 +257,9 @@ TEST(SpinPolicy, ReceiverBacksOffWhenTheMachineIsOversubscribed) {
   EXPECT_GE(at_floor, count / 2) << "mean budget " << sum / count << " ns";
 }
 
-// The default spin covers a peer's copy of one whole message: 20 µs, plus 0.1 ns per
-// byte of the queue's message size. A spin the caller chooses is taken as it is.
+// The default spin covers a peer's step between two messages, four passes over one at
+// the size of the queue's messages: 20 µs, plus 0.25 ns per byte of that size. A spin
+// the caller chooses is taken as it is.
 TEST(SpinPolicy, DefaultSpinGrowsWithTheMessageSize) {
   auto budget_of = [](long message_size, std::int64_t spin_ns) {
     unlink_guard guard(unique_name("spinsize"), pipc::name_kind::engine_queue);
@@ -363,6 +364,90 @@ TEST(SpinPolicy, NoWakeUpIsLostWhenEveryWaitSleeps) {
   EXPECT_EQ(q->rechecks(), 0u) << "a sleep ran to its re-check: a wake-up was lost (or a thread stalled for 250 ms)";
 }
 
+
+// header::receivers_wait, the hint that makes senders hand each message over to a
+// waiting receiver's CPU (docs/engine.md, "Cache lines"): set by a receive that waits
+// on an empty queue, cleared by one that finds a stream (two messages ready), left
+// clear by a description behind a stream until its batch waits are used up, and never
+// set by a try that gives up.
+TEST(HandOver, ReceiversWaitHintFollowsWhetherReceiversWait) {
+  const auto [cpu_a, cpu_b] = two_cpus();
+  if (cpu_a < 0) GTEST_SKIP() << "needs two CPUs";
+  cpus_to_spare spare;
+  unlink_guard guard(unique_name("handover"), pipc::name_kind::engine_queue);
+  std::unique_ptr<eng::queue> q;
+  // A spin long enough that each wait below that a message ends saw it come (a wait
+  // woken from a sleep holds a turn and leaves the batch count alone).
+  ASSERT_EQ(eng::queue::open(pipc::test::create_request(guard.name(), 8, 8, 1'000'000 * us), q), 0);
+  pipc::test::raw_region r(guard.name());
+  auto hint = [&] { return r.hdr()->receivers_wait.load(); };
+  auto try_receive = [&] {
+    std::uint64_t v = 0;
+    return receive_one(*q, v, wait_limit::immediate());
+  };
+  auto wait_briefly = [&] {
+    std::uint64_t v = 0;
+    return receive_one(*q, v, wait_limit::at({CLOCK_MONOTONIC, pipc::sys::now_ns(CLOCK_MONOTONIC) + 2'000'000}));
+  };
+
+  EXPECT_EQ(hint(), 0u) << "a new queue has no receiver yet";
+  EXPECT_EQ(try_receive(), ETIMEDOUT);
+  EXPECT_EQ(hint(), 0u) << "a try that gives up does not ask for hand-over";
+  EXPECT_EQ(wait_briefly(), ETIMEDOUT);
+  EXPECT_EQ(hint(), 1u) << "a receive waited on the empty queue";
+  // Request and response: one message at a time keeps it set.
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_EQ(send_one(*q, 1), 0);
+    ASSERT_EQ(try_receive(), 0);
+    EXPECT_EQ(hint(), 1u) << "round " << i;
+  }
+  // A stream clears it, and a wait of the description behind it leaves it clear.
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(send_one(*q, 1), 0);
+  ASSERT_EQ(try_receive(), 0);
+  EXPECT_EQ(hint(), 0u) << "the receive found three messages ready";
+  EXPECT_EQ(q->batch_waits_left(), eng::streaming_receives);
+  ASSERT_EQ(try_receive(), 0);
+  ASSERT_EQ(try_receive(), 0);
+  EXPECT_EQ(wait_briefly(), ETIMEDOUT);
+  EXPECT_EQ(hint(), 0u) << "a description behind a stream waited";
+
+  // Waits that see their message come use the batch waits up; then a wait sets it.
+  std::atomic<int> asked{0};
+  std::atomic<bool> done{false};
+  std::thread sender([&, cpu = cpu_b] {
+    pin_to(cpu);
+    for (int sent = 0; !done.load();) {
+      if (asked.load() == sent) {
+        std::this_thread::yield();
+        continue;
+      }
+      busy_wait(std::chrono::microseconds(100));
+      EXPECT_EQ(send_one(*q, 1), 0);
+      ++sent;
+    }
+  });
+  affinity_guard restore;
+  pin_to(cpu_a);
+  int rounds = 0;
+  for (; q->batch_waits_left() != 0 && rounds < 500; ++rounds) {
+    asked.fetch_add(1);
+    std::uint64_t v = 0;
+    const auto limit = wait_limit::at({CLOCK_MONOTONIC, pipc::sys::now_ns(CLOCK_MONOTONIC) + 5'000'000'000});
+    ASSERT_EQ(receive_one(*q, v, limit), 0) << "round " << rounds;
+    EXPECT_EQ(hint(), 0u) << "round " << rounds << ", batch waits left " << q->batch_waits_left();
+  }
+  done.store(true);
+  sender.join();
+  EXPECT_EQ(q->batch_waits_left(), 0u) << "after " << rounds << " waits";
+  EXPECT_EQ(wait_briefly(), ETIMEDOUT);
+  EXPECT_EQ(hint(), 1u) << "the stream has ended";
+  // Any value another process leaves there is only a hint: messages go through alike.
+  r.hdr()->receivers_wait.store(0xdeadbeef);
+  ASSERT_EQ(send_one(*q, 7), 0);
+  std::uint64_t v = 0;
+  EXPECT_EQ(receive_one(*q, v, wait_limit::immediate()), 0);
+  EXPECT_EQ(v, 7u);
+}
 }  // namespace
 
 // ---- turns: fairness between the waiters of one side ----

@@ -2399,8 +2399,9 @@ void print_large_table(std::FILE* out, const settings& s) {
                "repetition, then ping-pong)\n\n"
                "Every row but \"header\" writes every byte at the producer and reads (checks) every byte at the "
                "consumer; the header row's consumer reads the first 64 bytes only. × copy: the row's figure "
-               "as a multiple of the engine's copying path at the same depth (the pipe: at depth 4; > 1 is "
-               "better; for round trips, copy's time / this row's). Kernel queues: msgsize_max is %ld here; "
+               "as a multiple of the engine's copying path at the same depth (the pipe: at depth 4; the limit "
+               "ring's in-place row: of the ring's copying row; > 1 is better; for round trips, copy's time / "
+               "this row's). Kernel queues: msgsize_max is %ld here; "
                "they take part at the sizes where two queues of 4 such messages can be made.\n\n",
                s.round_trips < 10'000 ? "30" : "200", kernel_msgsize_max());
   print_probes(out, "large");
@@ -2464,7 +2465,8 @@ void print_tables(std::FILE* out, const std::vector<transport>& ts, const settin
       "Method: every figure is the median of %d repetitions, [min–max] across them; processes made "
       "with fork()%s; engine spin %s.  \n",
       s.reps, s.pin ? ", pinned to distinct CPUs (--pin)" : ", not pinned",
-      g_engine_spin ? strf("%lld ns", static_cast<long long>(g_engine_spin->count())).c_str() : "default (20 µs)");
+      g_engine_spin ? strf("%lld ns", static_cast<long long>(g_engine_spin->count())).c_str()
+                    : "default (20 µs + 0.25 ns per byte of message size)");
   std::fprintf(out, "Ratios (×) are speed-ups: how many times faster than kernel mq / Boost (> 1 is better).  \n");
   std::fprintf(out,
                "Load average (1, 5, 15 min) before the run: %s (other work on the machine skews the numbers; "
@@ -2764,7 +2766,7 @@ void write_csv(const std::string& path, const std::vector<transport>& ts, const 
                "  --measure M1,...     latency, stream, contention, create, large (default all)\n"
                "  --latency-all-depths ping-pong every depth, not only the smallest\n"
                "  --pin                pin the processes to distinct CPUs (sched_setaffinity)\n"
-               "  --spin-ns N          the engine's spin before sleeping (default: the library's, 20 us)\n"
+               "  --spin-ns N          the engine's spin before sleeping (default: the library's, 20 us + 0.25 ns/byte)\n"
                "  --csv PATH           write every result as CSV\n"
                "  --md PATH            write the Markdown tables to PATH too\n"
                "  --list               list the transports and exit\n");
@@ -2897,10 +2899,15 @@ int main(int argc, char** argv) {
   std::vector<transport> ts;
   for (auto& t : all_transports())
     if (selected(t, s)) ts.push_back(std::move(t));
+  // The large measurement has transports of its own: --only must match some transport
+  // of a measurement that runs.
+  const bool other_measurements = std::any_of(s.measurements.begin(), s.measurements.end(),
+                                              [](const std::string& m) { return m != "large"; });
   const auto large = large_transports();
-  if (ts.empty() && std::none_of(large.begin(), large.end(), [&](const large_transport& t) { return large_selected(t, s); })) {
-    die("--only matches no transport (see --list)");
-  }
+  const bool large_matches =
+      wants(s, "large") &&
+      std::any_of(large.begin(), large.end(), [&](const large_transport& t) { return large_selected(t, s); });
+  if (!(other_measurements && !ts.empty()) && !large_matches) die("--only matches no transport (see --list)");
 
   const std::int64_t start = now_ns();
   g_load_at_start = load_average();

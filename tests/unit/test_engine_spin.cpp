@@ -374,12 +374,12 @@ TEST(HandOver, ReceiversWaitHintFollowsWhetherReceiversWait) {
   const auto [cpu_a, cpu_b] = two_cpus();
   if (cpu_a < 0) GTEST_SKIP() << "needs two CPUs";
   cpus_to_spare spare;
-  unlink_guard guard(unique_name("handover"), pipc::name_kind::engine_queue);
-  std::unique_ptr<eng::queue> q;
   // A spin long enough that each wait below that a message ends saw it come (a wait
   // woken from a sleep holds a turn and leaves the batch count alone).
-  ASSERT_EQ(eng::queue::open(pipc::test::create_request(guard.name(), 8, 8, 1'000'000 * us), q), 0);
-  pipc::test::raw_region r(guard.name());
+  spin_queue s("handover", 1'000'000 * us);
+  ASSERT_NE(s.q, nullptr);
+  std::unique_ptr<eng::queue>& q = s.q;
+  pipc::test::raw_region r(s.guard.name());
   auto hint = [&] { return r.hdr()->receivers_wait.load(); };
   auto try_receive = [&] {
     std::uint64_t v = 0;

@@ -169,6 +169,7 @@ class queue {
                 std::uint32_t& n, slot_header*& s);
   int place(unsigned priority, std::uint32_t head, std::uint32_t tail, const detail::wait_limit& lock_limit,
             placement& p);
+  void finish_send(const placement& p, const slot_header* s, std::size_t size, std::uint32_t granted) noexcept;
   int take_message(const detail::wait_limit& limit, bool interruptible, receive_call& call, picked& c);
   bool reclaim_dead_loans() noexcept;
   int reserve_loan() noexcept;

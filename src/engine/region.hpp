@@ -417,30 +417,28 @@ struct region {
   static constexpr std::uint64_t hinted_lines = 4;
   static constexpr std::uint64_t demoted_lines = 16;
 
+  // A slot's lines that the prefetches cover (at least its header's).
+  std::uint64_t hinted_slot_lines() const noexcept { return std::min(geo.slot_stride / 64, hinted_lines); }
+
   // Starts loading slot `n` for writing: it was last read by a receiver on another CPU,
   // and the next send will most likely fill it.
   void prefetch_for_send(std::uint32_t n) const noexcept {
     if (n == 0 || n > geo.max_messages) return;
-    const std::byte* p = reinterpret_cast<const std::byte*>(slot(n));
-    const std::uint64_t lines = std::min(geo.slot_stride / 64, hinted_lines);
-    for (std::uint64_t i = 0; i < lines; ++i) sys::prefetch_write(p + 64 * i);
+    sys::hint_lines<sys::line_hint::write>(slot(n), hinted_slot_lines());
   }
 
   // Starts loading the payload lines of slot `s`, whose header a receive is about to
   // read: the loads that copy it depend on the header's checks, and would otherwise
   // start only after the header's line has come from the sender's CPU.
   void prefetch_for_receive(const slot_header* s) const noexcept {
-    const std::byte* p = reinterpret_cast<const std::byte*>(s);
-    const std::uint64_t lines = std::min(geo.slot_stride / 64, hinted_lines);
-    for (std::uint64_t i = 1; i < lines; ++i) sys::prefetch_read(p + 64 * i);
+    sys::hint_lines<sys::line_hint::read>(reinterpret_cast<const std::byte*>(s) + 64, hinted_slot_lines() - 1);
   }
 
   // Moves the lines of the message just committed in slot `s` (`size` payload bytes)
   // toward the cache both CPUs share, for a receiver on another CPU that waits for it.
   void demote_message(const slot_header* s, std::size_t size) const noexcept {
-    const std::byte* p = reinterpret_cast<const std::byte*>(s);
-    const std::uint64_t lines = std::min<std::uint64_t>((sizeof(slot_header) + size + 63) / 64, demoted_lines);
-    for (std::uint64_t i = 0; i < lines; ++i) sys::demote(p + 64 * i);
+    sys::hint_lines<sys::line_hint::demote>(
+        s, std::min<std::uint64_t>((sizeof(slot_header) + size + 63) / 64, demoted_lines));
   }
 
   // ---- recovery (recovery.cpp; docs/engine.md, "Recovery") ----

@@ -67,9 +67,11 @@ inline void hint_line(const void* p) noexcept {
 #endif
 }
 
-inline void prefetch_read(const void* p) noexcept { hint_line<line_hint::read>(p); }
-inline void prefetch_write(const void* p) noexcept { hint_line<line_hint::write>(p); }
-inline void demote(const void* p) noexcept { hint_line<line_hint::demote>(p); }
+// The same hint on `count` consecutive 64-byte lines from `p`.
+template <line_hint Hint>
+inline void hint_lines(const void* p, std::uint64_t count) noexcept {
+  for (std::uint64_t i = 0; i < count; ++i) hint_line<Hint>(static_cast<const char*>(p) + 64 * i);
+}
 
 // Descriptors and files.
 int close(int fd) noexcept;

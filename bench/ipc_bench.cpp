@@ -1851,15 +1851,21 @@ class phase_timer {
   std::int64_t start_;
 };
 
+// Prints each of `items` as `format` gives it, after a space, separated by commas.
+template <class T, class Format>
+void print_each(std::FILE* out, const std::vector<T>& items, Format format) {
+  const char* sep = " ";
+  for (const T& v : items) {
+    std::fprintf(out, "%s%s", sep, format(v).c_str());
+    sep = ", ";
+  }
+}
+
 void print_probes(std::FILE* out, const std::string& m) {
   auto it = g_probes.find(m);
   if (it == g_probes.end()) return;
   std::fprintf(out, "Cache line before each repetition, ns:");
-  const char* sep = " ";
-  for (const auto& v : it->second) {
-    std::fprintf(out, "%s%s", sep, v.c_str());
-    sep = ", ";
-  }
+  print_each(out, it->second, [](const std::string& v) { return v; });
   std::fprintf(out, ".\n\n");
   auto stalls = g_stalls.find(m);
   if (stalls == g_stalls.end()) return;
@@ -1867,17 +1873,13 @@ void print_probes(std::FILE* out, const std::string& m) {
                "Stalls before each repetition (two processes, one per CPU, read the clock in a tight loop for "
                "%lld ms; a gap of %lld µs or more between two reads is a stall): one per",
                static_cast<long long>(stall_probe_ns / 1'000'000), static_cast<long long>(stall_min_ns / 1'000));
-  sep = " ";
-  for (const stall_probe& p : stalls->second) {
-    std::fprintf(out, "%s%s", sep, p.interval_ns == 0 ? "(none)" : strf("%.0f µs", p.interval_ns / 1e3).c_str());
-    sep = ", ";
-  }
+  print_each(out, stalls->second, [](const stall_probe& p) {
+    return p.interval_ns == 0 ? std::string("(none)") : strf("%.0f µs", p.interval_ns / 1e3);
+  });
   std::fprintf(out, "; median stall");
-  sep = " ";
-  for (const stall_probe& p : stalls->second) {
-    std::fprintf(out, "%s%s", sep, p.interval_ns == 0 ? "–" : strf("%.1f µs", p.median_ns / 1e3).c_str());
-    sep = ", ";
-  }
+  print_each(out, stalls->second, [](const stall_probe& p) {
+    return p.interval_ns == 0 ? std::string("–") : strf("%.1f µs", p.median_ns / 1e3);
+  });
   std::fprintf(out, ".\n\n");
 }
 

@@ -63,7 +63,8 @@ object_info engine_queue_entry(const std::string& leaf) {
   object_info o;
   o.type = object_type::message_queue;
   o.backend = backend::shm;
-  o.name = "/" + leaf.substr(engine_prefix.size());
+  // Appended: GCC 12 warns falsely (-Wrestrict) about "/" + std::string&&.
+  o.name = std::string("/").append(leaf, engine_prefix.size());
   o.path = std::string(sys::shm_directory()) + "/" + leaf;
   struct ::stat st {};
   mq_stats s;
@@ -85,7 +86,7 @@ object_info engine_queue_entry(const std::string& leaf) {
 object_info semaphore_entry(const std::string& leaf) {
   object_info o;
   o.type = object_type::semaphore;
-  o.name = "/" + leaf.substr(semaphore_prefix.size());
+  o.name = std::string("/").append(leaf, semaphore_prefix.size());
   o.path = std::string(sys::shm_directory()) + "/" + leaf;
   struct ::stat st {};
   // A copy of the sem_t, read with read permission only; sem_getvalue decodes the copy

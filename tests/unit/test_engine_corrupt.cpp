@@ -1345,7 +1345,7 @@ TEST(EngineCorrupt, FuzzRandomScribblesThenOperations) {
     if (ec && !is_pipc_error(ec)) {
       if (foreign_errors++ == 0) first_foreign = std::string(op) + ": " + describe(ec);
     }
-    outcomes[std::string(op) + (ec ? " " + describe(ec) : done ? " ok" : " nothing")]++;
+    outcomes[std::string(op) + " " + (ec ? describe(ec) : done ? "ok" : "nothing")]++;
   };
 
   auto t0 = steady_clock::now();

@@ -57,6 +57,25 @@ inline bool last_ran_here(const atomic_u32& cpu) noexcept {
   return cpu.load(std::memory_order_relaxed) == sys::current_cpu() + 1;
 }
 
+// Cache hints on a slot's lines (docs/engine.md, "Cache lines"). A slot starts a line
+// (the slots start on one, and the stride is a whole number of lines); its first
+// hinted_lines lines hold its header and the start of its payload, and a longer copy is
+// left to the CPU's own prefetchers. Both counts stay within the slot, so no hint
+// reaches past the region or into a neighbour's slot.
+inline constexpr std::uint64_t hinted_lines = 4;
+inline constexpr std::uint64_t demoted_lines = 16;
+
+// The lines of a slot that the send and receive prefetches cover (at least its header's).
+constexpr std::uint64_t slot_lines_hinted(const geometry& g) noexcept {
+  return std::min<std::uint64_t>(g.slot_stride / 64, hinted_lines);
+}
+
+// The lines that hand a committed message of `size` payload bytes over (at most
+// demoted_lines: the demote costs the sender ~7 ns a line).
+constexpr std::uint64_t message_lines_demoted(std::size_t size) noexcept {
+  return std::min<std::uint64_t>((sizeof(slot_header) + size + 63) / 64, demoted_lines);
+}
+
 // What faulted() reads for a region that is not mapped yet: always set.
 inline constinit std::atomic<std::uint32_t> unmapped_flag{1};
 
@@ -411,14 +430,8 @@ struct region {
     h->recv_cursors.store(cursors(free_tail + 1, ring_cursor(w)), std::memory_order_release);
   }
 
-  // Cache hints on a slot's lines (docs/engine.md, "Cache lines"). The first
-  // hinted_lines lines of a slot hold its header and the start of its payload; a
-  // longer copy is left to the CPU's own prefetchers.
-  static constexpr std::uint64_t hinted_lines = 4;
-  static constexpr std::uint64_t demoted_lines = 16;
-
-  // A slot's lines that the prefetches cover (at least its header's).
-  std::uint64_t hinted_slot_lines() const noexcept { return std::min(geo.slot_stride / 64, hinted_lines); }
+  // A slot's lines that the prefetches cover (see slot_lines_hinted).
+  std::uint64_t hinted_slot_lines() const noexcept { return slot_lines_hinted(geo); }
 
   // Starts loading slot `n` for writing: it was last read by a receiver on another CPU,
   // and the next send will most likely fill it.
@@ -437,8 +450,7 @@ struct region {
   // Moves the lines of the message just committed in slot `s` (`size` payload bytes)
   // toward the cache both CPUs share, for a receiver on another CPU that waits for it.
   void demote_message(const slot_header* s, std::size_t size) const noexcept {
-    sys::hint_lines<sys::line_hint::demote>(
-        s, std::min<std::uint64_t>((sizeof(slot_header) + size + 63) / 64, demoted_lines));
+    sys::hint_lines<sys::line_hint::demote>(s, message_lines_demoted(size));
   }
 
   // ---- recovery (recovery.cpp; docs/engine.md, "Recovery") ----

@@ -6,6 +6,7 @@
 #include "support.hpp"
 
 #include "engine/queue.hpp"
+#include "engine/region.hpp"
 #include "engine/wait.hpp"
 #include "sys/sys.hpp"
 
@@ -364,6 +365,33 @@ TEST(SpinPolicy, NoWakeUpIsLostWhenEveryWaitSleeps) {
   EXPECT_EQ(q->rechecks(), 0u) << "a sleep ran to its re-check: a wake-up was lost (or a thread stalled for 250 ms)";
 }
 
+
+// The cache hints (docs/engine.md, "Cache lines") touch only the slot they are for:
+// every slot starts a line, the prefetches cover the header's line and at most the
+// slot's stride, and the demote covers a committed message whole (up to its cap) and
+// no line past the slot, for every geometry: so no hint reaches a neighbour's slot or
+// past the region's end.
+TEST(HandOver, CacheHintsStayWithinTheirSlot) {
+  const std::uint64_t sizes[] = {1, 8, 31, 32, 33, 63, 64, 96, 100, 480, 481, 992, 993, 1000, 8192, 65536, 1u << 20};
+  for (const std::uint64_t depth : {1u, 3u, 10u, 1024u}) {
+    for (const std::uint64_t size : sizes) {
+      SCOPED_TRACE(testing::Message() << depth << " messages of " << size << " bytes");
+      const eng::geometry g = eng::compute_geometry(depth, size);
+      EXPECT_EQ(g.slots_offset % 64, 0u);
+      EXPECT_EQ(g.slot_stride % 64, 0u);
+      EXPECT_LE(g.slots_offset + depth * g.slot_stride, g.region_size);
+      const std::uint64_t hinted = eng::slot_lines_hinted(g);
+      EXPECT_GE(hinted, 1u);
+      EXPECT_LE(hinted * 64, g.slot_stride);
+      for (const std::uint64_t payload : {std::uint64_t{0}, std::uint64_t{1}, size / 2, size}) {
+        const std::uint64_t demoted = eng::message_lines_demoted(payload);
+        EXPECT_LE(demoted * 64, g.slot_stride) << payload << " payload bytes";
+        const std::uint64_t message = sizeof(eng::slot_header) + payload;
+        EXPECT_GE(demoted * 64, std::min(message, eng::demoted_lines * 64)) << payload << " payload bytes";
+      }
+    }
+  }
+}
 
 // header::receivers_wait, the hint that makes senders hand each message over to a
 // waiting receiver's CPU (docs/engine.md, "Cache lines"): set by a receive that waits

@@ -10,7 +10,8 @@
 //   contention  two forked producers and two forked consumers on one channel for a
 //               fixed time; every message checked, per-producer counts and checksums
 //               reconciled; messages/s and fairness (min/max of producer counts and of
-//               consumer counts).
+//               consumer counts). pipc's transports run each repetition a second time
+//               with one producer and one consumer pinned to each CPU ("… pinned").
 // A transport is a one-way channel: the parent creates it before fork() (a queue, a
 // pipe, a socket pair); each process then opens its own end (queues by name, after
 // the fork). Nothing here is a thread standing in for a process.
@@ -1650,6 +1651,40 @@ std::string size_skip(const transport& t, std::size_t size) { return t.size_limi
 // Whether transport t is ping-ponged / streamed at all (whatever the size).
 bool pings(const transport& t, const settings& s) { return t.latency || s.latency_all_depths; }
 
+// pipc's own transports run the contention measurement twice per repetition: as every
+// transport does (the scheduler places the four processes), and pinned, one producer
+// and one consumer on each CPU (`<name> pinned` in the tables and the CSV). Unpinned,
+// the scheduler sometimes keeps three of the four on one CPU for a whole repetition,
+// and no transport's fairness survives that; pinned, what is left is the transport's.
+// (With --pin every row is pinned, and there is no second one.)
+bool contends_pinned_too(const transport& t, const settings& s) { return !s.pin && t.name.rfind("pipc-", 0) == 0; }
+std::string pinned_name(const transport& t) { return t.name + " pinned"; }
+// The names transport t's contention results are recorded under.
+std::vector<std::string> contention_rows(const transport& t, const settings& s) {
+  if (contends_pinned_too(t, s)) return {t.name, pinned_name(t)};
+  return {t.name};
+}
+
+// One contention repetition of transport t at `size`, recorded as `name`.
+void run_contention(const transport& t, const std::string& name, std::size_t size, const settings& s, int rep) {
+  watchdog(s.contention_ms / 1e3);
+  contention_result r = contention(t, size, s);
+  ::alarm(0);
+  record("contention", name, size, "msgs_per_s", r.msgs_per_s);
+  record("contention", name, size, "mb_per_s", r.msgs_per_s * static_cast<double>(size) / 1e6);
+  record("contention", name, size, "producer_fairness", r.producer_fairness);
+  record("contention", name, size, "consumer_fairness", r.consumer_fairness);
+  record("contention", name, size, "jain_producers", r.jain);
+  record_times(name, size, "producer", r.producers);
+  record_times(name, size, "consumer", r.consumers);
+  note_samples("contention", name, size, r.messages);
+  std::fprintf(stderr,
+               "contention %-6s rep %d/%d %-27s %10.3f M msg/s  fairness producers %.2f consumers %.2f"
+               "  CPU time producers %.2f consumers %.2f\n",
+               size_label(size).c_str(), rep + 1, s.reps, name.c_str(), r.msgs_per_s / 1e6, r.producer_fairness,
+               r.consumer_fairness, r.producers.cpu_fairness, r.consumers.cpu_fairness);
+}
+
 // Why transport t is not in the contention measurement at `size` ("" if it is).
 // Pipes are byte streams: with two writers, writes over PIPE_BUF may interleave.
 std::string contention_skip(const transport& t, std::size_t size) {
@@ -1904,42 +1939,45 @@ void note_shared_limit(std::FILE* out, const std::string& m, const char* limit, 
 // where the lower process's time went (and the higher one's), from the scheduler's
 // accounting. A lower process that was mostly runnable but waiting for a CPU lost to
 // the scheduler; one that was mostly blocked was kept waiting by the transport.
-void note_unfair_repetitions(std::FILE* out, const std::vector<transport>& ts, const std::vector<std::size_t>& sizes) {
+void note_unfair_repetitions(std::FILE* out, const std::vector<transport>& ts, const settings& s) {
   auto values = [](const std::string& t, std::size_t size, const std::string& metric) {
     auto it = g_values.find({"contention", t, size, metric});
     return it == g_values.end() ? std::vector<double>{} : it->second;
   };
   auto pct = [](double v) { return static_cast<int>(std::lround(v * 100)); };
   bool any = false;
-  for (std::size_t size : sizes) {
-    for (const auto& t : ts) {
-      for (const char* role : {"producer", "consumer"}) {
-        const std::string r = role;
-        const std::vector<double> fair = values(t.name, size, r + "_fairness");
-        const std::vector<double> cpu = values(t.name, size, r + "_cpu_fairness");
-        auto split = [&](const char* which, std::size_t rep) {
-          const std::string stem = r + "_" + which + "_";
-          const std::vector<double> ran = values(t.name, size, stem + "ran");
-          const std::vector<double> queued = values(t.name, size, stem + "queued");
-          const std::vector<double> blocked = values(t.name, size, stem + "blocked");
-          if (rep >= ran.size() || rep >= queued.size() || rep >= blocked.size()) return std::string("?");
-          return strf("%d/%d/%d", pct(ran[rep]), pct(queued[rep]), pct(blocked[rep]));
-        };
-        for (std::size_t rep = 0; rep < fair.size() && rep < cpu.size(); ++rep) {
-          if (fair[rep] >= 0.5) continue;
-          if (!any) {
-            std::fprintf(out,
-                         "Repetitions below 0.5, and where the two processes' time went in the timed part (from "
-                         "/proc/self/schedstat, %% of the process's timed stretch: on a CPU / runnable, waiting "
-                         "for a CPU / blocked in the transport). CPU time is min/max of the two processes' CPU "
-                         "time.\n\n");
-            any = true;
-          }
-          std::fprintf(out, "- `%s` %s, repetition %zu: %ss %.2f, CPU time %.2f; the lower %s %s, the higher %s.\n",
-                       t.name.c_str(), size_label(size).c_str(), rep + 1, role, fair[rep], cpu[rep], role,
-                       split("lower", rep).c_str(), split("higher", rep).c_str());
+  auto note = [&](const std::string& name, std::size_t size) {
+    for (const char* role : {"producer", "consumer"}) {
+      const std::string r = role;
+      const std::vector<double> fair = values(name, size, r + "_fairness");
+      const std::vector<double> cpu = values(name, size, r + "_cpu_fairness");
+      auto split = [&](const char* which, std::size_t rep) {
+        const std::string stem = r + "_" + which + "_";
+        const std::vector<double> ran = values(name, size, stem + "ran");
+        const std::vector<double> queued = values(name, size, stem + "queued");
+        const std::vector<double> blocked = values(name, size, stem + "blocked");
+        if (rep >= ran.size() || rep >= queued.size() || rep >= blocked.size()) return std::string("?");
+        return strf("%d/%d/%d", pct(ran[rep]), pct(queued[rep]), pct(blocked[rep]));
+      };
+      for (std::size_t rep = 0; rep < fair.size() && rep < cpu.size(); ++rep) {
+        if (fair[rep] >= 0.5) continue;
+        if (!any) {
+          std::fprintf(out,
+                       "Repetitions below 0.5, and where the two processes' time went in the timed part (from "
+                       "/proc/self/schedstat, %% of the process's timed stretch: on a CPU / runnable, waiting "
+                       "for a CPU / blocked in the transport). CPU time is min/max of the two processes' CPU "
+                       "time.\n\n");
+          any = true;
         }
+        std::fprintf(out, "- `%s` %s, repetition %zu: %ss %.2f, CPU time %.2f; the lower %s %s, the higher %s.\n",
+                     name.c_str(), size_label(size).c_str(), rep + 1, role, fair[rep], cpu[rep], role,
+                     split("lower", rep).c_str(), split("higher", rep).c_str());
       }
+    }
+  };
+  for (std::size_t size : s.sizes) {
+    for (const auto& t : ts) {
+      for (const std::string& name : contention_rows(t, s)) note(name, size);
     }
   }
   if (any) std::fprintf(out, "\n");
@@ -2589,8 +2627,12 @@ void print_tables(std::FILE* out, const std::vector<transport>& ts, const settin
                  "Fairness = min/max of the two counts in the timed part (1 = equal shares, 0.5 = one got twice "
                  "the other's, 0 = one starved): producers = messages each got in, consumers = messages each took "
                  "out. `min` is the lowest over the repetitions (the issue's bar: ≥ 0.5 in every one; below it in "
-                 "bold); `each repetition` lists them in the order they ran.\n\n",
-                 s.contention_ms);
+                 "bold); `each repetition` lists them in the order they ran.%s\n\n",
+                 s.contention_ms,
+                 s.pin ? ""
+                       : " Rows `… pinned` are pipc's transports again, in the same repetitions, with one producer and "
+                         "one consumer pinned to each CPU: the same queue without the scheduler's placement (which "
+                         "sometimes keeps three of the four processes on one CPU for a whole repetition).");
     print_probes(out, "contention");
     std::fprintf(out,
                  "| transport | depth | size | messages/s | producer fairness: min | each repetition | consumer "
@@ -2616,22 +2658,25 @@ void print_tables(std::FILE* out, const std::vector<transport>& ts, const settin
                        size_label(size).c_str(), why.c_str());
           continue;
         }
-        auto r = result("contention", t.name, size, "msgs_per_s");
-        if (!r) continue;
-        auto pf = result("contention", t.name, size, "producer_fairness");
-        auto cf = result("contention", t.name, size, "consumer_fairness");
         auto b = result("contention", boost_peer(t), size, "msgs_per_s");
-        std::optional<double> rk, rb;
-        if (k) rk = r->median / k->median;
-        if (b) rb = r->median / b->median;
-        std::fprintf(out, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t.name.c_str(),
-                     depth_label(t).c_str(), size_label(size).c_str(), with_range(*r, rate).c_str(),
-                     fair(pf->min).c_str(), each(t.name, size, "producer_fairness").c_str(), fair(cf->min).c_str(),
-                     each(t.name, size, "consumer_fairness").c_str(), ratio(rk).c_str(), ratio(rb).c_str());
+        auto row = [&](const std::string& name) {
+          auto r = result("contention", name, size, "msgs_per_s");
+          if (!r) return;
+          auto pf = result("contention", name, size, "producer_fairness");
+          auto cf = result("contention", name, size, "consumer_fairness");
+          std::optional<double> rk, rb;
+          if (k) rk = r->median / k->median;
+          if (b) rb = r->median / b->median;
+          std::fprintf(out, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name.c_str(),
+                       depth_label(t).c_str(), size_label(size).c_str(), with_range(*r, rate).c_str(),
+                       fair(pf->min).c_str(), each(name, size, "producer_fairness").c_str(), fair(cf->min).c_str(),
+                       each(name, size, "consumer_fairness").c_str(), ratio(rk).c_str(), ratio(rb).c_str());
+        };
+        for (const std::string& name : contention_rows(t, s)) row(name);
       }
     }
     std::fprintf(out, "\n");
-    note_unfair_repetitions(out, ts, s.sizes);
+    note_unfair_repetitions(out, ts, s);
   }
   if (wants(s, "create")) {
     std::fprintf(out,
@@ -2699,19 +2744,23 @@ void write_csv(const std::string& path, const std::vector<transport>& ts, const 
   for (const auto& [m, names] : metrics) {
     for (std::size_t size : s.sizes) {
       for (const auto& t : ts) {
-        for (const char* metric : names) {
-          auto it = g_values.find({m, t.name, size, metric});
-          if (it == g_values.end()) continue;
-          const summary sm = summarise(it->second);
-          const std::string_view mv = metric;
-          const char* unit = mv.ends_with("_ns")  ? "ns"
-                             : mv == "msgs_per_s" ? "msg/s"
-                             : mv == "mb_per_s"   ? "MB/s"
-                                                  : "ratio";
-          auto samples = g_samples.find({m, t.name, size});
-          std::fprintf(f, "%s,%s,%ld,%zu,%s,%s,%.6g,%.6g,%.6g,%d,%" PRIu64 ",%s\n", m, t.name.c_str(), t.depth, size,
-                       metric, unit, sm.median, sm.min, sm.max, sm.reps,
-                       samples == g_samples.end() ? std::uint64_t{0} : samples->second, per_rep(it->second).c_str());
+        const std::vector<std::string> rows =
+            std::string_view(m) == "contention" ? contention_rows(t, s) : std::vector<std::string>{t.name};
+        for (const std::string& row : rows) {
+          for (const char* metric : names) {
+            auto it = g_values.find({m, row, size, metric});
+            if (it == g_values.end()) continue;
+            const summary sm = summarise(it->second);
+            const std::string_view mv = metric;
+            const char* unit = mv.ends_with("_ns")  ? "ns"
+                               : mv == "msgs_per_s" ? "msg/s"
+                               : mv == "mb_per_s"   ? "MB/s"
+                                                    : "ratio";
+            auto samples = g_samples.find({m, row, size});
+            std::fprintf(f, "%s,%s,%ld,%zu,%s,%s,%.6g,%.6g,%.6g,%d,%" PRIu64 ",%s\n", m, row.c_str(), t.depth, size,
+                         metric, unit, sm.median, sm.min, sm.max, sm.reps,
+                         samples == g_samples.end() ? std::uint64_t{0} : samples->second, per_rep(it->second).c_str());
+          }
         }
       }
     }
@@ -2975,23 +3024,12 @@ int main(int argc, char** argv) {
         for (std::size_t size : s.sizes) {
           for (const auto& t : ts) {
             if (!t.stream || !contention_skip(t, size).empty()) continue;
-            watchdog(s.contention_ms / 1e3);
-            contention_result r = contention(t, size, s);
-            ::alarm(0);
-            record("contention", t.name, size, "msgs_per_s", r.msgs_per_s);
-            record("contention", t.name, size, "mb_per_s", r.msgs_per_s * static_cast<double>(size) / 1e6);
-            record("contention", t.name, size, "producer_fairness", r.producer_fairness);
-            record("contention", t.name, size, "consumer_fairness", r.consumer_fairness);
-            record("contention", t.name, size, "jain_producers", r.jain);
-            record_times(t.name, size, "producer", r.producers);
-            record_times(t.name, size, "consumer", r.consumers);
-            note_samples("contention", t.name, size, r.messages);
-            std::fprintf(stderr,
-                         "contention %-6s rep %d/%d %-20s %10.3f M msg/s  fairness producers %.2f consumers %.2f"
-                         "  CPU time producers %.2f consumers %.2f\n",
-                         size_label(size).c_str(), rep + 1, s.reps, t.name.c_str(), r.msgs_per_s / 1e6,
-                         r.producer_fairness, r.consumer_fairness, r.producers.cpu_fairness,
-                         r.consumers.cpu_fairness);
+            run_contention(t, t.name, size, s, rep);
+            if (contends_pinned_too(t, s)) {
+              settings pinned = s;
+              pinned.pin = true;
+              run_contention(t, pinned_name(t), size, pinned, rep);
+            }
           }
         }
       }

@@ -33,7 +33,7 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-sizes=$(awk -F, 'NR > 1 && $4 > 0 { print $4 }' "$csv" | sort -nu | tr '\n' ' ')
+sizes=$(awk -F, 'NR > 1 && $4 > 0 && ($1 == "latency" || $1 == "stream" || $1 == "contention") { print $4 }' "$csv" | sort -nu | tr '\n' ' ')
 
 # pivot MEASUREMENT METRIC SCALE OUT: one line per transport (in the CSV's order):
 # "name" then median min max for every size ("?" where there is no value).
@@ -100,7 +100,7 @@ set logscale y
 set format y "%g"
 set grid ytics mytics lc rgb "#d0d0d0"
 set xtics nomirror rotate by -20 noenhanced
-set key top left opaque
+set key tmargin center horizontal
 set datafile missing "?"
 set bmargin 5
 EOF

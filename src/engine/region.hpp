@@ -430,21 +430,18 @@ struct region {
     h->recv_cursors.store(cursors(free_tail + 1, ring_cursor(w)), std::memory_order_release);
   }
 
-  // A slot's lines that the prefetches cover (see slot_lines_hinted).
-  std::uint64_t hinted_slot_lines() const noexcept { return slot_lines_hinted(geo); }
-
   // Starts loading slot `n` for writing: it was last read by a receiver on another CPU,
   // and the next send will most likely fill it.
   void prefetch_for_send(std::uint32_t n) const noexcept {
     if (n == 0 || n > geo.max_messages) return;
-    sys::hint_lines<sys::line_hint::write>(slot(n), hinted_slot_lines());
+    sys::hint_lines<sys::line_hint::write>(slot(n), slot_lines_hinted(geo));
   }
 
   // Starts loading the payload lines of slot `s`, whose header a receive is about to
   // read: the loads that copy it depend on the header's checks, and would otherwise
   // start only after the header's line has come from the sender's CPU.
   void prefetch_for_receive(const slot_header* s) const noexcept {
-    sys::hint_lines<sys::line_hint::read>(reinterpret_cast<const std::byte*>(s) + 64, hinted_slot_lines() - 1);
+    sys::hint_lines<sys::line_hint::read>(reinterpret_cast<const std::byte*>(s) + 64, slot_lines_hinted(geo) - 1);
   }
 
   // Moves the lines of the message just committed in slot `s` (`size` payload bytes)

@@ -273,16 +273,25 @@ int wait_for_side(Blocked blocked, const wait_words& words, std::int64_t spin_ns
   return e;
 }
 
-// A call that found what it came for (`ready`), when all of it is owed to woken waiters
-// of its side (`owed`: wait.hpp, "Turns"), leaves it to them, unless it holds a turn
-// itself or is about to give up: 0 when it should go on now; otherwise it waits until
-// they have had it, and returns look_again (or EINTR, for an interruptible call).
+// A call that found what it came for (`ready`) while woken waiters of its side hold
+// turns (`owed`: wait.hpp, "Turns") leaves it to them, unless it holds a turn itself or
+// is about to give up: 0 when it should go on now; otherwise it waits until they have
+// had their go, and returns look_again (or EINTR, for an interruptible call).
+//
+// The wait spins for as long as a turn lasts (unless the queue's spin is 0), not for
+// the description's budget, and stops spinning when this thread loses its CPU: a
+// woken waiter that waits for a CPU can take milliseconds to come, and a competitor on
+// another CPU that slept meanwhile would be woken with a turn of its own, and take
+// what was left to the first (docs/engine.md, "Fairness").
 template <class Ready, class Owed>
-int leave_to_turns(Ready ready, Owed owed, bool giving_up, bool interruptible, const wait_words& words,
-                   std::int64_t spin_ns, std::atomic<std::int64_t>& budget, waiter_turn& turn,
-                   const wait_limit& limit) {
+int leave_to_turns(Ready ready, Owed owed, bool giving_up, bool interruptible, wait_words words,
+                   std::int64_t spin_ns, waiter_turn& turn, const wait_limit& limit) {
   if (turn.held || giving_up || !owed()) return 0;
-  int e = wait_for_side([&] { return !ready() || owed(); }, words, spin_ns, budget, turn, turn_wait_limit(limit));
+  constexpr std::int64_t hold_ns = std::int64_t{turn_hold_us} * 1000;
+  std::atomic<std::int64_t> budget{hold_ns};  // this wait's alone: the description's is left as it is
+  words.stop_when_descheduled = true;
+  int e = wait_for_side([&] { return !ready() || owed(); }, words, spin_ns > 0 ? hold_ns : 0, budget, turn,
+                        turn_wait_limit(limit));
   return e == EINTR && interruptible ? EINTR : look_again;
 }
 
@@ -400,12 +409,9 @@ int queue::before_send(const wait_limit& limit, bool interruptible, send_call& c
   const wait_words words{h->space_seq, h->space_sleepers, h->space_woken_ns, h->receiver_cpu};
   const bool giving_up = gives_up(limit);
   if (r.has_room()) {
-    auto owed = [&] {
-      const std::uint32_t turns = turns_held(h->sender_turns);
-      return turns != 0 && r.geo.max_messages - r.depth() <= turns;
-    };
-    return leave_to_turns([&] { return r.has_room(); }, owed, giving_up, interruptible, words, spin_ns_, send_spin_,
-                          call.turn, limit);
+    auto owed = [&] { return turns_held(h->sender_turns) != 0; };
+    return leave_to_turns([&] { return r.has_room(); }, owed, giving_up, interruptible, words, spin_ns_, call.turn,
+                          limit);
   }
   // (Recovering a dead owner's send never frees a slot, so a dead send_lock owner hides
   // no room; the next sender that finds room takes the lock over and repairs the side.)
@@ -443,12 +449,9 @@ int queue::before_receive(const wait_limit& limit, bool interruptible, receive_c
       behind_.store(streaming_receives, std::memory_order_relaxed);
       store_if_changed(h->receivers_wait, 0);
     }
-    auto owed = [&] {
-      const std::uint32_t turns = turns_held(h->receiver_turns);
-      return turns != 0 && r.depth() <= turns;
-    };
+    auto owed = [&] { return turns_held(h->receiver_turns) != 0; };
     return leave_to_turns([&] { return r.has_message(); }, owed, giving_up, interruptible, words, spin_ns_,
-                          receive_spin_, call.turn, limit);
+                          call.turn, limit);
   }
   const std::uint64_t held = h->recv_lock.load(std::memory_order_relaxed);
   const bool dead_owner = held != 0 && (giving_up || held == call.held_before) && !lock_owner_alive(held, r.file());

@@ -95,10 +95,12 @@ inline std::uint32_t sleepers_after_commit(atomic_u32& sleepers) noexcept {
 // queues hand a message to the receiver they wake: the waker counts the sleepers it
 // wakes into the side's turn word, and until they have had their go (or turn_hold_us
 // passed: a woken waiter that was stopped or died holds up the others no longer), a
-// blocking call of that side that was not woken leaves that many messages (receivers)
-// or free slots (senders) to them. A call about to give up (non-blocking, a try, a
-// deadline passed) takes what is there: a message must never sit in the queue while a
-// non-blocking receive reports EAGAIN.
+// blocking call of that side that was not woken leaves every message (receivers) or
+// free slot (senders) to them: a woken waiter that waits for a CPU may come long after
+// the one message it was woken for, and what came meanwhile is as much its as the
+// spinner's. A call about to give up (non-blocking, a try, a deadline passed) takes
+// what is there: a message must never sit in the queue while a non-blocking receive
+// reports EAGAIN.
 //
 // The word: {u32 count (low half), u32 stamp}: the turns, and when they were last
 // granted (CLOCK_MONOTONIC µs, modulo 2^32). Whatever another process writes there only
@@ -205,6 +207,9 @@ struct wait_words {
   atomic_u32& sleepers;        // where it announces a sleep
   const atomic_u64& woken_ns;  // when the other side last woke it
   const atomic_u32& peer_cpu;  // where the other side last ran (1 + CPU)
+  // The spin ends when the waiter loses its CPU (its look at the clock shows a gap):
+  // whoever it waits for may be the one that took the CPU.
+  bool stop_when_descheduled = false;
 };
 
 // The spin policy (docs/engine.md, "Waiting"). Spinning pays when the other side runs
@@ -296,7 +301,7 @@ int wait_while(Blocked blocked, const wait_words& w, std::int64_t spin_ns, std::
         const std::int64_t now = sys::now_ns(CLOCK_MONOTONIC);
         if (now - looked > descheduled_gap_ns) descheduled = true;
         looked = now;
-        if (now >= until || last_ran_here(w.peer_cpu)) break;
+        if (now >= until || last_ran_here(w.peer_cpu) || (descheduled && w.stop_when_descheduled)) break;
         if (deadline_passed(limit)) return ETIMEDOUT;
       }
     }

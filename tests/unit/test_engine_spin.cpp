@@ -258,6 +258,48 @@ TEST(SpinPolicy, ReceiverBacksOffWhenTheMachineIsOversubscribed) {
   EXPECT_GE(at_floor, count / 2) << "mean budget " << sum / count << " ns";
 }
 
+// A wait that leaves what it found to a woken waiter's turn spins for as long as the
+// turn lasts, but not once it has lost its CPU: the waiter it waits for may be the one
+// that took it (wait_words::stop_when_descheduled). With a busy process on its CPU, a
+// spin allowed a whole second must end in a sleep as soon as the scheduler first
+// takes the CPU away (a slice: milliseconds).
+TEST(SpinPolicy, SpinThatStopsWhenDescheduledSleepsOnceItLosesItsCpu) {
+  const auto [cpu_a, cpu_b] = two_cpus();
+  if (cpu_a < 0) GTEST_SKIP() << "needs two CPUs";
+  constexpr std::int64_t second = 1'000'000'000;
+  eng::atomic_u32 word{0}, sleepers{0}, peer_cpu{0};
+  eng::atomic_u64 woken_ns{0};
+  eng::wait_words words{word, sleepers, woken_ns, peer_cpu};
+  words.stop_when_descheduled = true;
+  std::atomic<bool> done{false};
+  std::atomic<std::int64_t> slept_after{-1};
+  std::thread watcher([&, cpu = cpu_b] {
+    pin_to(cpu);
+    const auto start = std::chrono::steady_clock::now();
+    while (sleepers.load() == 0 && std::chrono::steady_clock::now() - start < std::chrono::seconds(5)) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    slept_after.store(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start)
+                          .count());
+    done.store(true);
+    eng::wake_sleepers(word, sleepers);
+  });
+  int e = 0;
+  {
+    affinity_guard restore;
+    pin_to(cpu_a);
+    cpu_hogs hog(cpu_a, 1);
+    std::atomic<std::int64_t> budget{second};
+    bool woken = false;
+    const auto limit = wait_limit::at({CLOCK_MONOTONIC, pipc::sys::now_ns(CLOCK_MONOTONIC) + 5 * second});
+    e = eng::wait_while([&] { return !done.load(); }, words, second, budget, woken, limit);
+  }
+  watcher.join();
+  EXPECT_EQ(e, 0);
+  EXPECT_GE(slept_after.load(), 0);
+  EXPECT_LT(slept_after.load(), 500) << "ms before the wait slept: it spun on after losing its CPU";
+}
+
 // The default spin covers a peer's step between two messages, four passes over one at
 // the size of the queue's messages: 20 µs, plus 0.25 ns per byte of that size. A spin
 // the caller chooses is taken as it is.
@@ -647,13 +689,26 @@ TEST(Turns, StoppedWokenReceiverHoldsUpOthersOnlyUntilItsTurnExpires) {
   // turn: in the dev and ASan builds it does. Under ThreadSanitizer the forked child may
   // not have reached its FUTEX_WAIT when it was stopped; then it got no turn, and the
   // receive below takes the message at once.)
-  if (eng::turns_held(raw.hdr()->receiver_turns) == 0) std::printf("note: the stopped child holds no turn\n");
-  // A blocking receive here leaves the message to the child's turn, then takes it.
-  std::uint64_t v = 0;
-  const int e = receive_one(
-      *sq.q, v, wait_limit::at({CLOCK_MONOTONIC, pipc::sys::now_ns(CLOCK_MONOTONIC) + 5'000'000'000}));
-  EXPECT_EQ(e, 0) << "the message stayed with the stopped child";
-  EXPECT_EQ(v, 42u);
+  const auto granted = std::chrono::steady_clock::now();
+  const bool turn = eng::turns_held(raw.hdr()->receiver_turns) != 0;
+  if (!turn) std::printf("note: the stopped child holds no turn\n");
+  // Two more messages: the child's turn keeps them all (not only one of the three)
+  // from a receiver that was not woken, until it expires.
+  ASSERT_EQ(send_one(*sq.q, 43), 0);
+  ASSERT_EQ(send_one(*sq.q, 44), 0);
+  // A blocking receive here leaves the messages to the child's turn, then takes them.
+  const auto deadline = wait_limit::at({CLOCK_MONOTONIC, pipc::sys::now_ns(CLOCK_MONOTONIC) + 5'000'000'000});
+  for (std::uint64_t expected = 42; expected <= 44; ++expected) {
+    std::uint64_t v = 0;
+    const int e = receive_one(*sq.q, v, deadline);
+    EXPECT_EQ(e, 0) << "message " << expected << " stayed with the stopped child";
+    EXPECT_EQ(v, expected);
+    if (expected == 42 && turn) {
+      const auto waited = std::chrono::steady_clock::now() - granted;
+      EXPECT_GE(waited, std::chrono::microseconds(eng::turn_hold_us) * 9 / 10)
+          << "a receiver took a message while a woken receiver's turn was fresh";
+    }
+  }
   ::kill(child, SIGKILL);
   ::waitpid(child, nullptr, 0);
 }

@@ -448,9 +448,9 @@ TEST(EngineLoans, StoppedHoldersHoldOnlyTheirSlots) {
   ASSERT_EQ(::kill(c.pid(), SIGSTOP), 0);
   // One slot left for everyone else: it keeps working.
   for (int i = 0; i < 100; ++i) {
-    ASSERT_TRUE(q.send_for(bytes("p" + std::to_string(i)), 0, 2s)) << i;
+    ASSERT_TRUE(q.send_for(bytes(std::string("p").append(std::to_string(i))), 0, 2s)) << i;
     EXPECT_FALSE(q.try_send(bytes("no room")));
-    EXPECT_EQ(take(q), "p" + std::to_string(i));
+    EXPECT_EQ(take(q), std::string("p").append(std::to_string(i)));
   }
   EXPECT_EQ(q.stats().send_loans, 1);
   EXPECT_EQ(q.stats().receive_loans, 1);

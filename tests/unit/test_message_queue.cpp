@@ -104,7 +104,7 @@ bool contains(std::string_view haystack, std::string_view needle) {
   return haystack.find(needle) != std::string_view::npos;
 }
 
-std::string in_quotes(std::string_view name) { return "\"" + std::string(name) + "\""; }
+std::string in_quotes(std::string_view name) { return std::string("\"").append(name).append("\""); }
 
 // Runs `f` and returns the std::system_error it throws, if any.
 template <class F>

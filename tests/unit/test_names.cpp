@@ -106,8 +106,8 @@ TEST(Names, ExactlyMaxLengthIsValidAndOneMoreIsTooLong) {
   for (name_kind kind : all_kinds) {
     SCOPED_TRACE(kind_name(kind));
     const std::size_t max = pipc::max_name_length(kind);
-    const std::string at_max = "/" + std::string(max, 'n');
-    const std::string over = "/" + std::string(max + 1, 'n');
+    const std::string at_max = std::string("/").append(max, 'n');
+    const std::string over = std::string("/").append(max + 1, 'n');
     EXPECT_FALSE(pipc::check_name(at_max, kind));
     EXPECT_TRUE(pipc::describe_name_problem(at_max, kind).empty());
 
@@ -117,7 +117,7 @@ TEST(Names, ExactlyMaxLengthIsValidAndOneMoreIsTooLong) {
     EXPECT_FALSE(pipc::describe_name_problem(over, kind).empty());
 
     // Much longer still is too long, not something else.
-    EXPECT_EQ(pipc::check_name("/" + std::string(4 * max, 'n'), kind), std::errc::filename_too_long);
+    EXPECT_EQ(pipc::check_name(std::string("/").append(4 * max, 'n'), kind), std::errc::filename_too_long);
   }
   // 252 bytes is fine for shared memory and queues, too long for a semaphore.
   const std::string n252 = "/" + std::string(252, 'n');

@@ -15,7 +15,7 @@ namespace pipc_tool {
 
 void fail(std::string message, int status) { throw failure{status, std::move(message)}; }
 
-std::string quote_name(std::string_view name) { return "\"" + escape(name) + "\""; }
+std::string quote_name(std::string_view name) { return std::string("\"").append(escape(name)).append("\""); }
 
 std::string cause(std::error_code ec, std::string_view kind) {
   if (ec == std::errc::no_such_file_or_directory) return "no such " + std::string(kind);

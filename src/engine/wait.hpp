@@ -131,14 +131,21 @@ inline std::uint32_t turns_held(const atomic_u64& turns) noexcept {
   return static_cast<std::uint32_t>(w) == 0 ? 0 : turns_in(w, now_us32());
 }
 
-// Adds `delta` turns (negative: takes some back, never below 0), stamped now.
+// Adds `delta` turns (negative: takes some back, never below 0). The stamp is the time
+// of the grant that found none: later grants and take-backs keep it, so a turn that
+// nobody will take (its waiter was killed or stopped before its try) expires
+// turn_hold_us after it was granted however busy the side is, instead of living as
+// long as grants keep coming. (A waiter granted a turn while older ones are
+// outstanding keeps it for less than turn_hold_us.)
 inline void add_turns(atomic_u64& turns, std::int64_t delta) noexcept {
   const std::uint32_t now = now_us32();
   std::uint64_t w = turns.load(std::memory_order_relaxed);
   for (;;) {
-    const auto count = static_cast<std::uint32_t>(
-        std::clamp<std::int64_t>(std::int64_t{turns_in(w, now)} + delta, 0, max_turns));
-    const std::uint64_t next = count == 0 ? 0 : (std::uint64_t{now} << 32 | count);
+    const std::uint32_t held = turns_in(w, now);
+    const auto count =
+        static_cast<std::uint32_t>(std::clamp<std::int64_t>(std::int64_t{held} + delta, 0, max_turns));
+    const std::uint32_t stamp = held == 0 ? now : static_cast<std::uint32_t>(w >> 32);
+    const std::uint64_t next = count == 0 ? 0 : (std::uint64_t{stamp} << 32 | count);
     if (turns.compare_exchange_weak(w, next, std::memory_order_relaxed)) return;
   }
 }

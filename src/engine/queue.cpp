@@ -275,10 +275,10 @@ int wait_for_side(Blocked blocked, const wait_words& words, std::int64_t spin_ns
 
 // A call that found what it came for (`ready`) while woken waiters of its side hold
 // turns (`owed`: wait.hpp, "Turns") leaves it to them, unless it holds a turn itself or
-// is about to give up: 0 when it should go on now; otherwise it waits while there is
-// something and it is owed (until the turns are used, or what was there is gone: an
-// empty queue, or a full one, is then waited for as usual, with a sleep announced), and
-// returns look_again (or EINTR, for an interruptible call).
+// is about to give up: 0 when it should go on now; otherwise it waits while turns are
+// outstanding (whatever comes meanwhile is theirs too), and returns look_again (or
+// EINTR, for an interruptible call): once they are used, an empty queue (or a full one)
+// is waited for as usual, with a sleep announced.
 //
 // The wait spins for as long as a turn lasts (unless the queue's spin is 0), not for
 // the description's budget, and stops spinning when this thread loses its CPU: a
@@ -286,14 +286,13 @@ int wait_for_side(Blocked blocked, const wait_words& words, std::int64_t spin_ns
 // another CPU that slept meanwhile would be woken with a turn of its own, and take
 // what was left to the first (docs/engine.md, "Fairness").
 template <class Ready, class Owed>
-int leave_to_turns(Ready ready, Owed owed, bool giving_up, bool interruptible, wait_words words,
+int leave_to_turns([[maybe_unused]] Ready ready, Owed owed, bool giving_up, bool interruptible, wait_words words,
                    std::int64_t spin_ns, waiter_turn& turn, const wait_limit& limit) {
   if (turn.held || giving_up || !owed()) return 0;
   constexpr std::int64_t hold_ns = std::int64_t{turn_hold_us} * 1000;
   std::atomic<std::int64_t> budget{hold_ns};  // this wait's alone: the description's is left as it is
   words.stop_when_descheduled = true;
-  int e = wait_for_side([&] { return ready() && owed(); }, words, spin_ns > 0 ? hold_ns : 0, budget, turn,
-                        turn_wait_limit(limit));
+  int e = wait_for_side(owed, words, spin_ns > 0 ? hold_ns : 0, budget, turn, turn_wait_limit(limit));
   return e == EINTR && interruptible ? EINTR : look_again;
 }
 

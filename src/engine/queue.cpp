@@ -273,8 +273,8 @@ int wait_for_side(Blocked blocked, const wait_words& words, std::int64_t spin_ns
   return e;
 }
 
-// A call that found what it came for (`ready`) while woken waiters of its side hold
-// turns (`owed`: wait.hpp, "Turns") leaves it to them, unless it holds a turn itself or
+// A call that found what it came for while woken waiters of its side hold turns
+// (`owed`: wait.hpp, "Turns") leaves it to them, unless it holds a turn itself or
 // is about to give up: 0 when it should go on now; otherwise it waits while turns are
 // outstanding (whatever comes meanwhile is theirs too), and returns look_again (or
 // EINTR, for an interruptible call): once they are used, an empty queue (or a full one)
@@ -285,9 +285,9 @@ int wait_for_side(Blocked blocked, const wait_words& words, std::int64_t spin_ns
 // woken waiter that waits for a CPU can take milliseconds to come, and a competitor on
 // another CPU that slept meanwhile would be woken with a turn of its own, and take
 // what was left to the first (docs/engine.md, "Fairness").
-template <class Ready, class Owed>
-int leave_to_turns([[maybe_unused]] Ready ready, Owed owed, bool giving_up, bool interruptible, wait_words words,
-                   std::int64_t spin_ns, waiter_turn& turn, const wait_limit& limit) {
+template <class Owed>
+int leave_to_turns(Owed owed, bool giving_up, bool interruptible, wait_words words, std::int64_t spin_ns,
+                   waiter_turn& turn, const wait_limit& limit) {
   if (turn.held || giving_up || !owed()) return 0;
   constexpr std::int64_t hold_ns = std::int64_t{turn_hold_us} * 1000;
   std::atomic<std::int64_t> budget{hold_ns};  // this wait's alone: the description's is left as it is
@@ -411,8 +411,7 @@ int queue::before_send(const wait_limit& limit, bool interruptible, send_call& c
   const bool giving_up = gives_up(limit);
   if (r.has_room()) {
     auto owed = [&] { return turns_held(h->sender_turns) != 0; };
-    return leave_to_turns([&] { return r.has_room(); }, owed, giving_up, interruptible, words, spin_ns_, call.turn,
-                          limit);
+    return leave_to_turns(owed, giving_up, interruptible, words, spin_ns_, call.turn, limit);
   }
   // (Recovering a dead owner's send never frees a slot, so a dead send_lock owner hides
   // no room; the next sender that finds room takes the lock over and repairs the side.)
@@ -451,8 +450,7 @@ int queue::before_receive(const wait_limit& limit, bool interruptible, receive_c
       store_if_changed(h->receivers_wait, 0);
     }
     auto owed = [&] { return turns_held(h->receiver_turns) != 0; };
-    return leave_to_turns([&] { return r.has_message(); }, owed, giving_up, interruptible, words, spin_ns_,
-                          call.turn, limit);
+    return leave_to_turns(owed, giving_up, interruptible, words, spin_ns_, call.turn, limit);
   }
   const std::uint64_t held = h->recv_lock.load(std::memory_order_relaxed);
   const bool dead_owner = held != 0 && (giving_up || held == call.held_before) && !lock_owner_alive(held, r.file());

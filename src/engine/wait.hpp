@@ -102,8 +102,8 @@ inline std::uint32_t sleepers_after_commit(atomic_u32& sleepers) noexcept {
 // what is there: a message must never sit in the queue while a non-blocking receive
 // reports EAGAIN.
 //
-// The word: {u32 count (low half), u32 stamp}: the turns, and when they were last
-// granted (CLOCK_MONOTONIC µs, modulo 2^32). Whatever another process writes there only
+// The word: {u32 count (low half), u32 stamp}: the turns, and when the first of them
+// was granted (CLOCK_MONOTONIC µs, modulo 2^32; see add_turns). Whatever another process writes there only
 // delays this side's calls by up to turn_hold_us each.
 inline constexpr std::uint32_t turn_hold_us = 1000;
 inline constexpr std::uint32_t max_turns = 64;

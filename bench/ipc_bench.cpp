@@ -732,7 +732,9 @@ class ring_channel final : public channel {
   std::unique_ptr<endpoint> open_sender() override { return ring_sender_end(); }
   std::unique_ptr<endpoint> open_receiver() override { return ring_receiver_end(); }
   // The ends as themselves, for their in-place calls.
-  std::unique_ptr<ring_sender> ring_sender_end() { return std::make_unique<ring_sender>(base_, size_, stride_, depth_); }
+  std::unique_ptr<ring_sender> ring_sender_end() {
+    return std::make_unique<ring_sender>(base_, size_, stride_, depth_);
+  }
   std::unique_ptr<ring_receiver> ring_receiver_end() {
     return std::make_unique<ring_receiver>(base_, size_, stride_, depth_);
   }
@@ -2817,7 +2819,8 @@ void write_csv(const std::string& path, const std::vector<transport>& ts, const 
                "  --measure M1,...     latency, stream, contention, create, large (default all)\n"
                "  --latency-all-depths ping-pong every depth, not only the smallest\n"
                "  --pin                pin the processes to distinct CPUs (sched_setaffinity)\n"
-               "  --spin-ns N          the engine's spin before sleeping (default: the library's, 20 us + 0.25 ns/byte)\n"
+               "  --spin-ns N          the engine's spin before sleeping (default: the library's,\n"
+               "                       20 us + 0.25 ns/byte)\n"
                "  --csv PATH           write every result as CSV\n"
                "  --md PATH            write the Markdown tables to PATH too\n"
                "  --list               list the transports and exit\n");

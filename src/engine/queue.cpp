@@ -199,7 +199,6 @@ std::uint32_t count_operation(atomic_u64& messages, atomic_u64& bytes, atomic_u3
   return cpu;
 }
 
-
 // A blocked receiver's count in the waiter table (notify.hpp), taken back however the
 // receive ends: a cancellation unwinds through it.
 struct waiter_count {

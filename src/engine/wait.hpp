@@ -103,8 +103,8 @@ inline std::uint32_t sleepers_after_commit(atomic_u32& sleepers) noexcept {
 // reports EAGAIN.
 //
 // The word: {u32 count (low half), u32 stamp}: the turns, and when the first of them
-// was granted (CLOCK_MONOTONIC µs, modulo 2^32; see add_turns). Whatever another process writes there only
-// delays this side's calls by up to turn_hold_us each.
+// was granted (CLOCK_MONOTONIC µs, modulo 2^32; see add_turns). Whatever another
+// process writes there only delays this side's calls by up to turn_hold_us each.
 inline constexpr std::uint32_t turn_hold_us = 1000;
 inline constexpr std::uint32_t max_turns = 64;
 

@@ -655,18 +655,23 @@ TEST(Turns, NoTurnIsLeftThatNobodyWillTake) {
   ASSERT_NE(replies.q, nullptr);
   pipc::test::raw_region raw(requests.guard.name());
   constexpr int count = 3000;
-  std::thread echo([&] {
+  // Every call has a deadline far beyond a round trip: a side whose call failed stops,
+  // and the other then fails too (ETIMEDOUT) instead of waiting for it for good.
+  auto deadline = [] {
+    return wait_limit::at({CLOCK_MONOTONIC, pipc::sys::now_ns(CLOCK_MONOTONIC) + 30'000'000'000});
+  };
+  std::jthread echo([&] {  // (joined however the test returns)
     for (int i = 0; i < count; ++i) {
       std::uint64_t v = 0;
-      ASSERT_EQ(receive_one(*requests.q, v), 0);
-      ASSERT_EQ(send_one(*replies.q, v), 0);
+      ASSERT_EQ(receive_one(*requests.q, v, deadline()), 0) << "echo's receive " << i;
+      ASSERT_EQ(send_one(*replies.q, v, deadline()), 0) << "echo's send " << i;
     }
   });
   int left = 0;
   for (int i = 0; i < count; ++i) {
     std::uint64_t v = static_cast<std::uint64_t>(i);
-    ASSERT_EQ(send_one(*requests.q, v), 0);
-    ASSERT_EQ(receive_one(*replies.q, v), 0);
+    ASSERT_EQ(send_one(*requests.q, v, deadline()), 0) << "request " << i;
+    ASSERT_EQ(receive_one(*replies.q, v, deadline()), 0) << "reply " << i;
     // The count itself, expired or not: a turn nobody took stays counted until the
     // next grant overwrites it.
     if (static_cast<std::uint32_t>(raw.hdr()->receiver_turns.load()) != 0) ++left;

@@ -68,7 +68,8 @@ struct mq_options {
   long max_messages = 10;    // the Linux default; kernel: ≤ msg_max; shm: ≤ 1 048 576
   long message_size = 8192;  // the Linux default; kernel: ≤ msgsize_max; shm: ≤ 16 MiB
   bool nonblocking = false;  // open the description with O_NONBLOCK
-  // shm only: how long a blocked send or receive spins before it sleeps. Spinning
+  // shm only: how long a blocked send or receive spins at most before it sleeps (it
+  // spins less where spinning does not pay: docs/engine.md, "The spin policy"). Spinning
   // turns a ~50 µs futex wake-up into sub-microsecond hand-over when the peer runs on
   // another CPU. Unset: 20 µs plus 0.25 ns per byte of message_size (the time a peer
   // needs for one more message of that size: +262 µs at 1 MiB); 0 disables it; on a

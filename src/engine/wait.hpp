@@ -252,6 +252,19 @@ inline constexpr std::int64_t descheduled_gap_ns = 50'000;
 // A spin that succeeded after this long looks whether the CPUs are oversubscribed.
 inline constexpr std::int64_t long_spin_ns = 10'000;
 
+// A thread that has not slept in a wait for this long sleeps at its next wait, without
+// spinning, while the CPUs are oversubscribed (docs/engine.md, "Fairness"). A thread
+// whose spins always succeed never leaves its CPU, and the scheduler, which moves a
+// waiting task to another CPU mostly when that CPU goes idle, can then leave the other
+// runnable threads queued on one CPU for a whole 100 ms: in the 2+2 contention
+// measurement, the process alone on a CPU had up to 3 times the CPU time of each of the
+// other three, and up to 30 times the messages. A sleep a millisecond gives the
+// scheduler its chance; it costs a wake-up only when the machine has more runnable
+// threads than CPUs, when spinning has to back off anyway.
+inline constexpr std::int64_t sleepless_limit_ns = 1'000'000;
+// When this thread last went to sleep in a wait (CLOCK_MONOTONIC ns; 0: never).
+inline thread_local std::int64_t last_slept_ns = 0;
+
 constexpr std::int64_t budget_after_sleep(std::int64_t budget, const slept_wait& w, std::int64_t spin_ns) noexcept {
   if (spin_ns <= min_spin_ns) return spin_ns;
   if (w.crowded || !w.peer_elsewhere || w.needed_ns > spin_ns) return std::max(budget / 2, min_spin_ns);
@@ -276,7 +289,8 @@ constexpr std::int64_t budget_after_spin(std::int64_t budget, bool crowded, std:
 // handlers: EINTR from them means only "look again".
 //
 // When the last operation of the other side ran on this CPU, spinning would only keep
-// it from running, so the waiter sleeps at once. The spin's length is the budget
+// it from running, so the waiter sleeps at once; so does a thread that has not slept
+// for sleepless_limit_ns while the CPUs are oversubscribed. The spin's length is the budget
 // (`budget`, per open description and side; see budget_after_sleep).
 //
 // `woken` is set when the wait ends with a wake-up (see "Turns" above): the caller
@@ -287,7 +301,9 @@ int wait_while(Blocked blocked, const wait_words& w, std::int64_t spin_ns, std::
   const std::int64_t start = spin_ns > 0 ? sys::now_ns(CLOCK_MONOTONIC) : 0;
   bool descheduled = false;
   woken = false;
-  if (spin_ns > 0 && !last_ran_here(w.peer_cpu)) {
+  const bool sleepless =
+      spin_ns > 0 && start - last_slept_ns > sleepless_limit_ns && sys::cpus_oversubscribed();
+  if (spin_ns > 0 && !sleepless && !last_ran_here(w.peer_cpu)) {
     const std::int64_t allowed = std::clamp(budget.load(std::memory_order_relaxed), min_spin_ns, spin_ns);
     const std::int64_t until = start + allowed;
     std::int64_t looked = start;
@@ -341,6 +357,7 @@ int wait_while(Blocked blocked, const wait_words& w, std::int64_t spin_ns, std::
   // and waking its sleepers (or while holding the lock) wakes nobody, so a sleeper
   // looks again now and then, and the caller's loop repairs or proceeds.
   std::int64_t now = sys::now_ns(CLOCK_MONOTONIC);
+  last_slept_ns = now;
   std::int64_t wake_at = now + recheck_ns;
   bool limited = false;
   if (limit.kind == detail::wait_limit::until) {

@@ -88,14 +88,20 @@ struct spin_queue {
   }
 };
 
-// Makes the policy see a machine with CPUs to spare whatever else runs (ctest runs two
-// tests at a time): these tests are about what the waits themselves show.
-class cpus_to_spare {
+// Makes the policy see oversubscribed CPUs, or CPUs to spare, whatever else runs.
+class cpus_seen_as {
  public:
-  cpus_to_spare() { pipc::sys::override_cpus_oversubscribed(0); }
-  cpus_to_spare(const cpus_to_spare&) = delete;
-  cpus_to_spare& operator=(const cpus_to_spare&) = delete;
-  ~cpus_to_spare() { pipc::sys::override_cpus_oversubscribed(-1); }
+  explicit cpus_seen_as(bool oversubscribed) { pipc::sys::override_cpus_oversubscribed(oversubscribed ? 1 : 0); }
+  cpus_seen_as(const cpus_seen_as&) = delete;
+  cpus_seen_as& operator=(const cpus_seen_as&) = delete;
+  ~cpus_seen_as() { pipc::sys::override_cpus_oversubscribed(-1); }
+};
+
+// A machine with CPUs to spare (ctest runs two tests at a time): for the tests about what
+// the waits themselves show.
+class cpus_to_spare : cpus_seen_as {
+ public:
+  cpus_to_spare() : cpus_seen_as(false) {}
 };
 
 // One blocking receive of a u64 message; 0 or the error.
@@ -298,6 +304,60 @@ TEST(SpinPolicy, SpinThatStopsWhenDescheduledSleepsOnceItLosesItsCpu) {
   EXPECT_EQ(e, 0);
   EXPECT_GE(slept_after.load(), 0);
   EXPECT_LT(slept_after.load(), 500) << "ms before the wait slept: it spun on after losing its CPU";
+}
+
+// On oversubscribed CPUs, a thread whose spins would all succeed still sleeps in a wait
+// once it has not slept for sleepless_limit_ns: the scheduler, which moves waiting
+// tasks mostly to a CPU that goes idle, gets its chance (docs/engine.md, "Fairness").
+// With CPUs to spare it never sleeps. Each of 400 waits, spinning up to a second, ends
+// from another CPU 20 µs after it began.
+TEST(SpinPolicy, ThreadThatNeverSleepsSleepsOnceAMillisecondOnOversubscribedCpus) {
+  const auto [cpu_a, cpu_b] = two_cpus();
+  if (cpu_a < 0) GTEST_SKIP() << "needs two CPUs";
+  constexpr std::int64_t second = 1'000'000'000;
+  constexpr int waits = 400;
+  struct outcome {
+    int slept = 0;
+    std::int64_t took_ns = 0;
+  };
+  auto run = [&](bool oversubscribed) {
+    cpus_seen_as seen(oversubscribed);
+    eng::atomic_u32 word{0}, sleepers{0}, peer_cpu{static_cast<std::uint32_t>(cpu_b + 1)};
+    eng::atomic_u64 woken_ns{0};
+    const eng::wait_words words{word, sleepers, woken_ns, peer_cpu};
+    std::atomic<int> done{0}, begun{0};
+    std::thread peer([&, cpu = cpu_b] {
+      pin_to(cpu);
+      for (int i = 1; i <= waits; ++i) {
+        while (begun.load() < i) {
+        }
+        busy_wait(std::chrono::microseconds(20));
+        done.store(i);
+        eng::committed();
+        eng::wake_sleepers(word, sleepers);
+      }
+    });
+    outcome out;
+    affinity_guard restore;
+    pin_to(cpu_a);
+    const auto limit = wait_limit::at({CLOCK_MONOTONIC, pipc::sys::now_ns(CLOCK_MONOTONIC) + 10 * second});
+    const std::int64_t start = pipc::sys::now_ns(CLOCK_MONOTONIC);
+    for (int i = 1; i <= waits; ++i) {
+      std::atomic<std::int64_t> budget{second};  // each wait's own: spins that succeed do not shrink the next
+      bool woken = false;
+      begun.store(i);
+      EXPECT_EQ(eng::wait_while([&] { return done.load() < i; }, words, second, budget, woken, limit), 0);
+      if (woken) ++out.slept;
+    }
+    out.took_ns = pipc::sys::now_ns(CLOCK_MONOTONIC) - start;
+    peer.join();
+    return out;
+  };
+  const outcome crowded = run(true);
+  const std::int64_t most = crowded.took_ns / eng::sleepless_limit_ns + 1;
+  EXPECT_GE(crowded.slept, 3) << "in " << crowded.took_ns / 1000 << " µs";
+  EXPECT_LE(crowded.slept, most) << "more than one sleep a millisecond, in " << crowded.took_ns / 1000 << " µs";
+  EXPECT_EQ(run(false).slept, 0) << "slept with CPUs to spare";
 }
 
 // The default spin covers a peer's step between two messages, four passes over one at

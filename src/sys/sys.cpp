@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <climits>
@@ -583,15 +584,15 @@ namespace {
 std::atomic<int> oversubscribed_override{-1};
 }  // namespace
 
-void override_cpus_oversubscribed(int verdict) noexcept { oversubscribed_override.store(verdict); }
+void override_cpus_oversubscribed(int excess) noexcept { oversubscribed_override.store(excess); }
 
-bool cpus_oversubscribed() noexcept {
-  if (const int verdict = oversubscribed_override.load(std::memory_order_relaxed); verdict >= 0) return verdict != 0;
+int runnable_beyond_cpus(std::int64_t max_age_ns) noexcept {
+  if (const int excess = oversubscribed_override.load(std::memory_order_relaxed); excess >= 0) return excess;
   static std::atomic<std::int64_t> sampled_at{0};
-  static std::atomic<bool> answer{false};
+  static std::atomic<int> answer{0};
   const std::int64_t now = now_ns(CLOCK_MONOTONIC);
   std::int64_t last = sampled_at.load(std::memory_order_relaxed);
-  if (now - last < 1'000'000 || !sampled_at.compare_exchange_strong(last, now, std::memory_order_relaxed)) {
+  if (now - last < max_age_ns || !sampled_at.compare_exchange_strong(last, now, std::memory_order_relaxed)) {
     return answer.load(std::memory_order_relaxed);
   }
   // "0.52 0.58 0.59 3/219 12345": the fourth field is runnable/total scheduling entities.
@@ -611,9 +612,9 @@ bool cpus_oversubscribed() noexcept {
     while (p != nullptr && p > buf && p[-1] >= '0' && p[-1] <= '9') --p;
     if (p != nullptr && p != slash) running = std::strtol(p, nullptr, 10);
   }
-  const bool crowded = running > online_cpus();
-  answer.store(crowded, std::memory_order_relaxed);
-  return crowded;
+  const int excess = static_cast<int>(std::clamp<long>(running - online_cpus(), 0, 1 << 20));
+  answer.store(excess, std::memory_order_relaxed);
+  return excess;
 }
 
 std::uint32_t current_cpu() noexcept {

@@ -188,12 +188,16 @@ maps_answer process_maps_file(pid_t pid, dev_t dev, ino_t ino) noexcept;
 int online_cpus() noexcept;
 // The CPU the caller runs on now (glibc reads it from rseq: no system call).
 std::uint32_t current_cpu() noexcept;
-// Are more threads runnable on the machine than it has CPUs online? From the running
-// count in /proc/loadavg, read at most once a millisecond per process (three system
-// calls); false when it cannot be read. It only tunes spinning.
-bool cpus_oversubscribed() noexcept;
-// For tests: make cpus_oversubscribed() answer `verdict` (0 or 1), or look again (-1).
-void override_cpus_oversubscribed(int verdict) noexcept;
+// How many more threads are runnable on the machine than it has CPUs online (0 when no
+// more, or when it cannot tell)? From the running count in /proc/loadavg (three system
+// calls, ~1.5 µs), read again only when the answer at hand is older than `max_age_ns`
+// (the process keeps one answer). It only tunes spinning.
+int runnable_beyond_cpus(std::int64_t max_age_ns = 1'000'000) noexcept;
+inline bool cpus_oversubscribed(std::int64_t max_age_ns = 1'000'000) noexcept {
+  return runnable_beyond_cpus(max_age_ns) > 0;
+}
+// For tests: make runnable_beyond_cpus() answer `excess` (≥ 0), or look again (-1).
+void override_cpus_oversubscribed(int excess) noexcept;
 std::uint64_t random64() noexcept;
 // The credentials that file access checks use.
 uid_t effective_uid() noexcept;

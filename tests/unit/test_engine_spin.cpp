@@ -88,10 +88,10 @@ struct spin_queue {
   }
 };
 
-// Makes the policy see oversubscribed CPUs, or CPUs to spare, whatever else runs.
+// Makes the policy see `excess` more runnable threads than CPUs, whatever else runs.
 class cpus_seen_as {
  public:
-  explicit cpus_seen_as(bool oversubscribed) { pipc::sys::override_cpus_oversubscribed(oversubscribed ? 1 : 0); }
+  explicit cpus_seen_as(int excess) { pipc::sys::override_cpus_oversubscribed(excess); }
   cpus_seen_as(const cpus_seen_as&) = delete;
   cpus_seen_as& operator=(const cpus_seen_as&) = delete;
   ~cpus_seen_as() { pipc::sys::override_cpus_oversubscribed(-1); }
@@ -101,7 +101,7 @@ class cpus_seen_as {
 // the waits themselves show.
 class cpus_to_spare : cpus_seen_as {
  public:
-  cpus_to_spare() : cpus_seen_as(false) {}
+  cpus_to_spare() : cpus_seen_as(0) {}
 };
 
 // One blocking receive of a u64 message; 0 or the error.
@@ -306,10 +306,11 @@ TEST(SpinPolicy, SpinThatStopsWhenDescheduledSleepsOnceItLosesItsCpu) {
   EXPECT_LT(slept_after.load(), 500) << "ms before the wait slept: it spun on after losing its CPU";
 }
 
-// On oversubscribed CPUs, a thread whose spins would all succeed still sleeps in a wait
-// once it has not slept for sleepless_limit_ns: the scheduler, which moves waiting
-// tasks mostly to a CPU that goes idle, gets its chance (docs/engine.md, "Fairness").
-// With CPUs to spare it never sleeps. Each of 400 waits, spinning up to a second, ends
+// On oversubscribed CPUs (sleepless_excess more runnable threads than CPUs), a thread
+// whose spins would all succeed still sleeps in a wait once it has not slept for
+// sleepless_limit_ns: the scheduler, which moves waiting tasks mostly to a CPU that goes
+// idle, gets its chance (docs/engine.md, "Fairness"). With one thread fewer, or CPUs to
+// spare, it never sleeps. Each of 400 waits, spinning up to a second, ends
 // from another CPU 20 µs after it began.
 TEST(SpinPolicy, ThreadThatNeverSleepsSleepsOnceAMillisecondOnOversubscribedCpus) {
   const auto [cpu_a, cpu_b] = two_cpus();
@@ -320,8 +321,8 @@ TEST(SpinPolicy, ThreadThatNeverSleepsSleepsOnceAMillisecondOnOversubscribedCpus
     int slept = 0;
     std::int64_t took_ns = 0;
   };
-  auto run = [&](bool oversubscribed) {
-    cpus_seen_as seen(oversubscribed);
+  auto run = [&](int excess) {
+    cpus_seen_as seen(excess);
     eng::atomic_u32 word{0}, sleepers{0}, peer_cpu{static_cast<std::uint32_t>(cpu_b + 1)};
     eng::atomic_u64 woken_ns{0};
     const eng::wait_words words{word, sleepers, woken_ns, peer_cpu};
@@ -353,11 +354,12 @@ TEST(SpinPolicy, ThreadThatNeverSleepsSleepsOnceAMillisecondOnOversubscribedCpus
     peer.join();
     return out;
   };
-  const outcome crowded = run(true);
+  const outcome crowded = run(eng::sleepless_excess);
   const std::int64_t most = crowded.took_ns / eng::sleepless_limit_ns + 1;
   EXPECT_GE(crowded.slept, 3) << "in " << crowded.took_ns / 1000 << " µs";
   EXPECT_LE(crowded.slept, most) << "more than one sleep a millisecond, in " << crowded.took_ns / 1000 << " µs";
-  EXPECT_EQ(run(false).slept, 0) << "slept with CPUs to spare";
+  EXPECT_EQ(run(eng::sleepless_excess - 1).slept, 0) << "slept with one thread more than CPUs";
+  EXPECT_EQ(run(0).slept, 0) << "slept with CPUs to spare";
 }
 
 // The default spin covers a peer's step between two messages, four passes over one at

@@ -253,14 +253,14 @@ inline constexpr std::int64_t descheduled_gap_ns = 50'000;
 inline constexpr std::int64_t long_spin_ns = 10'000;
 
 // A thread that has not slept in a wait for this long sleeps at its next wait, without
-// spinning, while the CPUs are oversubscribed (docs/engine.md, "Fairness"). A thread
-// whose spins always succeed never leaves its CPU, and the scheduler, which moves a
-// waiting task to another CPU mostly when that CPU goes idle, can then leave the other
-// runnable threads queued on one CPU for a whole 100 ms: in the 2+2 contention
-// measurement, the process alone on a CPU had up to 3 times the CPU time of each of the
-// other three, and up to 30 times the messages. A sleep a millisecond gives the
-// scheduler its chance; it costs a wake-up only when the machine has more runnable
-// threads than CPUs, when spinning has to back off anyway.
+// spinning, while the CPUs are crowded: sleepless_excess more threads runnable than
+// CPUs (docs/engine.md, "Fairness"). A thread whose spins always succeed never leaves
+// its CPU, and the scheduler, which moves a waiting task to another CPU mostly when
+// that CPU goes idle, can then leave the other runnable threads queued on one CPU for a
+// whole 100 ms: in the 2+2 contention measurement, the process alone on a CPU had up to
+// 3 times the CPU time of each of the other three, and up to 30 times the messages. A
+// sleep a millisecond gives the scheduler its chance; it costs a wake-up a millisecond
+// only on a crowded machine, where spinning has to back off anyway.
 inline constexpr std::int64_t sleepless_limit_ns = 1'000'000;
 // That check is made in waits whose spins succeed, ping-pong's round trips among them,
 // so it takes an answer of sys::runnable_beyond_cpus up to 10 ms old: a fresh read of
@@ -299,8 +299,9 @@ constexpr std::int64_t budget_after_spin(std::int64_t budget, bool crowded, std:
 //
 // When the last operation of the other side ran on this CPU, spinning would only keep
 // it from running, so the waiter sleeps at once; so does a thread that has not slept
-// for sleepless_limit_ns while the CPUs are oversubscribed. The spin's length is the budget
-// (`budget`, per open description and side; see budget_after_sleep).
+// for sleepless_limit_ns while the CPUs are crowded (sleepless_excess). The spin's
+// length is the budget (`budget`, per open description and side; see
+// budget_after_sleep).
 //
 // `woken` is set when the wait ends with a wake-up (see "Turns" above): the caller
 // then holds a turn, until its next try.

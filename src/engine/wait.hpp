@@ -260,19 +260,39 @@ inline constexpr std::int64_t long_spin_ns = 10'000;
 // whole 100 ms: in the 2+2 contention measurement, the process alone on a CPU had up to
 // 3 times the CPU time of each of the other three, and up to 30 times the messages. A
 // sleep a millisecond gives the scheduler its chance; it costs a wake-up a millisecond
-// only on a crowded machine, where spinning has to back off anyway.
+// only on a crowded machine, where spinning has to back off anyway. (A thread that
+// waits less often than once a millisecond pays it at each wait there; a form that
+// spared threads that had left their CPU anyhow, by their voluntary context switches,
+// also spared the spinner that starved the others, whose lock waits count as such.)
 inline constexpr std::int64_t sleepless_limit_ns = 1'000'000;
-// That check is made in waits whose spins succeed, ping-pong's round trips among them,
-// so it takes an answer of sys::runnable_beyond_cpus up to 10 ms old: a fresh read of
+// The check runs in waits whose spins succeed, ping-pong's round trips among them, so
+// it takes an answer of sys::runnable_beyond_cpus up to 10 ms old: a fresh read of
 // /proc/loadavg (~1.5 µs) each millisecond on each side landed in 0.1% of round trips,
 // and raised the 64 B p99.9 from 6.2–6.8 to 7.7–8.7 µs. And it wants two threads more
 // than CPUs: the count includes passing kernel threads, and with one more, each side of
-// a ping-pong slept now and then (the 8 KiB p99.9, a wake-up, rose by a third), while two
-// producers and two consumers on two CPUs make two more most of the time.
+// a ping-pong slept now and then (the 8 KiB p99.9, a wake-up, rose by a third), while
+// two producers and two consumers on two CPUs make two more most of the time.
 inline constexpr std::int64_t sleepless_answer_age_ns = 10'000'000;
 inline constexpr int sleepless_excess = 2;
-// When this thread last went to sleep in a wait (CLOCK_MONOTONIC ns; 0: never).
+
+// When this thread last slept in a wait, or the rule above last fired for it
+// (CLOCK_MONOTONIC ns; 0: it has not waited yet).
 inline thread_local std::int64_t last_slept_ns = 0;
+
+// Whether a wait starting at `now` sleeps at once under the rule above. A thread's
+// first wait only starts the clock. A wait the rule sends to sleep counts as a sleep
+// even if it then finds it need not sleep, so the rule fires once a millisecond at
+// most.
+inline bool sleepless_due(std::int64_t now) noexcept {
+  if (last_slept_ns == 0) {
+    last_slept_ns = now;
+    return false;
+  }
+  if (now - last_slept_ns <= sleepless_limit_ns) return false;
+  if (sys::runnable_beyond_cpus(sleepless_answer_age_ns, now) < sleepless_excess) return false;
+  last_slept_ns = now;
+  return true;
+}
 
 constexpr std::int64_t budget_after_sleep(std::int64_t budget, const slept_wait& w, std::int64_t spin_ns) noexcept {
   if (spin_ns <= min_spin_ns) return spin_ns;
@@ -299,7 +319,7 @@ constexpr std::int64_t budget_after_spin(std::int64_t budget, bool crowded, std:
 //
 // When the last operation of the other side ran on this CPU, spinning would only keep
 // it from running, so the waiter sleeps at once; so does a thread that has not slept
-// for sleepless_limit_ns while the CPUs are crowded (sleepless_excess). The spin's
+// for sleepless_limit_ns while the CPUs are crowded (sleepless_due). The spin's
 // length is the budget (`budget`, per open description and side; see
 // budget_after_sleep).
 //
@@ -311,9 +331,9 @@ int wait_while(Blocked blocked, const wait_words& w, std::int64_t spin_ns, std::
   const std::int64_t start = spin_ns > 0 ? sys::now_ns(CLOCK_MONOTONIC) : 0;
   bool descheduled = false;
   woken = false;
-  const bool sleepless =
-      spin_ns > 0 && start - last_slept_ns > sleepless_limit_ns &&
-      sys::runnable_beyond_cpus(sleepless_answer_age_ns) >= sleepless_excess;
+  // (Not in a wait that leaves what it found to woken waiters, stop_when_descheduled:
+  // a competitor that slept there would be granted a turn of its own.)
+  const bool sleepless = spin_ns > 0 && !w.stop_when_descheduled && sleepless_due(start);
   if (spin_ns > 0 && !sleepless && !last_ran_here(w.peer_cpu)) {
     const std::int64_t allowed = std::clamp(budget.load(std::memory_order_relaxed), min_spin_ns, spin_ns);
     const std::int64_t until = start + allowed;

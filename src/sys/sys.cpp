@@ -587,10 +587,13 @@ std::atomic<int> oversubscribed_override{-1};
 void override_cpus_oversubscribed(int excess) noexcept { oversubscribed_override.store(excess); }
 
 int runnable_beyond_cpus(std::int64_t max_age_ns) noexcept {
+  return runnable_beyond_cpus(max_age_ns, now_ns(CLOCK_MONOTONIC));
+}
+
+int runnable_beyond_cpus(std::int64_t max_age_ns, std::int64_t now) noexcept {
   if (const int excess = oversubscribed_override.load(std::memory_order_relaxed); excess >= 0) return excess;
   static std::atomic<std::int64_t> sampled_at{0};
   static std::atomic<int> answer{0};
-  const std::int64_t now = now_ns(CLOCK_MONOTONIC);
   std::int64_t last = sampled_at.load(std::memory_order_relaxed);
   if (now - last < max_age_ns || !sampled_at.compare_exchange_strong(last, now, std::memory_order_relaxed)) {
     return answer.load(std::memory_order_relaxed);

@@ -192,6 +192,8 @@ std::uint32_t current_cpu() noexcept;
 // more, or when it cannot tell)? From the running count in /proc/loadavg (three system
 // calls, ~1.5 µs), read again only when the answer at hand is older than `max_age_ns`
 // (the process keeps one answer). It only tunes spinning.
+// `now`: the caller's reading of CLOCK_MONOTONIC, if it has one.
+int runnable_beyond_cpus(std::int64_t max_age_ns, std::int64_t now) noexcept;
 int runnable_beyond_cpus(std::int64_t max_age_ns = 1'000'000) noexcept;
 inline bool cpus_oversubscribed(std::int64_t max_age_ns = 1'000'000) noexcept {
   return runnable_beyond_cpus(max_age_ns) > 0;

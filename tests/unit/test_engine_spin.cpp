@@ -272,6 +272,7 @@ TEST(SpinPolicy, ReceiverBacksOffWhenTheMachineIsOversubscribed) {
 TEST(SpinPolicy, SpinThatStopsWhenDescheduledSleepsOnceItLosesItsCpu) {
   const auto [cpu_a, cpu_b] = two_cpus();
   if (cpu_a < 0) GTEST_SKIP() << "needs two CPUs";
+  cpus_to_spare spare;  // (the hog below makes the CPUs crowded, which is not what ends this spin)
   constexpr std::int64_t second = 1'000'000'000;
   eng::atomic_u32 word{0}, sleepers{0}, peer_cpu{0};
   eng::atomic_u64 woken_ns{0};
@@ -308,9 +309,9 @@ TEST(SpinPolicy, SpinThatStopsWhenDescheduledSleepsOnceItLosesItsCpu) {
 
 // On oversubscribed CPUs (sleepless_excess more runnable threads than CPUs), a thread
 // whose spins would all succeed still sleeps in a wait once it has not slept for
-// sleepless_limit_ns: the scheduler, which moves waiting tasks mostly to a CPU that goes
-// idle, gets its chance (docs/engine.md, "Fairness"). With one thread fewer, or CPUs to
-// spare, it never sleeps. Each of 400 waits, spinning up to a second, ends
+// sleepless_limit_ns: the scheduler, which moves waiting tasks mostly to a CPU that
+// goes idle, gets its chance (docs/engine.md, "Fairness"). With one thread fewer, or
+// CPUs to spare, it never sleeps. Each of 400 waits, spinning up to a second, ends
 // from another CPU 20 µs after it began.
 TEST(SpinPolicy, ThreadThatNeverSleepsSleepsOnceAMillisecondOnOversubscribedCpus) {
   const auto [cpu_a, cpu_b] = two_cpus();
@@ -360,6 +361,56 @@ TEST(SpinPolicy, ThreadThatNeverSleepsSleepsOnceAMillisecondOnOversubscribedCpus
   EXPECT_LE(crowded.slept, most) << "more than one sleep a millisecond, in " << crowded.took_ns / 1000 << " µs";
   EXPECT_EQ(run(eng::sleepless_excess - 1).slept, 0) << "slept with one thread more than CPUs";
   EXPECT_EQ(run(0).slept, 0) << "slept with CPUs to spare";
+}
+
+// The rule's decision (sleepless_due): a thread's first wait starts its clock; a wait
+// fires when the thread has not slept in a wait (nor had the rule fire) for
+// sleepless_limit_ns and sleepless_excess more threads are runnable than CPUs; a firing
+// counts as a sleep.
+TEST(SpinPolicy, SleeplessRuleFiresOnceAMillisecondAtMost) {
+  cpus_seen_as crowded(eng::sleepless_excess);
+  constexpr std::int64_t ms = eng::sleepless_limit_ns;
+  eng::last_slept_ns = 0;
+  const std::int64_t t = pipc::sys::now_ns(CLOCK_MONOTONIC);
+  EXPECT_FALSE(eng::sleepless_due(t)) << "a thread's first wait only starts the clock";
+  EXPECT_FALSE(eng::sleepless_due(t + ms / 2)) << "fired within the millisecond";
+  EXPECT_TRUE(eng::sleepless_due(t + ms + 1)) << "a millisecond without a sleep, crowded";
+  EXPECT_FALSE(eng::sleepless_due(t + ms + 2)) << "fired twice within a millisecond";
+  EXPECT_TRUE(eng::sleepless_due(t + 2 * ms + 2));
+  eng::last_slept_ns = t + 3 * ms;  // as a wait that slept
+  EXPECT_FALSE(eng::sleepless_due(t + 3 * ms + ms / 2)) << "fired for a thread that slept";
+  pipc::sys::override_cpus_oversubscribed(eng::sleepless_excess - 1);
+  EXPECT_FALSE(eng::sleepless_due(t + 5 * ms)) << "fired with one thread more than CPUs";
+  pipc::sys::override_cpus_oversubscribed(eng::sleepless_excess);
+  EXPECT_TRUE(eng::sleepless_due(t + 5 * ms));
+}
+
+// A wait that leaves what it found to woken waiters (wait_words::stop_when_descheduled)
+// never takes the rule: a competitor that slept there would be granted a turn of its
+// own. Seen in the sleeper count: a wait whose state has already changed returns from
+// its spin without announcing a sleep, but announces one (and then finds it need not
+// sleep) when the rule skips the spin.
+TEST(SpinPolicy, SleeplessRuleSparesTheWaitThatLeavesToTurns) {
+  cpus_seen_as crowded(eng::sleepless_excess);
+  constexpr std::int64_t second = 1'000'000'000;
+  eng::atomic_u32 word{0}, sleepers{0}, peer_cpu{0};
+  eng::atomic_u64 woken_ns{0};
+  eng::wait_words words{word, sleepers, woken_ns, peer_cpu};
+  const auto limit = wait_limit::at({CLOCK_MONOTONIC, pipc::sys::now_ns(CLOCK_MONOTONIC) + second});
+  auto wait_once = [&] {
+    // The rule is due: the thread last slept 2 ms ago.
+    eng::last_slept_ns = pipc::sys::now_ns(CLOCK_MONOTONIC) - 2 * eng::sleepless_limit_ns;
+    std::atomic<std::int64_t> budget{second};
+    bool woken = false;
+    EXPECT_EQ(eng::wait_while([] { return false; }, words, second, budget, woken, limit), 0);
+    EXPECT_FALSE(woken);
+  };
+  words.stop_when_descheduled = true;
+  wait_once();
+  EXPECT_EQ(sleepers.load(), 0u) << "the wait that leaves to turns took the rule";
+  words.stop_when_descheduled = false;
+  wait_once();
+  EXPECT_EQ(sleepers.load(), 1u) << "the rule did not act in an ordinary wait";
 }
 
 // The default spin covers a peer's step between two messages, four passes over one at

@@ -586,9 +586,7 @@ std::atomic<int> oversubscribed_override{-1};
 
 void override_cpus_oversubscribed(int excess) noexcept { oversubscribed_override.store(excess); }
 
-int runnable_beyond_cpus(std::int64_t max_age_ns) noexcept {
-  return runnable_beyond_cpus(max_age_ns, now_ns(CLOCK_MONOTONIC));
-}
+bool cpus_oversubscribed() noexcept { return runnable_beyond_cpus(1'000'000, now_ns(CLOCK_MONOTONIC)) > 0; }
 
 int runnable_beyond_cpus(std::int64_t max_age_ns, std::int64_t now) noexcept {
   if (const int excess = oversubscribed_override.load(std::memory_order_relaxed); excess >= 0) return excess;

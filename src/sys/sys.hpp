@@ -191,13 +191,11 @@ std::uint32_t current_cpu() noexcept;
 // How many more threads are runnable on the machine than it has CPUs online (0 when no
 // more, or when it cannot tell)? From the running count in /proc/loadavg (three system
 // calls, ~1.5 µs), read again only when the answer at hand is older than `max_age_ns`
-// (the process keeps one answer). It only tunes spinning.
-// `now`: the caller's reading of CLOCK_MONOTONIC, if it has one.
+// at `now` (CLOCK_MONOTONIC; the process keeps one answer). It only tunes spinning.
 int runnable_beyond_cpus(std::int64_t max_age_ns, std::int64_t now) noexcept;
-int runnable_beyond_cpus(std::int64_t max_age_ns = 1'000'000) noexcept;
-inline bool cpus_oversubscribed(std::int64_t max_age_ns = 1'000'000) noexcept {
-  return runnable_beyond_cpus(max_age_ns) > 0;
-}
+// Is any more thread runnable than there are CPUs? (runnable_beyond_cpus, with an
+// answer at most a millisecond old.)
+bool cpus_oversubscribed() noexcept;
 // For tests: make runnable_beyond_cpus() answer `excess` (≥ 0), or look again (-1).
 void override_cpus_oversubscribed(int excess) noexcept;
 std::uint64_t random64() noexcept;

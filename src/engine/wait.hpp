@@ -260,11 +260,18 @@ inline constexpr std::int64_t long_spin_ns = 10'000;
 // whole 100 ms: in the 2+2 contention measurement, the process alone on a CPU had up to
 // 3 times the CPU time of each of the other three, and up to 30 times the messages. A
 // sleep a millisecond gives the scheduler its chance; it costs a wake-up a millisecond
-// only on a crowded machine, where spinning has to back off anyway. (A thread that
-// waits less often than once a millisecond pays it at each wait there; a form that
-// spared threads that had left their CPU anyhow, by their voluntary context switches,
-// also spared the spinner that starved the others, whose lock waits count as such.)
+// only on a crowded machine, where spinning has to back off anyway. It acts only on a
+// thread that waited at least sleepless_min_waits times since it last slept: one that
+// waits seldom spends its time elsewhere, its spins do not decide whether its CPU goes
+// idle, and without this it would skip its spin at every wait (a wait every 2 ms,
+// each one past the millisecond). (Long spins need no rule: one that succeeds after
+// long_spin_ns on crowded CPUs halves the budget.) A form that spared threads that had left their CPU
+// anyhow, by their voluntary context switches, also spared the spinner that starved
+// the others, whose lock waits count as such.
 inline constexpr std::int64_t sleepless_limit_ns = 1'000'000;
+// The spinner that starved the others waited about 40 times a millisecond (a full
+// queue, 64 B messages), so this spares nothing the rule is for.
+inline constexpr std::uint32_t sleepless_min_waits = 8;
 // The check runs in waits whose spins succeed, ping-pong's round trips among them, so
 // it takes an answer of sys::runnable_beyond_cpus up to 10 ms old: a fresh read of
 // /proc/loadavg (~1.5 µs) each millisecond on each side landed in 0.1% of round trips,
@@ -275,22 +282,31 @@ inline constexpr std::int64_t sleepless_limit_ns = 1'000'000;
 inline constexpr std::int64_t sleepless_answer_age_ns = 10'000'000;
 inline constexpr int sleepless_excess = 2;
 
-// When this thread last slept in a wait, or the rule above last fired for it
-// (CLOCK_MONOTONIC ns; 0: it has not waited yet).
-inline thread_local std::int64_t last_slept_ns = 0;
-
-// Whether a wait starting at `now` sleeps at once under the rule above. A thread's
-// first wait only starts the clock. A wait the rule sends to sleep counts as a sleep
-// even if it then finds it need not sleep, so the rule fires once a millisecond at
-// most.
-inline bool sleepless_due(std::int64_t now) noexcept {
-  if (last_slept_ns == 0) {
+// The calling thread's record for the rule above.
+struct sleepless_record {
+  std::int64_t last_slept_ns = 0;  // its last sleep in a wait, or firing (CLOCK_MONOTONIC; 0: not yet)
+  std::uint32_t waits = 0;         // its waits with a spin since then
+  void slept(std::int64_t now) noexcept {
     last_slept_ns = now;
+    waits = 0;
+  }
+};
+inline thread_local sleepless_record sleepless;
+
+// Whether a wait starting at `now` sleeps at once under the rule above; a wait that
+// may not (`may_fire` false) is only counted. A thread's first wait only starts the
+// clock. A wait the rule sends to sleep counts as a sleep even if it then finds it need
+// not sleep, so the rule fires once a millisecond at most.
+inline bool sleepless_due(std::int64_t now, bool may_fire = true) noexcept {
+  sleepless_record& r = sleepless;
+  if (r.last_slept_ns == 0) {
+    r.slept(now);
     return false;
   }
-  if (now - last_slept_ns <= sleepless_limit_ns) return false;
+  ++r.waits;
+  if (!may_fire || now - r.last_slept_ns <= sleepless_limit_ns || r.waits < sleepless_min_waits) return false;
   if (sys::runnable_beyond_cpus(sleepless_answer_age_ns, now) < sleepless_excess) return false;
-  last_slept_ns = now;
+  r.slept(now);
   return true;
 }
 
@@ -331,10 +347,11 @@ int wait_while(Blocked blocked, const wait_words& w, std::int64_t spin_ns, std::
   const std::int64_t start = spin_ns > 0 ? sys::now_ns(CLOCK_MONOTONIC) : 0;
   bool descheduled = false;
   woken = false;
-  // (Not in a wait that leaves what it found to woken waiters, stop_when_descheduled:
-  // a competitor that slept there would be granted a turn of its own.)
-  const bool sleepless = spin_ns > 0 && !w.stop_when_descheduled && sleepless_due(start);
-  if (spin_ns > 0 && !sleepless && !last_ran_here(w.peer_cpu)) {
+  // (Counted, but never sent to sleep, in a wait that leaves what it found to woken
+  // waiters, stop_when_descheduled: a competitor that slept there would be granted a
+  // turn of its own.)
+  const bool skip_spin = spin_ns > 0 && sleepless_due(start, !w.stop_when_descheduled);
+  if (spin_ns > 0 && !skip_spin && !last_ran_here(w.peer_cpu)) {
     const std::int64_t allowed = std::clamp(budget.load(std::memory_order_relaxed), min_spin_ns, spin_ns);
     const std::int64_t until = start + allowed;
     std::int64_t looked = start;
@@ -388,7 +405,7 @@ int wait_while(Blocked blocked, const wait_words& w, std::int64_t spin_ns, std::
   // and waking its sleepers (or while holding the lock) wakes nobody, so a sleeper
   // looks again now and then, and the caller's loop repairs or proceeds.
   std::int64_t now = sys::now_ns(CLOCK_MONOTONIC);
-  last_slept_ns = now;
+  sleepless.slept(now);
   std::int64_t wake_at = now + recheck_ns;
   bool limited = false;
   if (limit.kind == detail::wait_limit::until) {

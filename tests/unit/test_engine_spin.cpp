@@ -312,17 +312,17 @@ TEST(SpinPolicy, SpinThatStopsWhenDescheduledSleepsOnceItLosesItsCpu) {
 // sleepless_limit_ns: the scheduler, which moves waiting tasks mostly to a CPU that
 // goes idle, gets its chance (docs/engine.md, "Fairness"). With one thread fewer, or
 // CPUs to spare, it never sleeps. Each of 400 waits, spinning up to a second, ends
-// from another CPU 20 µs after it began.
+// from another CPU 20 µs after it began. A thread that works 2 ms between its waits
+// sleeps in one wait of sleepless_min_waits at most, not in every one.
 TEST(SpinPolicy, ThreadThatNeverSleepsSleepsOnceAMillisecondOnOversubscribedCpus) {
   const auto [cpu_a, cpu_b] = two_cpus();
   if (cpu_a < 0) GTEST_SKIP() << "needs two CPUs";
   constexpr std::int64_t second = 1'000'000'000;
-  constexpr int waits = 400;
   struct outcome {
     int slept = 0;
     std::int64_t took_ns = 0;
   };
-  auto run = [&](int excess) {
+  auto run = [&](int excess, int waits = 400, std::chrono::microseconds work = {}) {
     cpus_seen_as seen(excess);
     eng::atomic_u32 word{0}, sleepers{0}, peer_cpu{static_cast<std::uint32_t>(cpu_b + 1)};
     eng::atomic_u64 woken_ns{0};
@@ -350,6 +350,7 @@ TEST(SpinPolicy, ThreadThatNeverSleepsSleepsOnceAMillisecondOnOversubscribedCpus
       begun.store(i);
       EXPECT_EQ(eng::wait_while([&] { return done.load() < i; }, words, second, budget, woken, limit), 0);
       if (woken) ++out.slept;
+      busy_wait(work);
     }
     out.took_ns = pipc::sys::now_ns(CLOCK_MONOTONIC) - start;
     peer.join();
@@ -361,28 +362,45 @@ TEST(SpinPolicy, ThreadThatNeverSleepsSleepsOnceAMillisecondOnOversubscribedCpus
   EXPECT_LE(crowded.slept, most) << "more than one sleep a millisecond, in " << crowded.took_ns / 1000 << " µs";
   EXPECT_EQ(run(eng::sleepless_excess - 1).slept, 0) << "slept with one thread more than CPUs";
   EXPECT_EQ(run(0).slept, 0) << "slept with CPUs to spare";
+  constexpr int seldom = 3 * static_cast<int>(eng::sleepless_min_waits);
+  const outcome working = run(eng::sleepless_excess, seldom, std::chrono::milliseconds(2));
+  EXPECT_GE(working.slept, 1) << "a thread that waits seldom never slept";
+  EXPECT_LE(working.slept, 3) << "a thread that waits every 2 ms slept in more than one wait of "
+                              << eng::sleepless_min_waits;
 }
 
 // The rule's decision (sleepless_due): a thread's first wait starts its clock; a wait
 // fires when the thread has not slept in a wait (nor had the rule fire) for
-// sleepless_limit_ns and sleepless_excess more threads are runnable than CPUs; a firing
-// counts as a sleep.
+// sleepless_limit_ns, has waited sleepless_min_waits times since, and sleepless_excess
+// more threads are runnable than CPUs; a firing counts as a sleep. A wait that may not
+// fire is counted all the same.
 TEST(SpinPolicy, SleeplessRuleFiresOnceAMillisecondAtMost) {
   cpus_seen_as crowded(eng::sleepless_excess);
   constexpr std::int64_t ms = eng::sleepless_limit_ns;
-  eng::last_slept_ns = 0;
+  constexpr std::uint32_t enough = eng::sleepless_min_waits;
+  eng::sleepless = {};
   const std::int64_t t = pipc::sys::now_ns(CLOCK_MONOTONIC);
   EXPECT_FALSE(eng::sleepless_due(t)) << "a thread's first wait only starts the clock";
-  EXPECT_FALSE(eng::sleepless_due(t + ms / 2)) << "fired within the millisecond";
-  EXPECT_TRUE(eng::sleepless_due(t + ms + 1)) << "a millisecond without a sleep, crowded";
+  for (std::uint32_t i = 1; i < enough; ++i) {
+    EXPECT_FALSE(eng::sleepless_due(t + i)) << "fired within the millisecond";
+  }
+  EXPECT_TRUE(eng::sleepless_due(t + ms + 1)) << "a millisecond without a sleep, " << enough << " waits, crowded";
   EXPECT_FALSE(eng::sleepless_due(t + ms + 2)) << "fired twice within a millisecond";
-  EXPECT_TRUE(eng::sleepless_due(t + 2 * ms + 2));
-  eng::last_slept_ns = t + 3 * ms;  // as a wait that slept
+  for (std::uint32_t i = 1; i < enough - 2; ++i) EXPECT_FALSE(eng::sleepless_due(t + ms + 2 + i));
+  EXPECT_FALSE(eng::sleepless_due(t + 2 * ms + 2, false)) << "fired in a wait that may not";
+  EXPECT_TRUE(eng::sleepless_due(t + 2 * ms + 3)) << "the wait that may not fire was not counted";
+  eng::sleepless.slept(t + 3 * ms);  // as a wait that slept
+  for (std::uint32_t i = 1; i < enough; ++i) EXPECT_FALSE(eng::sleepless_due(t + 3 * ms + i));
   EXPECT_FALSE(eng::sleepless_due(t + 3 * ms + ms / 2)) << "fired for a thread that slept";
   pipc::sys::override_cpus_oversubscribed(eng::sleepless_excess - 1);
   EXPECT_FALSE(eng::sleepless_due(t + 5 * ms)) << "fired with one thread more than CPUs";
   pipc::sys::override_cpus_oversubscribed(eng::sleepless_excess);
   EXPECT_TRUE(eng::sleepless_due(t + 5 * ms));
+  // A thread that waits seldom: a wait every 2 ms fires once in sleepless_min_waits.
+  eng::sleepless.slept(t + 6 * ms);
+  int fired = 0;
+  for (std::uint32_t i = 1; i <= 4 * enough; ++i) fired += eng::sleepless_due(t + 6 * ms + 2 * ms * i) ? 1 : 0;
+  EXPECT_EQ(fired, 4) << "a thread that waits every 2 ms";
 }
 
 // A wait that leaves what it found to woken waiters (wait_words::stop_when_descheduled)
@@ -398,8 +416,8 @@ TEST(SpinPolicy, SleeplessRuleSparesTheWaitThatLeavesToTurns) {
   eng::wait_words words{word, sleepers, woken_ns, peer_cpu};
   const auto limit = wait_limit::at({CLOCK_MONOTONIC, pipc::sys::now_ns(CLOCK_MONOTONIC) + second});
   auto wait_once = [&] {
-    // The rule is due: the thread last slept 2 ms ago.
-    eng::last_slept_ns = pipc::sys::now_ns(CLOCK_MONOTONIC) - 2 * eng::sleepless_limit_ns;
+    // The rule is due: the thread last slept 2 ms ago, and has waited often since.
+    eng::sleepless = {pipc::sys::now_ns(CLOCK_MONOTONIC) - 2 * eng::sleepless_limit_ns, eng::sleepless_min_waits};
     std::atomic<std::int64_t> budget{second};
     bool woken = false;
     EXPECT_EQ(eng::wait_while([] { return false; }, words, second, budget, woken, limit), 0);

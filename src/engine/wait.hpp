@@ -265,9 +265,9 @@ inline constexpr std::int64_t long_spin_ns = 10'000;
 // waits seldom spends its time elsewhere, its spins do not decide whether its CPU goes
 // idle, and without this it would skip its spin at every wait (a wait every 2 ms,
 // each one past the millisecond). (Long spins need no rule: one that succeeds after
-// long_spin_ns on crowded CPUs halves the budget.) A form that spared threads that had left their CPU
-// anyhow, by their voluntary context switches, also spared the spinner that starved
-// the others, whose lock waits count as such.
+// long_spin_ns on crowded CPUs halves the budget.) A form that spared threads that had
+// left their CPU anyhow, by their voluntary context switches, also spared the spinner
+// that starved the others, whose lock waits count as such.
 inline constexpr std::int64_t sleepless_limit_ns = 1'000'000;
 // The spinner that starved the others waited about 40 times a millisecond (a full
 // queue, 64 B messages), so this spares nothing the rule is for.
@@ -285,7 +285,7 @@ inline constexpr int sleepless_excess = 2;
 // The calling thread's record for the rule above.
 struct sleepless_record {
   std::int64_t last_slept_ns = 0;  // its last sleep in a wait, or firing (CLOCK_MONOTONIC; 0: not yet)
-  std::uint32_t waits = 0;         // its waits with a spin since then
+  std::uint32_t waits = 0;         // its waits with a spin since then, up to sleepless_min_waits
   void slept(std::int64_t now) noexcept {
     last_slept_ns = now;
     waits = 0;
@@ -303,7 +303,7 @@ inline bool sleepless_due(std::int64_t now, bool may_fire = true) noexcept {
     r.slept(now);
     return false;
   }
-  ++r.waits;
+  if (r.waits < sleepless_min_waits) ++r.waits;
   if (!may_fire || now - r.last_slept_ns <= sleepless_limit_ns || r.waits < sleepless_min_waits) return false;
   if (sys::runnable_beyond_cpus(sleepless_answer_age_ns, now) < sleepless_excess) return false;
   r.slept(now);

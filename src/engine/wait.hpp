@@ -310,6 +310,118 @@ inline bool sleepless_due(std::int64_t now, bool may_fire = true) noexcept {
   return true;
 }
 
+// The hog's rest. The rule above does not always move anything: the scheduler moves a
+// task to a CPU that goes idle only if the task has not run for a while (it keeps
+// "cache-hot" tasks where they are), and three processes that take turns on one CPU all
+// ran a moment ago; and a thread that sleeps now and then, briefly, is spared by the
+// rule yet leaves its CPU idle too briefly for anything to move. So a thread whose own
+// figures show that it had a CPU to itself while others queued rests a while, asleep:
+// once a window, while the CPUs are crowded, a wait reads the thread's CPU times
+// (sys::read_thread_cpu_times); if since the last look, hog_window_ns or more ago, it
+// ran hog_ran_percent of the time and waited for a CPU hog_waited_percent of it or
+// less, and a fresh count finds sleepless_excess more threads runnable than CPUs, the
+// wait first sleeps hog_rest_ns on a word of its own. Its CPU then stays idle long
+// enough for the scheduler to move one of the others there. Threads that share a CPU
+// take turns on it (each waits about half of such a window), so they never qualify. A
+// thread still alone at its next look rests again; after hog_rests_at_full_rate rests
+// in a row its windows double, up to hog_window_max_ns, so where nothing can move (the
+// others pinned to their CPUs, say) it gives up hog_rest_ns in each hog_window_max_ns
+// at most. The rest delays what the wait waits for by up to hog_rest_ns: a message
+// that comes meanwhile is taken after it (docs/engine.md, "Fairness").
+inline constexpr std::int64_t hog_window_ns = 5'000'000;
+inline constexpr std::int64_t hog_window_max_ns = 80'000'000;
+inline constexpr std::int64_t hog_rest_ns = 2'000'000;
+inline constexpr std::int64_t hog_ran_percent = 70;
+inline constexpr std::int64_t hog_waited_percent = 15;
+inline constexpr std::uint32_t hog_rests_at_full_rate = 4;
+
+// The calling thread's record for the rest above.
+struct hog_record {
+  std::int64_t looked_ns = 0;   // when it last looked (CLOCK_MONOTONIC; 0: never)
+  bool read = false;            // whether it read its CPU times then (the CPUs were crowded)
+  sys::thread_cpu_times times;  // what it read
+  std::uint32_t rests = 0;      // rests in a row since it was last found sharing its CPU
+  std::int64_t window_ns = hog_window_ns;
+  std::uint64_t rested = 0;     // rests in all (for tests)
+};
+inline thread_local hog_record hog;
+
+// Did a thread whose CPU times went from `before` to `after` over `span_ns` have a CPU
+// to itself (above)?
+constexpr bool had_cpu_to_itself(std::int64_t span_ns, const sys::thread_cpu_times& before,
+                                  const sys::thread_cpu_times& after) noexcept {
+  const std::int64_t ran = after.ran_ns - before.ran_ns;
+  const std::int64_t waited = after.waited_ns - before.waited_ns;
+  return span_ns > 0 && ran * 100 >= span_ns * hog_ran_percent && waited >= 0 &&
+         waited * 100 <= span_ns * hog_waited_percent;
+}
+
+// Whether a wait starting at `now` rests first (above). The thread looks once a window:
+// while the CPUs are not crowded (by an answer up to sleepless_answer_age_ns old) that
+// costs nothing more; while they are, it reads its CPU times, which the next look
+// compares. A reading older than twice hog_window_max_ns only starts a new window.
+inline bool hog_rest_due(std::int64_t now) noexcept {
+  hog_record& h = hog;
+  const std::int64_t span = now - h.looked_ns;
+  if (span < h.window_ns) return false;
+  h.looked_ns = now;
+  sys::thread_cpu_times times;
+  if (sys::runnable_beyond_cpus(sleepless_answer_age_ns, now) < sleepless_excess ||
+      !sys::read_thread_cpu_times(times)) {
+    h.read = false;
+    h.rests = 0;
+    h.window_ns = hog_window_ns;
+    return false;
+  }
+  const bool alone = h.read && span <= 2 * hog_window_max_ns && had_cpu_to_itself(span, h.times, times) &&
+                     sys::runnable_beyond_cpus(0, now) >= sleepless_excess;
+  h.read = true;
+  h.times = times;
+  if (!alone) {
+    h.rests = 0;
+    h.window_ns = hog_window_ns;
+    return false;
+  }
+  if (++h.rests > hog_rests_at_full_rate) h.window_ns = std::min(h.window_ns * 2, hog_window_max_ns);
+  ++h.rested;
+  return true;
+}
+
+// When a sleep from `now` ends: at `most` (CLOCK_MONOTONIC), or at the limit's deadline
+// if that comes first (`limited` then set).
+inline std::int64_t sleep_end(const detail::wait_limit& limit, std::int64_t now, std::int64_t most,
+                              bool& limited) noexcept {
+  limited = false;
+  if (limit.kind != detail::wait_limit::until) return most;
+  const std::int64_t left =
+      limit.when.ns - (limit.when.clock == CLOCK_MONOTONIC ? now : sys::now_ns(limit.when.clock));
+  if (now + left > most) return most;
+  limited = true;
+  return now + left;
+}
+
+// The hog's rest: asleep for hog_rest_ns on a word nobody wakes. 0 when it ended;
+// ETIMEDOUT when the limit's deadline ended it; EINTR when a caught signal's handler
+// without SA_RESTART ran (interruptible waits, as their sleeps; a cancellation request
+// acts here too).
+inline int rest_as_hog(const detail::wait_limit& limit) {
+  sys::interruption* interrupt = limit.interrupt;
+  if (interrupt != nullptr && interrupt->before_sleep() == EINTR) return EINTR;
+  const std::int64_t now = sys::now_ns(CLOCK_MONOTONIC);
+  bool limited = false;
+  const std::int64_t until = sleep_end(limit, now, now + hog_rest_ns, limited);
+  const atomic_u32 nobody{0};
+  for (;;) {
+    if (interrupt != nullptr) {
+      (void)interrupt->sleep(&nobody, 0, until);
+    } else {
+      (void)sys::futex_wait(&nobody, 0, CLOCK_MONOTONIC, &until);
+    }
+    if (sys::now_ns(CLOCK_MONOTONIC) >= until) return limited ? ETIMEDOUT : 0;
+    if (interrupt != nullptr && interrupt->before_sleep() == EINTR) return EINTR;
+  }
+}
+
 constexpr std::int64_t budget_after_sleep(std::int64_t budget, const slept_wait& w, std::int64_t spin_ns) noexcept {
   if (spin_ns <= min_spin_ns) return spin_ns;
   if (w.crowded || !w.peer_elsewhere || w.needed_ns > spin_ns) return std::max(budget / 2, min_spin_ns);
@@ -344,9 +456,15 @@ constexpr std::int64_t budget_after_spin(std::int64_t budget, bool crowded, std:
 template <class Blocked>
 int wait_while(Blocked blocked, const wait_words& w, std::int64_t spin_ns, std::atomic<std::int64_t>& budget,
                bool& woken, const detail::wait_limit& limit) {
-  const std::int64_t start = spin_ns > 0 ? sys::now_ns(CLOCK_MONOTONIC) : 0;
+  std::int64_t start = spin_ns > 0 ? sys::now_ns(CLOCK_MONOTONIC) : 0;
   bool descheduled = false;
   woken = false;
+  // (The hog's rest sleeps on a word of its own: it announces nothing, and is taken in
+  // any wait.)
+  if (spin_ns > 0 && hog_rest_due(start)) {
+    if (int e = rest_as_hog(limit); e != 0) return e;
+    start = sys::now_ns(CLOCK_MONOTONIC);
+  }
   // (Counted, but never sent to sleep, in a wait that leaves what it found to woken
   // waiters, stop_when_descheduled: a competitor that slept there would be granted a
   // turn of its own.)
@@ -406,15 +524,8 @@ int wait_while(Blocked blocked, const wait_words& w, std::int64_t spin_ns, std::
   // looks again now and then, and the caller's loop repairs or proceeds.
   std::int64_t now = sys::now_ns(CLOCK_MONOTONIC);
   sleepless.slept(now);
-  std::int64_t wake_at = now + recheck_ns;
   bool limited = false;
-  if (limit.kind == detail::wait_limit::until) {
-    std::int64_t left = limit.when.ns - (limit.when.clock == CLOCK_MONOTONIC ? now : sys::now_ns(limit.when.clock));
-    if (now + left <= wake_at) {
-      wake_at = now + left;
-      limited = true;
-    }
-  }
+  const std::int64_t wake_at = sleep_end(limit, now, now + recheck_ns, limited);
   if (interrupt == nullptr) {
     int e = sys::futex_wait(&w.word, seen, CLOCK_MONOTONIC, &wake_at);
     if (e == ETIMEDOUT && !limited) return recheck_due;

@@ -618,6 +618,37 @@ int runnable_beyond_cpus(std::int64_t max_age_ns, std::int64_t now) noexcept {
   return excess;
 }
 
+namespace {
+std::atomic<bool (*)(thread_cpu_times&)> thread_cpu_times_override{nullptr};
+}  // namespace
+
+void override_thread_cpu_times(bool (*fake)(thread_cpu_times&)) noexcept {
+  thread_cpu_times_override.store(fake, std::memory_order_relaxed);
+}
+
+bool read_thread_cpu_times(thread_cpu_times& out) noexcept {
+  if (auto* fake = thread_cpu_times_override.load(std::memory_order_relaxed); fake != nullptr) return fake(out);
+  // "104676066 221933 70": time on a CPU, time runnable and waiting, timeslices.
+  no_cancel guard;
+  char buf[96];
+  ssize_t n = -1;
+  int fd = ::open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+  }
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  char* end = nullptr;
+  const long long ran = std::strtoll(buf, &end, 10);
+  if (end == buf) return false;
+  char* end2 = nullptr;
+  const long long waited = std::strtoll(end, &end2, 10);
+  if (end2 == end || ran < 0 || waited < 0) return false;
+  out = {static_cast<std::int64_t>(ran), static_cast<std::int64_t>(waited)};
+  return true;
+}
+
 std::uint32_t current_cpu() noexcept {
   int cpu = ::sched_getcpu();
   return cpu < 0 ? 0 : static_cast<std::uint32_t>(cpu);

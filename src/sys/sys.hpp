@@ -198,6 +198,16 @@ int runnable_beyond_cpus(std::int64_t max_age_ns, std::int64_t now) noexcept;
 bool cpus_oversubscribed() noexcept;
 // For tests: make runnable_beyond_cpus() answer `excess` (≥ 0), or look again (-1).
 void override_cpus_oversubscribed(int excess) noexcept;
+// The calling thread's time on a CPU and time runnable but waiting for one, since it
+// started (ns; /proc/thread-self/schedstat, three system calls, ~2 µs). False when it
+// cannot tell. It only tunes spinning.
+struct thread_cpu_times {
+  std::int64_t ran_ns = 0;
+  std::int64_t waited_ns = 0;
+};
+bool read_thread_cpu_times(thread_cpu_times& out) noexcept;
+// For tests: make read_thread_cpu_times() answer through `fake`, or read again (null).
+void override_thread_cpu_times(bool (*fake)(thread_cpu_times&)) noexcept;
 std::uint64_t random64() noexcept;
 // The credentials that file access checks use.
 uid_t effective_uid() noexcept;

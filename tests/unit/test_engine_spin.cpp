@@ -88,13 +88,34 @@ struct spin_queue {
   }
 };
 
-// Makes the policy see `excess` more runnable threads than CPUs, whatever else runs.
+// A thread's CPU times as the hog's rest reads them (sys::read_thread_cpu_times), made
+// up from the clock: alone on its CPU (it runs all the time, never waits for it), or
+// sharing it (runs half the time, waits the other half).
+bool alone_on_cpu(pipc::sys::thread_cpu_times& t) {
+  t = {pipc::sys::now_ns(CLOCK_MONOTONIC), 0};
+  return true;
+}
+bool sharing_cpu(pipc::sys::thread_cpu_times& t) {
+  const std::int64_t now = pipc::sys::now_ns(CLOCK_MONOTONIC);
+  t = {now / 2, now / 2};
+  return true;
+}
+
+// Makes the policy see `excess` more runnable threads than CPUs, whatever else runs,
+// and each thread's CPU times as `times` says (by default sharing its CPU, so that only
+// the tests about the hog's rest see one).
 class cpus_seen_as {
  public:
-  explicit cpus_seen_as(int excess) { pipc::sys::override_cpus_oversubscribed(excess); }
+  explicit cpus_seen_as(int excess, bool (*times)(pipc::sys::thread_cpu_times&) = sharing_cpu) {
+    pipc::sys::override_cpus_oversubscribed(excess);
+    pipc::sys::override_thread_cpu_times(times);
+  }
   cpus_seen_as(const cpus_seen_as&) = delete;
   cpus_seen_as& operator=(const cpus_seen_as&) = delete;
-  ~cpus_seen_as() { pipc::sys::override_cpus_oversubscribed(-1); }
+  ~cpus_seen_as() {
+    pipc::sys::override_cpus_oversubscribed(-1);
+    pipc::sys::override_thread_cpu_times(nullptr);
+  }
 };
 
 // A machine with CPUs to spare (ctest runs two tests at a time): for the tests about what
@@ -429,6 +450,167 @@ TEST(SpinPolicy, SleeplessRuleSparesTheWaitThatLeavesToTurns) {
   words.stop_when_descheduled = false;
   wait_once();
   EXPECT_EQ(sleepers.load(), 1u) << "the rule did not act in an ordinary wait";
+}
+
+// The hog's verdict (had_cpu_to_itself): ran hog_ran_percent of a window or more, and
+// waited for a CPU hog_waited_percent of it or less.
+TEST(SpinPolicy, HogIsAThreadThatRanAloneOnItsCpu) {
+  constexpr std::int64_t ms = 1'000'000;
+  using times = pipc::sys::thread_cpu_times;
+  const times start{100 * ms, 50 * ms};
+  EXPECT_TRUE(eng::had_cpu_to_itself(5 * ms, start, {start.ran_ns + 5 * ms, start.waited_ns}));
+  EXPECT_TRUE(eng::had_cpu_to_itself(10 * ms, start, {start.ran_ns + 8 * ms, start.waited_ns + ms}));
+  EXPECT_FALSE(eng::had_cpu_to_itself(10 * ms, start, {start.ran_ns + 8 * ms, start.waited_ns + 2 * ms}))
+      << "waited for a CPU a fifth of the time";
+  EXPECT_FALSE(eng::had_cpu_to_itself(10 * ms, start, {start.ran_ns + 5 * ms, start.waited_ns + 5 * ms}))
+      << "took turns with another thread";
+  EXPECT_TRUE(eng::had_cpu_to_itself(10 * ms, start, {start.ran_ns + 7 * ms, start.waited_ns}));
+  EXPECT_FALSE(eng::had_cpu_to_itself(10 * ms, start, {start.ran_ns + 6 * ms, start.waited_ns})) << "slept";
+  EXPECT_FALSE(eng::had_cpu_to_itself(0, start, start));
+  EXPECT_FALSE(eng::had_cpu_to_itself(10 * ms, start, {start.ran_ns + 10 * ms, start.waited_ns - ms}))
+      << "times that went back";
+}
+
+// A thread alone on its CPU while the CPUs are crowded rests hog_rest_ns at a wait, at
+// most once a window; after hog_rests_at_full_rate rests in a row its windows double. Sharing its CPU, or with one thread fewer than
+// crowded, it never rests. Each wait, spinning up to a second, ends from another CPU
+// 20 µs after it began.
+TEST(SpinPolicy, ThreadAloneOnItsCpuRestsWhileOthersQueueAndBacksOff) {
+  const auto [cpu_a, cpu_b] = two_cpus();
+  if (cpu_a < 0) GTEST_SKIP() << "needs two CPUs";
+  constexpr std::int64_t second = 1'000'000'000;
+  constexpr std::int64_t run_for = 150'000'000;
+  auto rests = [&](int excess, bool (*times)(pipc::sys::thread_cpu_times&)) {
+    cpus_seen_as seen(excess, times);
+    eng::sleepless = {};
+    eng::hog = {};
+    eng::atomic_u32 word{0}, sleepers{0}, peer_cpu{static_cast<std::uint32_t>(cpu_b + 1)};
+    eng::atomic_u64 woken_ns{0};
+    const eng::wait_words words{word, sleepers, woken_ns, peer_cpu};
+    std::atomic<int> done{0}, begun{0};
+    std::atomic<bool> over{false};
+    std::thread peer([&, cpu = cpu_b] {
+      pin_to(cpu);
+      for (int i = 1;; ++i) {
+        while (begun.load() < i) {
+          if (over.load()) return;
+        }
+        busy_wait(std::chrono::microseconds(20));
+        done.store(i);
+        eng::committed();
+        eng::wake_sleepers(word, sleepers);
+      }
+    });
+    affinity_guard restore;
+    pin_to(cpu_a);
+    const auto limit = wait_limit::at({CLOCK_MONOTONIC, pipc::sys::now_ns(CLOCK_MONOTONIC) + 10 * second});
+    const std::int64_t start = pipc::sys::now_ns(CLOCK_MONOTONIC);
+    for (int i = 1; pipc::sys::now_ns(CLOCK_MONOTONIC) - start < run_for; ++i) {
+      std::atomic<std::int64_t> budget{second};
+      bool woken = false;
+      begun.store(i);
+      EXPECT_EQ(eng::wait_while([&] { return done.load() < i; }, words, second, budget, woken, limit), 0);
+    }
+    over.store(true);
+    peer.join();
+    return static_cast<int>(eng::hog.rested);
+  };
+  // The first look only reads the times; then a rest about every window plus rest:
+  // four at 5 ms, then at 10, 20 and 40 ms: 7 in 150 ms. Without the back-off: 21.
+  const int alone = rests(eng::sleepless_excess, alone_on_cpu);
+  EXPECT_GE(alone, static_cast<int>(eng::hog_rests_at_full_rate)) << "a thread alone on its CPU did not rest";
+  EXPECT_LE(alone, 9) << "rests without backing off";
+  EXPECT_EQ(rests(eng::sleepless_excess, sharing_cpu), 0) << "rested while sharing its CPU";
+  EXPECT_EQ(rests(eng::sleepless_excess - 1, alone_on_cpu), 0) << "rested with one thread more than CPUs";
+}
+
+// The rest itself: what the wait waits for is not looked at meanwhile; a deadline cuts
+// it short; a caught signal without SA_RESTART interrupts an interruptible wait (at the
+// end of the rest or of a tick: the signals stay blocked, sys/interrupt.hpp).
+std::atomic<int> rest_signals{0};
+void on_rest_signal(int) { rest_signals.fetch_add(1); }
+
+TEST(SpinPolicy, HogRestIgnoresTheQueueEndsAtTheDeadlineAndTakesSignals) {
+  constexpr std::int64_t ms = 1'000'000;
+  cpus_seen_as crowded(eng::sleepless_excess, alone_on_cpu);
+  eng::atomic_u32 word{0}, sleepers{0}, peer_cpu{0};
+  eng::atomic_u64 woken_ns{0};
+  const eng::wait_words words{word, sleepers, woken_ns, peer_cpu};
+  // Makes the next wait find this thread alone on its CPU for two windows.
+  auto due = [] {
+    const std::int64_t now = pipc::sys::now_ns(CLOCK_MONOTONIC);
+    eng::hog = {now - 2 * eng::hog_window_ns, true, {now - 2 * eng::hog_window_ns, 0}, 0, eng::hog_window_ns};
+  };
+  auto took_ns = [](std::int64_t since) { return pipc::sys::now_ns(CLOCK_MONOTONIC) - since; };
+  std::atomic<std::int64_t> budget{ms};
+  bool woken = false;
+
+  due();
+  std::atomic<bool> blocked{true};
+  std::int64_t t0 = pipc::sys::now_ns(CLOCK_MONOTONIC);
+  std::thread change([&] {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    blocked.store(false);
+    eng::committed();
+    eng::wake_sleepers(word, sleepers);
+  });
+  EXPECT_EQ(eng::wait_while([&] { return blocked.load(); }, words, ms, budget, woken, wait_limit::blocking()), 0);
+  change.join();
+  EXPECT_GE(took_ns(t0), eng::hog_rest_ns) << "the rest ended when the state changed";
+
+  due();
+  const std::uint64_t rested = eng::hog.rested;
+  t0 = pipc::sys::now_ns(CLOCK_MONOTONIC);
+  EXPECT_EQ(eng::wait_while([] { return true; }, words, ms, budget, woken, wait_limit::at({CLOCK_MONOTONIC, t0 + ms / 2})),
+            ETIMEDOUT);
+  EXPECT_EQ(eng::hog.rested, rested + 1) << "the wait did not rest";
+  t0 = pipc::sys::now_ns(CLOCK_MONOTONIC);
+  EXPECT_EQ(eng::rest_as_hog(wait_limit::at({CLOCK_MONOTONIC, t0 + ms / 2})), ETIMEDOUT)
+      << "the rest outlived the deadline";
+  t0 = pipc::sys::now_ns(CLOCK_MONOTONIC);
+  EXPECT_EQ(eng::rest_as_hog(wait_limit::at({CLOCK_MONOTONIC, t0 + 10 * eng::hog_rest_ns})), 0)
+      << "a deadline after the rest ended it";
+  EXPECT_GE(took_ns(t0), eng::hog_rest_ns);
+
+  struct sigaction action {}, old {};
+  action.sa_handler = on_rest_signal;  // no SA_RESTART
+  sigemptyset(&action.sa_mask);
+  ASSERT_EQ(::sigaction(SIGUSR1, &action, &old), 0);
+  rest_signals = 0;
+  due();
+  const pthread_t self = ::pthread_self();
+  std::thread signaller([self] {
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+    ::pthread_kill(self, SIGUSR1);
+  });
+  int e = 0;
+  {
+    pipc::sys::interruption interrupt;
+    wait_limit limit = wait_limit::blocking();
+    limit.interrupt = &interrupt;
+    e = eng::wait_while([] { return true; }, words, ms, budget, woken, limit);
+  }
+  signaller.join();
+  ::sigaction(SIGUSR1, &old, nullptr);
+  EXPECT_EQ(e, EINTR);
+  EXPECT_EQ(rest_signals.load(), 1);
+}
+
+// The hog's rest reads the calling thread's own figures: time on a CPU grows while it
+// runs, and neither figure goes back.
+TEST(SpinPolicy, ThreadCpuTimesAreTheCallingThreads) {
+  pipc::sys::thread_cpu_times before, after;
+  ASSERT_TRUE(pipc::sys::read_thread_cpu_times(before)) << "no /proc/thread-self/schedstat";
+  busy_wait(std::chrono::milliseconds(5));
+  ASSERT_TRUE(pipc::sys::read_thread_cpu_times(after));
+  EXPECT_GE(after.ran_ns - before.ran_ns, 1'000'000) << "5 ms of running showed less than 1 ms";
+  EXPECT_GE(after.waited_ns, before.waited_ns);
+  std::thread other([&] {
+    pipc::sys::thread_cpu_times mine;
+    ASSERT_TRUE(pipc::sys::read_thread_cpu_times(mine));
+    EXPECT_LT(mine.ran_ns, after.ran_ns) << "a new thread read another thread's time";
+  });
+  other.join();
 }
 
 // The default spin covers a peer's step between two messages, four passes over one at

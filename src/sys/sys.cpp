@@ -588,6 +588,23 @@ void override_cpus_oversubscribed(int excess) noexcept { oversubscribed_override
 
 bool cpus_oversubscribed() noexcept { return runnable_beyond_cpus(1'000'000, now_ns(CLOCK_MONOTONIC)) > 0; }
 
+namespace {
+// Reads the small /proc file `path` into `buf` (`size` bytes, NUL-terminated): true if
+// it read something. Not a cancellation point.
+bool read_small_proc_file(const char* path, char* buf, std::size_t size) noexcept {
+  no_cancel guard;
+  ssize_t n = -1;
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    n = ::read(fd, buf, size - 1);
+    ::close(fd);
+  }
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  return true;
+}
+}  // namespace
+
 int runnable_beyond_cpus(std::int64_t max_age_ns, std::int64_t now) noexcept {
   if (const int excess = oversubscribed_override.load(std::memory_order_relaxed); excess >= 0) return excess;
   static std::atomic<std::int64_t> sampled_at{0};
@@ -597,17 +614,9 @@ int runnable_beyond_cpus(std::int64_t max_age_ns, std::int64_t now) noexcept {
     return answer.load(std::memory_order_relaxed);
   }
   // "0.52 0.58 0.59 3/219 12345": the fourth field is runnable/total scheduling entities.
-  no_cancel guard;
   char buf[128];
-  ssize_t n = -1;
-  int fd = ::open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    n = ::read(fd, buf, sizeof buf - 1);
-    ::close(fd);
-  }
   long running = 0;
-  if (n > 0) {
-    buf[n] = '\0';
+  if (read_small_proc_file("/proc/loadavg", buf, sizeof buf)) {
     const char* slash = std::strchr(buf, '/');
     const char* p = slash;
     while (p != nullptr && p > buf && p[-1] >= '0' && p[-1] <= '9') --p;
@@ -629,16 +638,8 @@ void override_thread_cpu_times(bool (*fake)(thread_cpu_times&)) noexcept {
 bool read_thread_cpu_times(thread_cpu_times& out) noexcept {
   if (auto* fake = thread_cpu_times_override.load(std::memory_order_relaxed); fake != nullptr) return fake(out);
   // "104676066 221933 70": time on a CPU, time runnable and waiting, timeslices.
-  no_cancel guard;
   char buf[96];
-  ssize_t n = -1;
-  int fd = ::open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    n = ::read(fd, buf, sizeof buf - 1);
-    ::close(fd);
-  }
-  if (n <= 0) return false;
-  buf[n] = '\0';
+  if (!read_small_proc_file("/proc/thread-self/schedstat", buf, sizeof buf)) return false;
   char* end = nullptr;
   const long long ran = std::strtoll(buf, &end, 10);
   if (end == buf) return false;

@@ -579,10 +579,15 @@ TEST(SpinPolicy, HogRestIgnoresTheQueueEndsAtTheDeadlineAndTakesSignals) {
   ASSERT_EQ(::sigaction(SIGUSR1, &action, &old), 0);
   rest_signals = 0;
   due();
+  // A signal every millisecond until the wait returns: one that comes before the wait
+  // blocks the signals runs its handler outside it, and the next ends it.
   const pthread_t self = ::pthread_self();
-  std::thread signaller([self] {
-    std::this_thread::sleep_for(std::chrono::microseconds(500));
-    ::pthread_kill(self, SIGUSR1);
+  std::atomic<bool> returned{false};
+  std::thread signaller([self, &returned] {
+    while (!returned.load()) {
+      ::pthread_kill(self, SIGUSR1);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
   });
   int e = 0;
   {
@@ -591,10 +596,11 @@ TEST(SpinPolicy, HogRestIgnoresTheQueueEndsAtTheDeadlineAndTakesSignals) {
     limit.interrupt = &interrupt;
     e = eng::wait_while([] { return true; }, words, ms, budget, woken, limit);
   }
+  returned.store(true);
   signaller.join();
   ::sigaction(SIGUSR1, &old, nullptr);
   EXPECT_EQ(e, EINTR);
-  EXPECT_EQ(rest_signals.load(), 1);
+  EXPECT_GE(rest_signals.load(), 1);
 }
 
 // The hog's rest reads the calling thread's own figures: time on a CPU grows while it

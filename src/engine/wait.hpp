@@ -366,16 +366,11 @@ inline bool hog_rest_due(std::int64_t now) noexcept {
   if (span < h.window_ns) return false;
   h.looked_ns = now;
   sys::thread_cpu_times times;
-  if (sys::runnable_beyond_cpus(sleepless_answer_age_ns, now) < sleepless_excess ||
-      !sys::read_thread_cpu_times(times)) {
-    h.read = false;
-    h.rests = 0;
-    h.window_ns = hog_window_ns;
-    return false;
-  }
-  const bool alone = h.read && span <= 2 * hog_window_max_ns && had_cpu_to_itself(span, h.times, times) &&
+  const bool read = sys::runnable_beyond_cpus(sleepless_answer_age_ns, now) >= sleepless_excess &&
+                    sys::read_thread_cpu_times(times);
+  const bool alone = read && h.read && span <= 2 * hog_window_max_ns && had_cpu_to_itself(span, h.times, times) &&
                      sys::runnable_beyond_cpus(0, now) >= sleepless_excess;
-  h.read = true;
+  h.read = read;
   h.times = times;
   if (!alone) {
     h.rests = 0;

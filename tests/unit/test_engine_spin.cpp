@@ -328,6 +328,53 @@ TEST(SpinPolicy, SpinThatStopsWhenDescheduledSleepsOnceItLosesItsCpu) {
   EXPECT_LT(slept_after.load(), 500) << "ms before the wait slept: it spun on after losing its CPU";
 }
 
+// The test thread pinned to one CPU, and a peer pinned to another that ends each of its
+// waits 20 µs after it began. wait() runs one wait_while, spinning up to a second with a
+// budget of its own (spins that succeed do not shrink the next), and returns its result.
+class waits_ended_from_another_cpu {
+ public:
+  static constexpr std::int64_t second = 1'000'000'000;
+  waits_ended_from_another_cpu(int own_cpu, int peer_cpu)
+      : peer_cpu_{static_cast<std::uint32_t>(peer_cpu + 1)}, peer_([this, peer_cpu] { run_peer(peer_cpu); }) {
+    pin_to(own_cpu);
+  }
+  waits_ended_from_another_cpu(const waits_ended_from_another_cpu&) = delete;
+  waits_ended_from_another_cpu& operator=(const waits_ended_from_another_cpu&) = delete;
+  ~waits_ended_from_another_cpu() {
+    over_.store(true);
+    peer_.join();
+  }
+  int wait(bool& woken) {
+    const int i = ++waits_;
+    std::atomic<std::int64_t> budget{second};
+    begun_.store(i);
+    return eng::wait_while([&] { return done_.load() < i; }, words_, second, budget, woken, limit_);
+  }
+
+ private:
+  void run_peer(int cpu) {
+    pin_to(cpu);
+    for (int i = 1;; ++i) {
+      while (begun_.load() < i) {
+        if (over_.load()) return;
+      }
+      busy_wait(std::chrono::microseconds(20));
+      done_.store(i);
+      eng::committed();
+      eng::wake_sleepers(word_, sleepers_);
+    }
+  }
+  eng::atomic_u32 word_{0}, sleepers_{0}, peer_cpu_;
+  eng::atomic_u64 woken_ns_{0};
+  const eng::wait_words words_{word_, sleepers_, woken_ns_, peer_cpu_};
+  std::atomic<int> done_{0}, begun_{0};
+  std::atomic<bool> over_{false};
+  int waits_ = 0;
+  const wait_limit limit_ = wait_limit::at({CLOCK_MONOTONIC, pipc::sys::now_ns(CLOCK_MONOTONIC) + 10 * second});
+  affinity_guard restore_;  // (before the pinning in the constructor's body)
+  std::thread peer_;
+};
+
 // On oversubscribed CPUs (sleepless_excess more runnable threads than CPUs), a thread
 // whose spins would all succeed still sleeps in a wait once it has not slept for
 // sleepless_limit_ns: the scheduler, which moves waiting tasks mostly to a CPU that
@@ -338,43 +385,22 @@ TEST(SpinPolicy, SpinThatStopsWhenDescheduledSleepsOnceItLosesItsCpu) {
 TEST(SpinPolicy, ThreadThatNeverSleepsSleepsOnceAMillisecondOnOversubscribedCpus) {
   const auto [cpu_a, cpu_b] = two_cpus();
   if (cpu_a < 0) GTEST_SKIP() << "needs two CPUs";
-  constexpr std::int64_t second = 1'000'000'000;
   struct outcome {
     int slept = 0;
     std::int64_t took_ns = 0;
   };
   auto run = [&](int excess, int waits = 400, std::chrono::microseconds work = {}) {
     cpus_seen_as seen(excess);
-    eng::atomic_u32 word{0}, sleepers{0}, peer_cpu{static_cast<std::uint32_t>(cpu_b + 1)};
-    eng::atomic_u64 woken_ns{0};
-    const eng::wait_words words{word, sleepers, woken_ns, peer_cpu};
-    std::atomic<int> done{0}, begun{0};
-    std::thread peer([&, cpu = cpu_b] {
-      pin_to(cpu);
-      for (int i = 1; i <= waits; ++i) {
-        while (begun.load() < i) {
-        }
-        busy_wait(std::chrono::microseconds(20));
-        done.store(i);
-        eng::committed();
-        eng::wake_sleepers(word, sleepers);
-      }
-    });
+    waits_ended_from_another_cpu peer(cpu_a, cpu_b);
     outcome out;
-    affinity_guard restore;
-    pin_to(cpu_a);
-    const auto limit = wait_limit::at({CLOCK_MONOTONIC, pipc::sys::now_ns(CLOCK_MONOTONIC) + 10 * second});
     const std::int64_t start = pipc::sys::now_ns(CLOCK_MONOTONIC);
     for (int i = 1; i <= waits; ++i) {
-      std::atomic<std::int64_t> budget{second};  // each wait's own: spins that succeed do not shrink the next
       bool woken = false;
-      begun.store(i);
-      EXPECT_EQ(eng::wait_while([&] { return done.load() < i; }, words, second, budget, woken, limit), 0);
+      EXPECT_EQ(peer.wait(woken), 0);
       if (woken) ++out.slept;
       busy_wait(work);
     }
     out.took_ns = pipc::sys::now_ns(CLOCK_MONOTONIC) - start;
-    peer.join();
     return out;
   };
   const outcome crowded = run(eng::sleepless_excess);
@@ -472,47 +498,23 @@ TEST(SpinPolicy, HogIsAThreadThatRanAloneOnItsCpu) {
 }
 
 // A thread alone on its CPU while the CPUs are crowded rests hog_rest_ns at a wait, at
-// most once a window; after hog_rests_at_full_rate rests in a row its windows double. Sharing its CPU, or with one thread fewer than
-// crowded, it never rests. Each wait, spinning up to a second, ends from another CPU
-// 20 µs after it began.
+// most once a window; after hog_rests_at_full_rate rests in a row its windows double.
+// Sharing its CPU, or with one thread fewer than crowded, it never rests. Each wait,
+// spinning up to a second, ends from another CPU 20 µs after it began.
 TEST(SpinPolicy, ThreadAloneOnItsCpuRestsWhileOthersQueueAndBacksOff) {
   const auto [cpu_a, cpu_b] = two_cpus();
   if (cpu_a < 0) GTEST_SKIP() << "needs two CPUs";
-  constexpr std::int64_t second = 1'000'000'000;
   constexpr std::int64_t run_for = 150'000'000;
   auto rests = [&](int excess, bool (*times)(pipc::sys::thread_cpu_times&)) {
     cpus_seen_as seen(excess, times);
     eng::sleepless = {};
     eng::hog = {};
-    eng::atomic_u32 word{0}, sleepers{0}, peer_cpu{static_cast<std::uint32_t>(cpu_b + 1)};
-    eng::atomic_u64 woken_ns{0};
-    const eng::wait_words words{word, sleepers, woken_ns, peer_cpu};
-    std::atomic<int> done{0}, begun{0};
-    std::atomic<bool> over{false};
-    std::thread peer([&, cpu = cpu_b] {
-      pin_to(cpu);
-      for (int i = 1;; ++i) {
-        while (begun.load() < i) {
-          if (over.load()) return;
-        }
-        busy_wait(std::chrono::microseconds(20));
-        done.store(i);
-        eng::committed();
-        eng::wake_sleepers(word, sleepers);
-      }
-    });
-    affinity_guard restore;
-    pin_to(cpu_a);
-    const auto limit = wait_limit::at({CLOCK_MONOTONIC, pipc::sys::now_ns(CLOCK_MONOTONIC) + 10 * second});
+    waits_ended_from_another_cpu peer(cpu_a, cpu_b);
     const std::int64_t start = pipc::sys::now_ns(CLOCK_MONOTONIC);
-    for (int i = 1; pipc::sys::now_ns(CLOCK_MONOTONIC) - start < run_for; ++i) {
-      std::atomic<std::int64_t> budget{second};
+    while (pipc::sys::now_ns(CLOCK_MONOTONIC) - start < run_for) {
       bool woken = false;
-      begun.store(i);
-      EXPECT_EQ(eng::wait_while([&] { return done.load() < i; }, words, second, budget, woken, limit), 0);
+      EXPECT_EQ(peer.wait(woken), 0);
     }
-    over.store(true);
-    peer.join();
     return static_cast<int>(eng::hog.rested);
   };
   // The first look only reads the times; then a rest a window after each look (the

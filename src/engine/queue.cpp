@@ -239,7 +239,9 @@ struct waiter_turn {
 // every call makes anyway finds it. 0, or why the call fails.
 int map_on_first_use(region& r) noexcept {
   if (!r.faulted()) [[likely]] return 0;
-  if (r.mapped.load(std::memory_order_acquire)) return corrupt;  // the file was truncated
+  // Mapped: the file was truncated, unless another thread's first use mapped the region
+  // between the two looks (faulted() read the unmapped region's flag): look again.
+  if (r.mapped.load(std::memory_order_acquire)) return r.faulted() ? corrupt : 0;
   return r.map();
 }
 

@@ -1068,3 +1068,30 @@ TEST(Turns, StoppedWokenReceiverHoldsUpOthersOnlyUntilItsTurnExpires) {
 }
 
 }  // namespace
+
+namespace {
+
+// A descriptor maps its region at its first send or receive. Two threads whose first
+// calls on one descriptor race must both find it mapped: the one that loses the race
+// must not take the other's fresh mapping for a truncated file (corrupt).
+TEST(EngineMapping, RacingFirstCallsOnOneDescriptorAreNotCorrupt) {
+  for (int round = 0; round < 3000; ++round) {
+    spin_queue sq("first-use", 0);
+    ASSERT_NE(sq.q, nullptr);
+    std::atomic<int> ready{0};
+    int results[2] = {-1, -1};
+    auto first_call = [&](int k) {
+      ready.fetch_add(1);
+      while (ready.load() < 2) {
+      }
+      results[k] = send_one(*sq.q, static_cast<std::uint64_t>(k), wait_limit::immediate());
+    };
+    std::thread other(first_call, 1);
+    first_call(0);
+    other.join();
+    ASSERT_EQ(results[0], 0) << "round " << round;
+    ASSERT_EQ(results[1], 0) << "round " << round;
+  }
+}
+
+}  // namespace

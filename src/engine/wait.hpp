@@ -398,11 +398,12 @@ inline std::int64_t sleep_end(const detail::wait_limit& limit, std::int64_t now,
 // The hog's rest: asleep for hog_rest_ns on a word nobody wakes. 0 when it ended;
 // ETIMEDOUT when the limit's deadline ended it; EINTR when a caught signal's handler
 // without SA_RESTART ran (interruptible waits, as their sleeps; a cancellation request
-// acts here too).
+// acts here too). A rest is a sleep for the sleepless rule, however it ends: the rule
+// would otherwise send the wait after it to sleep again at once.
 inline int rest_as_hog(const detail::wait_limit& limit) {
   sys::interruption* interrupt = limit.interrupt;
   if (interrupt != nullptr && interrupt->before_sleep() == EINTR) return EINTR;
-  const std::int64_t now = sys::now_ns(CLOCK_MONOTONIC);
+  std::int64_t now = sys::now_ns(CLOCK_MONOTONIC);
   bool limited = false;
   const std::int64_t until = sleep_end(limit, now, now + hog_rest_ns, limited);
   const atomic_u32 nobody{0};
@@ -412,7 +413,9 @@ inline int rest_as_hog(const detail::wait_limit& limit) {
     } else {
       (void)sys::futex_wait(&nobody, 0, CLOCK_MONOTONIC, &until);
     }
-    if (sys::now_ns(CLOCK_MONOTONIC) >= until) return limited ? ETIMEDOUT : 0;
+    now = sys::now_ns(CLOCK_MONOTONIC);
+    sleepless.slept(now);
+    if (now >= until) return limited ? ETIMEDOUT : 0;
     if (interrupt != nullptr && interrupt->before_sleep() == EINTR) return EINTR;
   }
 }

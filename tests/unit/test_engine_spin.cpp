@@ -570,10 +570,14 @@ TEST(SpinPolicy, HogRestIgnoresTheQueueEndsAtTheDeadlineAndTakesSignals) {
   t0 = pipc::sys::now_ns(CLOCK_MONOTONIC);
   EXPECT_EQ(eng::rest_as_hog(wait_limit::at({CLOCK_MONOTONIC, t0 + ms / 2})), ETIMEDOUT)
       << "the rest outlived the deadline";
+  // The sleepless rule, due before the rest (its last sleep long ago, its waits
+  // counted), is not due after it: the rest was a sleep.
   t0 = pipc::sys::now_ns(CLOCK_MONOTONIC);
+  eng::sleepless = {t0 - 10 * ms, eng::sleepless_min_waits};
   EXPECT_EQ(eng::rest_as_hog(wait_limit::at({CLOCK_MONOTONIC, t0 + 10 * eng::hog_rest_ns})), 0)
       << "a deadline after the rest ended it";
   EXPECT_GE(took_ns(t0), eng::hog_rest_ns);
+  EXPECT_FALSE(eng::sleepless_due(pipc::sys::now_ns(CLOCK_MONOTONIC))) << "the wait after the rest skips its spin";
 
   struct sigaction action {}, old {};
   action.sa_handler = on_rest_signal;  // no SA_RESTART

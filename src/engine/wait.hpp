@@ -333,7 +333,7 @@ inline constexpr std::int64_t hog_window_max_ns = 80'000'000;
 inline constexpr std::int64_t hog_rest_ns = 2'000'000;
 inline constexpr std::int64_t hog_ran_percent = 70;
 inline constexpr std::int64_t hog_waited_percent = 15;
-inline constexpr std::uint32_t hog_rests_at_full_rate = 4;
+inline constexpr std::uint32_t hog_rests_at_full_rate = 5;
 
 // The calling thread's record for the rest above.
 struct hog_record {
@@ -377,7 +377,7 @@ inline bool hog_rest_due(std::int64_t now) noexcept {
     h.window_ns = hog_window_ns;
     return false;
   }
-  if (++h.rests > hog_rests_at_full_rate) h.window_ns = std::min(h.window_ns * 2, hog_window_max_ns);
+  if (++h.rests >= hog_rests_at_full_rate) h.window_ns = std::min(h.window_ns * 2, hog_window_max_ns);
   ++h.rested;
   return true;
 }

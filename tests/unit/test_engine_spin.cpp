@@ -518,7 +518,7 @@ TEST(SpinPolicy, ThreadAloneOnItsCpuRestsWhileOthersQueueAndBacksOff) {
     return static_cast<int>(eng::hog.rested);
   };
   // The first look only reads the times; then a rest a window after each look (the
-  // rest is part of the window): four 5 ms apart, then 10, 20 and 40 ms apart: 7 in
+  // rest is part of the window): five 5 ms apart, then 10, 20 and 40 ms apart: 8 in
   // 150 ms. Without the back-off: about 30 (29 measured).
   const int alone = rests(eng::sleepless_excess, alone_on_cpu);
   EXPECT_GE(alone, static_cast<int>(eng::hog_rests_at_full_rate)) << "a thread alone on its CPU did not rest";

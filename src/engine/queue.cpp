@@ -42,12 +42,17 @@ std::uint64_t next_token() noexcept {
 
 }  // namespace
 
+std::int64_t spin_for(std::int64_t requested, std::uint64_t message_size, int cpus) noexcept {
+  if (cpus <= 1) return 0;
+  return requested < 0 ? default_spin_for(message_size) : std::min(requested, max_spin_ns);
+}
+
 queue::queue(std::shared_ptr<region> r, int flags, std::int64_t spin_ns) noexcept
     : region_(std::move(r)),
       can_send_((flags & O_ACCMODE) == O_WRONLY || (flags & O_ACCMODE) == O_RDWR),
       can_receive_((flags & O_ACCMODE) == O_RDONLY || (flags & O_ACCMODE) == O_RDWR),
       nonblocking_((flags & O_NONBLOCK) != 0),
-      spin_ns_(sys::online_cpus() <= 1 ? 0 : spin_ns < 0 ? default_spin_for(region_->geo.message_size) : spin_ns),
+      spin_ns_(spin_for(spin_ns, region_->geo.message_size, sys::online_cpus())),
       send_spin_(spin_ns_),
       receive_spin_(spin_ns_),
       token_(next_token()),

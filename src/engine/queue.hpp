@@ -36,6 +36,10 @@ inline constexpr std::int64_t default_spin_ns = 20'000;
 constexpr std::int64_t default_spin_for(std::uint64_t message_size) noexcept {
   return default_spin_ns + static_cast<std::int64_t>(message_size / 4);
 }
+// A description's spin for a requested one (open_request::spin_ns): the default for
+// the message size when negative, none on a single CPU, at most max_spin_ns (wait.hpp).
+// A request below min_spin_ns is kept: such a spin never adapts.
+std::int64_t spin_for(std::int64_t requested, std::uint64_t message_size, int cpus) noexcept;
 // How many of a description's receives that wait may then wait for a batch of messages
 // (region::await_message_batch), after one that found two messages ready.
 inline constexpr std::uint32_t streaming_receives = 16;

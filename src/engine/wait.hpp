@@ -25,6 +25,12 @@ namespace pipc::engine {
 inline constexpr unsigned spin_backoff_max = 4;
 // The least a spin adapts down to (see budget_after_sleep).
 inline constexpr std::int64_t min_spin_ns = 1'000;
+// The longest spin a wait takes (the spin that wait_while is given is at most this):
+// a description asked for more (nanoseconds::max() for "spin for good") takes this
+// (queue.hpp, spin_for), which keeps the waits' time arithmetic (a start plus the spin,
+// a budget doubled) far from overflow. A second of spinning is more than any wake-up
+// it could save.
+inline constexpr std::int64_t max_spin_ns = 1'000'000'000;
 
 // The fences of the wake-up handshake (see "Waiting" below). ThreadSanitizer does not
 // model fences (GCC warns that it does not support them), so its builds skip them and
@@ -426,6 +432,13 @@ constexpr std::int64_t budget_after_sleep(std::int64_t budget, const slept_wait&
   return std::clamp(std::max(budget, w.needed_ns) * 2, min_spin_ns, spin_ns);
 }
 
+// How long a wait spins with budget `budget` under the configured spin: the budget,
+// within [min_spin_ns, spin_ns]; spin_ns itself when that is less than min_spin_ns (a
+// spin configured that short never adapts).
+constexpr std::int64_t spin_allowed(std::int64_t budget, std::int64_t spin_ns) noexcept {
+  return std::clamp(budget, std::min(min_spin_ns, spin_ns), spin_ns);
+}
+
 // After a spin that succeeded.
 constexpr std::int64_t budget_after_spin(std::int64_t budget, bool crowded, std::int64_t spin_ns) noexcept {
   return crowded ? std::max(budget / 2, min_spin_ns) : std::min(budget * 2, spin_ns);
@@ -468,7 +481,7 @@ int wait_while(Blocked blocked, const wait_words& w, std::int64_t spin_ns, std::
   // turn of its own.)
   const bool skip_spin = spin_ns > 0 && sleepless_due(start, !w.stop_when_descheduled);
   if (spin_ns > 0 && !skip_spin && !last_ran_here(w.peer_cpu)) {
-    const std::int64_t allowed = std::clamp(budget.load(std::memory_order_relaxed), min_spin_ns, spin_ns);
+    const std::int64_t allowed = spin_allowed(budget.load(std::memory_order_relaxed), spin_ns);
     const std::int64_t until = start + allowed;
     std::int64_t looked = start;
     unsigned backoff = 1;

@@ -648,6 +648,41 @@ TEST(SpinPolicy, DefaultSpinGrowsWithTheMessageSize) {
   EXPECT_EQ(budget_of(1 << 20, 5 * us), spins ? 5 * us : 0);
 }
 
+// A configured spin is bounded: "spin for good" (nanoseconds::max()) is taken as a
+// second, which keeps the waits' arithmetic (a start plus the spin) from overflowing,
+// and one shorter than the floor is kept as it is (the clamp of the budget between the
+// floor and the spin had its bounds the wrong way round there). Both must wait and
+// take a message that comes 2 ms later: under UBSan (the asan preset) the long one
+// overflowed, and under _GLIBCXX_ASSERTIONS (the dev preset) the short one aborted.
+TEST(SpinPolicy, ConfiguredSpinIsBoundedAndAShortOneIsKept) {
+  EXPECT_EQ(eng::spin_for(-1, 64, 2), eng::default_spin_for(64));
+  EXPECT_EQ(eng::spin_for(INT64_MAX, 64, 2), eng::max_spin_ns);
+  EXPECT_EQ(eng::spin_for(500, 64, 2), 500);
+  EXPECT_EQ(eng::spin_for(0, 64, 2), 0);
+  EXPECT_EQ(eng::spin_for(-1, 64, 1), 0);
+  EXPECT_EQ(eng::spin_for(INT64_MAX, 64, 1), 0);
+  EXPECT_EQ(eng::spin_allowed(eng::min_spin_ns, 500), 500);
+  EXPECT_EQ(eng::spin_allowed(0, 500), 500);
+  EXPECT_EQ(eng::spin_allowed(0, 20 * us), eng::min_spin_ns);
+  EXPECT_EQ(eng::spin_allowed(7 * us, 20 * us), 7 * us);
+  EXPECT_EQ(eng::spin_allowed(50 * us, 20 * us), 20 * us);
+  const bool spins = pipc::sys::online_cpus() > 1;
+  for (const std::int64_t spin : {std::int64_t{500}, INT64_MAX}) {
+    SCOPED_TRACE(spin);
+    spin_queue sq("spin-bounds", spin);
+    ASSERT_NE(sq.q, nullptr);
+    EXPECT_EQ(sq.q->receive_spin_budget(), spins ? std::min(spin, eng::max_spin_ns) : 0);
+    std::thread sender([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      EXPECT_EQ(send_one(*sq.q, 7), 0);
+    });
+    std::uint64_t v = 0;
+    EXPECT_EQ(receive_one(*sq.q, v), 0);
+    EXPECT_EQ(v, 7u);
+    sender.join();
+  }
+}
+
 // A receiver that fell behind a stream waits for batches afterwards
 // (region::await_message_batch); a message that comes alone must still be taken at
 // once, not held for a batch that never comes. Each round: a burst of eight that the

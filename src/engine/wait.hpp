@@ -8,7 +8,9 @@
 //      looks at the count. With both fences sequentially consistent, one of the two
 //      sees the other's store.
 //   2. Every sleep has a time limit (recheck_ns at most): a process killed between its
-//      commit and its wake-up, or while holding a lock, wakes nobody.
+//      commit and its wake-up, or while holding a lock, wakes nobody. (A sleep that
+//      runs on a CLOCK_REALTIME deadline's clock lasts longer by as much as that clock
+//      is set back meanwhile: see sleep_end_for.)
 //   3. Futexes are shared (never FUTEX_PRIVATE_FLAG): the words are in the region.
 #ifndef PIPC_SRC_ENGINE_WAIT_HPP
 #define PIPC_SRC_ENGINE_WAIT_HPP
@@ -388,17 +390,27 @@ inline bool hog_rest_due(std::int64_t now) noexcept {
   return true;
 }
 
-// When a sleep from `now` ends: at `most` (CLOCK_MONOTONIC), or at the limit's deadline
-// if that comes first (`limited` then set).
-inline std::int64_t sleep_end(const detail::wait_limit& limit, std::int64_t now, std::int64_t most,
-                              bool& limited) noexcept {
-  limited = false;
-  if (limit.kind != detail::wait_limit::until) return most;
+// When a sleep of at most `length` from `now` (CLOCK_MONOTONIC) ends: `at` on `clock`,
+// `limited` if the limit's deadline ends it. On CLOCK_MONOTONIC (a deadline on another
+// clock carried over to it), except with `deadline_clock` for a deadline on
+// CLOCK_REALTIME: then on that clock, so that the kernel ends the sleep as soon as the
+// clock is set past the deadline (or past the sleep's end), as it ends the kernel
+// queues' mq_timedreceive; carried over, the sleep would end up to `length` late. (Set
+// back, the clock makes such a sleep longer by as much, as it does the kernel's.)
+struct sleep_end {
+  clockid_t clock = CLOCK_MONOTONIC;
+  std::int64_t at = 0;
+  bool limited = false;
+};
+inline sleep_end sleep_end_for(const detail::wait_limit& limit, std::int64_t now, std::int64_t length,
+                               bool deadline_clock = false) noexcept {
+  if (limit.kind != detail::wait_limit::until) return {CLOCK_MONOTONIC, now + length, false};
+  const clockid_t clock = deadline_clock && limit.when.clock == CLOCK_REALTIME ? CLOCK_REALTIME : CLOCK_MONOTONIC;
+  const std::int64_t from = clock == CLOCK_REALTIME ? sys::now_ns(CLOCK_REALTIME) : now;
   const std::int64_t left =
-      limit.when.ns - (limit.when.clock == CLOCK_MONOTONIC ? now : sys::now_ns(limit.when.clock));
-  if (now + left > most) return most;
-  limited = true;
-  return now + left;
+      limit.when.ns - (limit.when.clock == clock ? from : sys::now_ns(limit.when.clock));
+  if (left > length) return {clock, from + length, false};
+  return {clock, from + left, true};
 }
 
 // The hog's rest: asleep for hog_rest_ns on a word nobody wakes. 0 when it ended;
@@ -410,18 +422,17 @@ inline int rest_as_hog(const detail::wait_limit& limit) {
   sys::interruption* interrupt = limit.interrupt;
   if (interrupt != nullptr && interrupt->before_sleep() == EINTR) return EINTR;
   std::int64_t now = sys::now_ns(CLOCK_MONOTONIC);
-  bool limited = false;
-  const std::int64_t until = sleep_end(limit, now, now + hog_rest_ns, limited);
+  const sleep_end end = sleep_end_for(limit, now, hog_rest_ns);
   const atomic_u32 nobody{0};
   for (;;) {
     if (interrupt != nullptr) {
-      (void)interrupt->sleep(&nobody, 0, until);
+      (void)interrupt->sleep(&nobody, 0, end.at);
     } else {
-      (void)sys::futex_wait(&nobody, 0, CLOCK_MONOTONIC, &until);
+      (void)sys::futex_wait(&nobody, 0, CLOCK_MONOTONIC, &end.at);
     }
     now = sys::now_ns(CLOCK_MONOTONIC);
     sleepless.slept(now);
-    if (now >= until) return limited ? ETIMEDOUT : 0;
+    if (now >= end.at) return end.limited ? ETIMEDOUT : 0;
     if (interrupt != nullptr && interrupt->before_sleep() == EINTR) return EINTR;
   }
 }
@@ -535,11 +546,10 @@ int wait_while(Blocked blocked, const wait_words& w, std::int64_t spin_ns, std::
   // looks again now and then, and the caller's loop repairs or proceeds.
   std::int64_t now = sys::now_ns(CLOCK_MONOTONIC);
   sleepless.slept(now);
-  bool limited = false;
-  const std::int64_t wake_at = sleep_end(limit, now, now + recheck_ns, limited);
   if (interrupt == nullptr) {
-    int e = sys::futex_wait(&w.word, seen, CLOCK_MONOTONIC, &wake_at);
-    if (e == ETIMEDOUT && !limited) return recheck_due;
+    const sleep_end end = sleep_end_for(limit, now, recheck_ns, true);
+    int e = sys::futex_wait(&w.word, seen, end.clock, &end.at);
+    if (e == ETIMEDOUT && !end.limited) return recheck_due;
     if (e == ETIMEDOUT || e == EINTR) return e;
     learn();
     woken = true;
@@ -547,10 +557,14 @@ int wait_while(Blocked blocked, const wait_words& w, std::int64_t spin_ns, std::
   }
   // Interruptible: sleep a tick at a time, acting on pending signals in between. The
   // announcement above stays good across ticks: a wake-up since `seen` changed the
-  // word, and the next sleep returns at once.
+  // word, and the next sleep returns at once. The ticks are on CLOCK_MONOTONIC (a
+  // realtime clock set back must not stretch one), so the deadline is looked at on its
+  // own clock after each: one set past it ends the wait within a tick.
+  const sleep_end end = sleep_end_for(limit, now, recheck_ns);
   for (;;) {
-    int e = interrupt->sleep(&w.word, seen, wake_at);
-    if (e == ETIMEDOUT && sys::now_ns(CLOCK_MONOTONIC) >= wake_at) return limited ? ETIMEDOUT : recheck_due;
+    int e = interrupt->sleep(&w.word, seen, end.at);
+    if (e == ETIMEDOUT && sys::now_ns(CLOCK_MONOTONIC) >= end.at) return end.limited ? ETIMEDOUT : recheck_due;
+    if (e == ETIMEDOUT && deadline_passed(limit)) return ETIMEDOUT;
     if (e != ETIMEDOUT && e != EINTR) {
       learn();
       woken = true;

@@ -683,6 +683,78 @@ TEST(SpinPolicy, ConfiguredSpinIsBoundedAndAShortOneIsKept) {
   }
 }
 
+// A sleep of a wait with a CLOCK_REALTIME deadline (the C API's, or a C++ call given a
+// system_clock time) runs on that clock where nothing ticks (the C++ API's sleeps), so
+// that the kernel ends it when the clock is set past the deadline; a deadline on
+// another clock is carried over to CLOCK_MONOTONIC, and so are the interruptible
+// waits' ticks, which look at the deadline on its own clock instead (the next test).
+TEST(SpinPolicy, SleepEndsOnTheClockOfARealtimeDeadline) {
+  const std::int64_t mono = pipc::sys::now_ns(CLOCK_MONOTONIC);
+  const std::int64_t real = pipc::sys::now_ns(CLOCK_REALTIME);
+  constexpr std::int64_t length = 250'000 * us;
+  const auto far = eng::sleep_end_for(wait_limit::at({CLOCK_REALTIME, real + 3'600'000'000 * us}), mono, length, true);
+  EXPECT_EQ(far.clock, CLOCK_REALTIME);
+  EXPECT_FALSE(far.limited);
+  EXPECT_GE(far.at, real + length);
+  EXPECT_LE(far.at, pipc::sys::now_ns(CLOCK_REALTIME) + length);
+  const auto near = eng::sleep_end_for(wait_limit::at({CLOCK_REALTIME, real + 5'000 * us}), mono, length, true);
+  EXPECT_EQ(near.clock, CLOCK_REALTIME);
+  EXPECT_TRUE(near.limited);
+  EXPECT_EQ(near.at, real + 5'000 * us);
+  // Carried over: without `deadline_clock`, and for a deadline on any other clock.
+  const auto ticked = eng::sleep_end_for(wait_limit::at({CLOCK_REALTIME, real + 5'000 * us}), mono, length);
+  EXPECT_EQ(ticked.clock, CLOCK_MONOTONIC);
+  EXPECT_TRUE(ticked.limited);
+  EXPECT_LE(ticked.at, mono + 5'000 * us);
+  EXPECT_GE(ticked.at, mono + 4'000 * us);
+  const auto mono_limit = eng::sleep_end_for(wait_limit::at({CLOCK_MONOTONIC, mono + 5'000 * us}), mono, length, true);
+  EXPECT_EQ(mono_limit.clock, CLOCK_MONOTONIC);
+  EXPECT_TRUE(mono_limit.limited);
+  EXPECT_EQ(mono_limit.at, mono + 5'000 * us);
+  const auto unlimited = eng::sleep_end_for(wait_limit::blocking(), mono, length, true);
+  EXPECT_EQ(unlimited.clock, CLOCK_MONOTONIC);
+  EXPECT_FALSE(unlimited.limited);
+  EXPECT_EQ(unlimited.at, mono + length);
+}
+
+// An interruptible wait (the C API's) sleeps in CLOCK_MONOTONIC ticks; after each it
+// looks at its deadline on the deadline's own clock, so a realtime clock set past the
+// deadline ends the wait within a tick, not when the deadline carried over to
+// CLOCK_MONOTONIC at the sleep's start comes (up to recheck_ns late). Nobody may set
+// this machine's clock in a test, so a clock that runs ahead of CLOCK_MONOTONIC stands
+// in for one set forward: the process's CPU clock, while two threads of the test burn
+// CPU (about twice as fast, on two CPUs). Where they get one CPU between them the clocks
+// run alike, and the test shows nothing, but it cannot fail then either.
+TEST(SpinPolicy, InterruptibleWaitEndsWithinATickOfItsDeadlineOnItsOwnClock) {
+  spin_queue sq("deadline-clock", 0);  // no spin: the wait sleeps at once
+  ASSERT_NE(sq.q, nullptr);
+  std::atomic<bool> done{false};
+  std::vector<std::thread> burners;
+  for (int i = 0; i < 2; ++i) {
+    burners.emplace_back([&] {
+      while (!done.load(std::memory_order_relaxed)) {
+      }
+    });
+  }
+  constexpr std::int64_t cpu_wait = 200'000 * us;
+  const std::int64_t deadline = pipc::sys::now_ns(CLOCK_PROCESS_CPUTIME_ID) + cpu_wait;
+  const std::int64_t start = pipc::sys::now_ns(CLOCK_MONOTONIC);
+  std::uint64_t v = 0;
+  std::size_t size = 0;
+  unsigned priority = 0;
+  const int e = sq.q->receive(&v, sizeof v, size, priority, wait_limit::at({CLOCK_PROCESS_CPUTIME_ID, deadline}), true);
+  const std::int64_t late = pipc::sys::now_ns(CLOCK_PROCESS_CPUTIME_ID) - deadline;
+  const std::int64_t wall = pipc::sys::now_ns(CLOCK_MONOTONIC) - start;
+  done.store(true);
+  for (auto& t : burners) t.join();
+  EXPECT_EQ(e, ETIMEDOUT);
+  EXPECT_GE(late, 0);
+  // A tick is 10 ms: at most ~20 ms of CPU time on two CPUs, plus scheduling slack.
+  EXPECT_LT(late, 80'000 * us) << "returned " << late / us << " µs of CPU time after the deadline, " << wall / us
+                               << " µs after it started (the CPU clock ran " << (cpu_wait + late) * 100 / wall
+                               << "% as fast as the monotonic one)";
+}
+
 // A receiver that fell behind a stream waits for batches afterwards
 // (region::await_message_batch); a message that comes alone must still be taken at
 // once, not held for a batch that never comes. Each round: a burst of eight that the

@@ -332,8 +332,10 @@ class descriptor_table {
     if ((w & low_mask) == (busy_bit | closed_bit)) try_reclaim(s, number);
   }
 
-  // Is any thread's hazard entry naming `s`, other than the caller's? With
-  // `other_threads`, also whether any record of another running thread exists.
+  // Is any thread's hazard entry naming `s`? The caller's own count too: a close made by
+  // a signal handler that interrupted a call on the same descriptor must leave the
+  // slot to that call. With `other_threads`, also whether any record of another
+  // running thread exists.
   static bool hazard_on(const slot* s, bool& other_threads) noexcept {
     other_threads = false;
     const thread_record* mine = current_record();

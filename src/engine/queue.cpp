@@ -1014,6 +1014,11 @@ int queue::receive_begin(const wait_limit& caller_limit, bool interruptible, con
   // Count the loan first, name the owner, then take the message: the SIDE → RECV_LOAN
   // store for a side message, the ready_head store for a ring message, is the commit.
   h->recv_loans.fetch_add(1, std::memory_order_relaxed);
+  // A side message records where it left the side heap, as a receive that frees it
+  // records where: a side sender that died before moving the cursors committed it if
+  // the slot moved on since its claim (region::recover_send), and a lent slot is neither
+  // SIDE nor freed yet. free_tail lies 1 … N past that claim.
+  if (c.from_side) s->position = c.free_tail;
   lend(s, slot_recv_loan);
   if (c.from_side) {
     r.heap_pop(c.side_count);

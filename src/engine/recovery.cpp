@@ -34,14 +34,17 @@ void region::recover_send() noexcept {
   } else if (std::uint32_t claimed = h->claim_slot.load(std::memory_order_relaxed);
              claimed != 0 && h->claim_position == head) {
     // A side send was under way. It committed if the slot is SIDE, or if it has been
-    // received and freed since: a receive frees it at free_tail, which lies 1 … N + 1
+    // received since: a receive records the free_tail it freed the slot at, and a
+    // receive loan the one at which it took the slot from the side heap, each 1 … N + 1
     // positions past the claim's (the claimed slot was still the free ring's, and the
     // dead sender's message may be one more than N − 1 others). A position the side send
     // wrote itself, or one never written (a new queue writes no slot), is not that.
+    // The state first: a receiver may be taking the message now (recv_lock is not
+    // held here), and stores the position before the state that ends SIDE.
     slot_header* s = slot(claimed);
+    const bool side = s != nullptr && s->state.load(std::memory_order_acquire) == slot_side;
     const std::uint32_t since = s != nullptr ? read_once(s->position) - head : 0;
-    if (s != nullptr &&
-        (s->state.load(std::memory_order_acquire) == slot_side || (since >= 1 && since <= geo.max_messages + 1))) {
+    if (s != nullptr && (side || (since >= 1 && since <= geo.max_messages + 1))) {
       h->next_seq = std::max(h->next_seq, s->seq + 1);
       h->send_cursors.store(cursors(head + 1, tail), std::memory_order_release);
     }

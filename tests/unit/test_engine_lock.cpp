@@ -196,6 +196,64 @@ int die_after_side_commit(const std::string& name, std::uint32_t priority, std::
   return 21;
 }
 
+// A side send that died after its commit (SIDE) and before its cursor store, whose
+// message a receiver then holds in place (receive_view): the sender that next takes
+// send_lock over must count that message as sent, as it counts one received by copy
+// (region::recover_send). Before, it judged the send undone (the lent slot was neither
+// SIDE nor freed): free_head stayed on the lent slot, the next send overwrote the
+// message under the loan, and the queue took one message more than it has slots
+// (a review found it, killing a sender in a debugger). Every slot must come back once.
+TEST(EngineLock, DeadSideSendWhoseMessageIsLentIsCountedAsSent) {
+  watchdog dog(60s);
+  unlink_guard guard(unique_name("dead-side-lent"), pipc::name_kind::engine_queue);
+  constexpr long depth = 4;
+  auto q = message_queue::open(guard.name(), open_mode::create_only, engine_options(depth, 16));
+  std::uint32_t first = 1;
+  q.send(pipc::test::as_span(&first, sizeof first), 1);  // the ring's priority becomes 1
+  std::vector<std::byte> buffer(16);
+  ASSERT_TRUE(q.try_receive(buffer));
+  ASSERT_EQ(pipc::test::run_child([&] { return die_after_side_commit(guard.name(), 3, 42); }), 128 + SIGKILL)
+      << "the child could not set up the dead sender";
+  auto value_of = [](std::span<const std::byte> bytes) {
+    std::uint32_t v = 0;
+    std::memcpy(&v, bytes.data(), std::min(bytes.size(), sizeof v));
+    return v;
+  };
+
+  auto lent = q.try_receive_view();  // repairs the receive side and takes 42 in place
+  ASSERT_TRUE(lent);
+  EXPECT_EQ(value_of(lent->data()), 42u);
+  EXPECT_EQ(lent->priority(), 3u);
+  // The first send repairs the send side; the loan holds one slot of four.
+  int accepted = 0;
+  for (std::uint32_t v = 100; v < 100 + depth + 2; ++v) {
+    if (!q.try_send(pipc::test::as_span(&v, sizeof v), 1)) break;
+    ++accepted;
+  }
+  EXPECT_EQ(accepted, depth - 1) << "sends accepted while one slot of " << depth << " was lent";
+  EXPECT_EQ(value_of(lent->data()), 42u) << "a send overwrote the lent message";
+  lent->release();
+  for (std::uint32_t v = 100; v < 100 + static_cast<std::uint32_t>(accepted); ++v) {
+    auto got = q.try_receive(buffer);
+    ASSERT_TRUE(got) << "message " << v;
+    EXPECT_EQ(value_of(std::span(buffer).first(got->size)), v);
+  }
+  EXPECT_FALSE(q.try_receive(buffer)) << "a message came out twice";
+  // Every slot came back once: the queue takes exactly `depth` again, intact.
+  accepted = 0;
+  for (std::uint32_t v = 200; v < 200 + depth + 2; ++v) {
+    if (!q.try_send(pipc::test::as_span(&v, sizeof v), 1)) break;
+    ++accepted;
+  }
+  EXPECT_EQ(accepted, depth);
+  for (std::uint32_t v = 200; v < 200 + static_cast<std::uint32_t>(accepted); ++v) {
+    auto got = q.try_receive(buffer);
+    ASSERT_TRUE(got) << "message " << v;
+    EXPECT_EQ(value_of(std::span(buffer).first(got->size)), v);
+  }
+  EXPECT_FALSE(q.try_receive(buffer));
+}
+
 // A poll helper reports a queue whose receive side has a dead owner as readable at its
 // periodic re-check (docs/engine.md, "Polling"), so that an epoll-driven receiver
 // receives, and so repairs, a message the owner committed but did not publish. The

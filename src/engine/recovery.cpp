@@ -93,7 +93,10 @@ void region::recover_recv() noexcept {
     const std::uint64_t seq = read_once(s->seq);
     if (p >= priorities || read_once(s->size) > geo.message_size) {
       // Unusable (only a foreign write makes one): give the slot back to the free
-      // ring, as a receive would.
+      // ring, as a receive would, naming it in `taking` as a side slot first, as
+      // give_back does: a recovery after a death between the push and the cursor
+      // store must move free_tail alone, not trust what `taking` held before.
+      h->recv_taking.store(k | taking_side, std::memory_order_relaxed);
       push_free(free_tail, k, s, true);
       s->state.store(slot_free, std::memory_order_release);
       free_tail += 1;

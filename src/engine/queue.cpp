@@ -126,14 +126,19 @@ queue::~queue() {
   // Loans still outstanding go back: an uncommitted send loan sends nothing, a lent
   // message is dropped. (In a child of fork the copied list names the parent's loans,
   // which give_back_loan leaves alone.)
+  // Bounded as a whole: every lock close takes shares one try's patience (a stopped
+  // lock holder would otherwise cost it 500 ms per loan, and as much again for the
+  // registration below). A loan it could not give back stays lent to this process, and
+  // is reclaimed once the process is gone.
+  const wait_limit close_limit =
+      wait_limit::at({CLOCK_MONOTONIC, sys::now_ns(CLOCK_MONOTONIC) + lock_try_patience_ns});
   std::vector<std::uint32_t> left;
   {
     std::lock_guard lock(loans_mutex_);
     left.swap(loans_);
   }
   for (std::uint32_t key : left) {
-    give_back_loan(key & ~loan_receive, (key & loan_receive) != 0 ? slot_recv_loan : slot_send_loan,
-                   wait_limit::immediate());
+    give_back_loan(key & ~loan_receive, (key & loan_receive) != 0 ? slot_recv_loan : slot_send_loan, close_limit);
   }
   // Read only by the branches below, which find the region mapped (a registration and
   // a poll helper each mapped it): `base` is not read otherwise, as another thread may
@@ -152,7 +157,7 @@ queue::~queue() {
   // page).
   if (header* h = nullptr; registered_.load(std::memory_order_relaxed) && (h = hdr()) != nullptr &&
       (h->notify_pid.load() == me || h->notify_fired_pid.load() == me) &&
-      region_->lock_both(wait_limit::immediate()) == 0) {
+      region_->lock_both(close_limit) == 0) {
     if (h->notify_pid.load() == me && h->notify_token == token_) h->notify_pid.store(0);
     if (h->notify_fired_pid == me && h->notify_fired_token == token_) {
       h->notify_fired_pid = 0;

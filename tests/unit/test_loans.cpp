@@ -639,6 +639,51 @@ TEST(CApiLoans, BeginCommitReceiveBeginEnd) {
   EXPECT_EQ(pipc_mq_close(q), 0);
 }
 
+// Closing a descriptor while a stopped process holds the queue's locks waits no longer
+// than a try does (500 ms), however many loans it gives back and whether or not it must
+// also remove its notification registration: before, each loan, and the registration,
+// waited 500 ms of its own (2 s here). The loans it could not give back stay lent to
+// this process; the others get the queue back when the holder continues.
+TEST(CApiLoans, CloseWaitsForAStoppedLockHolderNoLongerThanATry) {
+  unlink_guard guard(unique_name("capi-loan-close-stop"), name_kind::engine_queue);
+  pipc_mqd_t q = pipc::test::capi_create(guard.name(), 4, 16);
+  ASSERT_NE(q, kBad);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(pipc_mq_send(q, "m", 1, 0), 0);
+  for (int i = 0; i < 3; ++i) {
+    size_t len = 0;
+    ASSERT_NE(pipc_mq_receive_begin(q, &len, nullptr), nullptr) << i;
+  }
+  struct sigevent none {};
+  none.sigev_notify = SIGEV_NONE;
+  ASSERT_EQ(pipc_mq_notify(q, &none), 0);
+  const std::string name = guard.name();
+  signal_pipe locked;
+  pipc::test::child holder([&]() -> int {
+    pipc::test::raw_region r(name);
+    if (r.take_lock(pipc::test::raw_region::side::send) != 0 || r.take_lock(pipc::test::raw_region::side::recv) != 0) {
+      return 20;
+    }
+    locked.tell();
+    ::raise(SIGSTOP);
+    r.release_lock(pipc::test::raw_region::side::recv);
+    r.release_lock(pipc::test::raw_region::side::send);
+    return 0;
+  });
+  ASSERT_TRUE(locked.heard());
+  int status = 0;
+  ASSERT_EQ(::waitpid(holder.pid(), &status, WUNTRACED), holder.pid());
+  ASSERT_TRUE(WIFSTOPPED(status));
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(pipc_mq_close(q), 0);
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_EQ(::kill(holder.pid(), SIGCONT), 0);
+  EXPECT_EQ(holder.wait(), 0);
+  EXPECT_LT(took, 1200ms) << "close took "
+                          << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                          << " ms while a stopped process held the locks";
+  EXPECT_GE(took, 400ms) << "close should have waited for the locks";
+}
+
 TEST(CApiLoans, ErrorsFollowTheCApisConventions) {
   unlink_guard guard(unique_name("capi-loan-err"), name_kind::engine_queue);
   pipc_mqd_t q = pipc::test::capi_create(guard.name(), 1, 16, O_NONBLOCK);

@@ -172,17 +172,23 @@ int queue::register_notification(std::uint32_t kind, int signo, std::uint64_t va
   return 0;
 }
 
+// The thread notification's helper of this descriptor, if any, stops only once a new
+// registration has taken its place: a registration refused (EBUSY: the queue, or this
+// descriptor's own thread notification, is registered; or a stopped lock holder) leaves
+// it waiting, as Linux leaves the registration that made mq_notify refuse.
 int queue::notify_signal(int signo, std::uint64_t value) noexcept {
   // Signal 0 registers and, when the notification fires, sends nothing: Linux's
   // choice, which POSIX leaves open (valid_signal(0) in the kernel's mq_notify).
   if (signo < 0 || signo >= NSIG) return EINVAL;
-  stop_notify_helper();
-  return register_notification(notify_signal_kind, signo, value);
+  const int e = register_notification(notify_signal_kind, signo, value);
+  if (e == 0) stop_notify_helper();
+  return e;
 }
 
 int queue::notify_none() noexcept {
-  stop_notify_helper();
-  return register_notification(notify_none_kind, 0, 0);
+  const int e = register_notification(notify_none_kind, 0, 0);
+  if (e == 0) stop_notify_helper();
+  return e;
 }
 
 int queue::notify_thread(std::function<void()> callback) noexcept {
@@ -227,14 +233,24 @@ int queue::notify_thread(std::function<void()> callback) noexcept {
   return 0;
 }
 
+// Removes this process's registration (mq_notify(NULL)). The descriptor's helper stops
+// only after that, and not at all when its notification has fired already: the callback
+// of a notification that fired runs, as on Linux, whatever the process does next. A
+// cancellation refused (EBUSY: a stopped lock holder) leaves the registration and its
+// helper as they were.
 int queue::cancel_notification() noexcept {
-  stop_notify_helper();
   region& r = *region_;
-  if (int e = r.use(); e != 0) return e;
+  if (int e = r.use(); e != 0) {
+    stop_notify_helper();
+    return e;
+  }
   header* h = r.hdr();
   if (int e = r.lock_both(detail::wait_limit::immediate()); e != 0) return e == ETIMEDOUT ? EBUSY : e;
-  if (h->notify_pid.load() == static_cast<std::uint32_t>(sys::current_pid())) h->notify_pid.store(0);
+  const auto me = static_cast<std::uint32_t>(sys::current_pid());
+  if (h->notify_pid.load() == me) h->notify_pid.store(0);
+  const bool fired = h->notify_fired_pid == me && h->notify_fired_token == token_;
   r.unlock_both();
+  if (!fired) stop_notify_helper();
   return 0;
 }
 

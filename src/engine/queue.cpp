@@ -216,7 +216,14 @@ struct waiter_count {
   waiter_count() noexcept = default;
   waiter_count(const waiter_count&) = delete;
   waiter_count& operator=(const waiter_count&) = delete;
-  ~waiter_count() { leave_waiters(entry); }
+  ~waiter_count() { leave(); }
+  // Takes the count back now: a receive that has its message is no longer blocked,
+  // for a sender's notification decision after it (Linux takes the receiver off its
+  // wait queue as it hands the message over).
+  void leave() noexcept {
+    leave_waiters(entry);
+    entry = nullptr;
+  }
 };
 
 // A call's turn (wait.hpp, "Turns"): held from a wake-up until the call's next try,
@@ -772,6 +779,7 @@ int queue::receive(void* buffer, std::size_t capacity, std::size_t& size, unsign
     h->recv_cursors.store(cursors(free_tail + 1, head + 1), std::memory_order_release);
   }
   count_operation(h->messages_received, h->bytes_received, h->last_receiver, h->receiver_cpu, size);
+  call.waiting.leave();  // before the unlock: the next send decides on a notification under it
   r.unlock_recv();
 
   after_commit(h->space_seq, h->space_sleepers, h->space_woken_ns, h->sender_turns, granted);
@@ -1032,6 +1040,7 @@ int queue::receive_begin(const wait_limit& caller_limit, bool interruptible, con
     h->recv_cursors.store(cursors(c.free_tail, c.head + 1), std::memory_order_release);
   }
   count_operation(h->messages_received, h->bytes_received, h->last_receiver, h->receiver_cpu, c.size);
+  call.waiting.leave();  // as in receive
   r.unlock_recv();
 
   record_loan(c.n | loan_receive);

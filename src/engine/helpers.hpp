@@ -26,8 +26,10 @@ struct queue::poll_helper {
   std::mutex mutex;        // serialises sync(), so the last writer wrote the latest depth
   std::uint64_t shown = 0;  // the eventfd's counter (all ones: not known)
 
+  // Closes the eventfd in its owner only: in a child of fork the number is the
+  // child's, which may have closed it and put a file of its own there.
   ~poll_helper() {
-    if (fd >= 0) sys::close(fd);
+    if (fd >= 0 && owner == sys::current_pid()) sys::close(fd);
   }
 
   // Sets the counter from what a receive and a send would find now: 0 no message, 1

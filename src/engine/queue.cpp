@@ -180,6 +180,16 @@ queue::~queue() {
   }
 }
 
+// Brings this process's poll helper's eventfd up to date after a change of the queue.
+// Only this process's: a child of fork has the parent's helper object copied, whose
+// thread is not there, whose mutex may have been copied locked, and whose eventfd
+// number the child may have closed and reused (the parent's helper keeps the shared
+// eventfd current meanwhile; pipc_mq_pollable gives the child a helper of its own).
+[[gnu::always_inline]] inline void queue::sync_poll_helper() noexcept {
+  poll_helper* own = poll_active_.load(std::memory_order_acquire);
+  if (own != nullptr && own->owner == sys::current_pid()) [[unlikely]] own->sync();
+}
+
 // ---- send and receive ----
 
 namespace {
@@ -414,7 +424,7 @@ inline void queue::after_commit(atomic_u32& word, atomic_u32& sleepers, atomic_u
   committed_after_unlock();
   wake_sleepers(word, sleepers, &woken_ns, &turns, granted);
   announce_event(region_->hdr());
-  if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
+  sync_poll_helper();
 }
 
 // A send's (or send_begin's) look before it locks: 0 when it should lock and take a
@@ -928,7 +938,7 @@ int queue::send_begin(std::size_t size, const wait_limit& caller_limit, bool int
   record_loan(n);
   committed_after_unlock();
   announce_event(h);
-  if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
+  sync_poll_helper();
   data = r.payload(s);
   if (r.faulted()) {
     send_abort(data);
@@ -1046,7 +1056,7 @@ int queue::receive_begin(const wait_limit& caller_limit, bool interruptible, con
   record_loan(c.n | loan_receive);
   committed_after_unlock();
   announce_event(h);
-  if (poll_helper* own = poll_active_.load(std::memory_order_acquire)) own->sync();
+  sync_poll_helper();
   data = r.payload(s);
   size = c.size;
   priority = c.priority;

@@ -164,6 +164,7 @@ class queue {
   void after_commit(atomic_u32& word, atomic_u32& sleepers, atomic_u64& woken_ns, atomic_u64& turns,
                     std::uint32_t granted) noexcept;
   void stop_notify_helper() noexcept;
+  void sync_poll_helper() noexcept;
   struct send_call;
   struct receive_call;
   struct placement;

@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -252,6 +253,46 @@ TEST(EngineLock, DeadSideSendWhoseMessageIsLentIsCountedAsSent) {
     EXPECT_EQ(value_of(std::span(buffer).first(got->size)), v);
   }
   EXPECT_FALSE(q.try_receive(buffer));
+}
+
+// A child of fork does not run its parent's poll helper: the helper object is copied
+// into the child, but its thread is not, its mutex may have been copied locked, and its
+// eventfd's number is the child's to close and reuse. Before, the child's sends and
+// receives synced that helper: a child that had put a file of its own at the number got
+// 8 bytes written into it (and one whose copied mutex was locked hung), and closing the
+// queue in the child closed that file. The parent's helper goes on keeping the shared
+// eventfd current.
+TEST(EnginePoll, ForkedChildLeavesItsParentsPollHelperAlone) {
+  watchdog dog(60s);
+  unlink_guard guard(unique_name("poll-fork"), pipc::name_kind::engine_queue);
+  auto q = message_queue::open(guard.name(), open_mode::create_only, engine_options(4, 16));
+  const int fd = q.native_handle();  // starts this process's poll helper on that eventfd
+  ASSERT_GE(fd, 0);
+  char path[] = "/tmp/pipc-poll-fork-XXXXXX";
+  const int file = ::mkstemp(path);
+  ASSERT_GE(file, 0);
+  ::unlink(path);
+  const int code = pipc::test::run_child([&]() -> int {
+    // The child's own file at the helper's number, as a closefrom and an open would put it.
+    if (::dup2(file, fd) != fd) return 20;
+    std::uint32_t v = 7;
+    q.send(pipc::test::as_span(&v, sizeof v), 0);
+    std::vector<std::byte> buffer(16);
+    if (!q.try_receive(buffer)) return 21;
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return 22;
+    if (st.st_size != 0) return 23;
+    q = message_queue();  // closes the child's copy of the descriptor
+    return ::fcntl(fd, F_GETFD) != -1 ? 0 : 24;
+  });
+  ::close(file);
+  EXPECT_EQ(code, 0) << "23: pipc wrote into the child's file at its parent's helper's eventfd number; "
+                        "24: closing the queue in the child closed that file";
+  // The parent's descriptor still polls as the queue is.
+  std::uint32_t v = 9;
+  q.send(pipc::test::as_span(&v, sizeof v), 0);
+  pollfd p{fd, POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 2000), 1);
 }
 
 // A poll helper reports a queue whose receive side has a dead owner as readable at its

@@ -336,9 +336,14 @@ bool take_due_notification(region& r, std::uint32_t head, due_notification& due)
   due = {h->notify_kind, static_cast<pid_t>(h->notify_pid.load()), h->notify_signo,
          std::uint64_t{h->notify_value_high} << 32 | static_cast<std::uint32_t>(h->notify_value)};
   // Believed only if it names a live process that maps this queue: a process that can
-  // write the region could otherwise have this sender signal anyone it may.
-  const bool notify =
-      same_process_alive(due.pid, h->notify_start_time) && mapped_by(due.pid, r) == sys::maps_answer::yes;
+  // write the region could otherwise have this sender signal anyone it may. A thread
+  // notification signals nobody (it wakes the registrant's own helper, which checks the
+  // record itself), so a registrant whose maps this sender may not read (another
+  // user's) gets it too; a signal it could not send anyway.
+  const sys::maps_answer maps =
+      same_process_alive(due.pid, h->notify_start_time) ? mapped_by(due.pid, r) : sys::maps_answer::no;
+  const bool notify = maps == sys::maps_answer::yes ||
+                      (maps == sys::maps_answer::unknown && due.kind == notify_thread_kind);
   if (notify && due.kind == notify_thread_kind) {
     h->notify_fired_pid = static_cast<std::uint32_t>(due.pid);
     h->notify_fired_token = h->notify_token;

@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sched.h>
@@ -313,6 +314,53 @@ TEST(EngineSecurity, ForgedNotificationSignalsNobody) {
 // was blocked, so the registrant was never notified and every send took both locks.
 // Entries of processes that do not map the queue are ignored and cleared; entries of
 // processes whose maps cannot be read (pid 1 here may be such) are ignored.
+// A thread notification is delivered whoever sends: it is a wake-up of the registrant's
+// own helper, which needs no permission over the registrant. A sender of another user
+// cannot read the registrant's /proc/PID/maps, and that unanswered question used to
+// consume the registration without delivering it (a review found it; the setup is the
+// one docs/engine.md recommends, a queue per class of users).
+TEST(EngineSecurity, ThreadNotificationReachesARegistrantOfAnotherUser) {
+  SKIP_UNLESS_ROOT();
+  unlink_guard guard(unique_name("sec-notify-xuser"), pipc::name_kind::engine_queue);
+  create_with_mode(guard.name(), 0666);
+  const std::string name = guard.name();
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t registrant = pipc::test::spawn([&]() -> int {
+    if (!become_nobody()) return 10;
+    std::error_code ec;
+    auto q = message_queue::open(name, open_mode::open_only, engine_options(4, 64), ec);
+    if (ec) return 11;
+    std::atomic<bool> ran{false};
+    q.notify_thread([&] { ran.store(true); }, ec);
+    if (ec) return 12;
+    char c = 'y';
+    if (::write(ready[1], &c, 1) != 1) return 13;
+    for (int i = 0; i < 500 && !ran.load(); ++i) std::this_thread::sleep_for(10ms);
+    return ran.load() ? 0 : 1;
+  });
+  ASSERT_GT(registrant, 0);
+  char c = 0;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  const int sent = run_child(
+      [&] {
+        // Another user than the registrant's (daemon, uid 1).
+        gid_t groups[] = {1};
+        if (::setgroups(1, groups) != 0 || ::setgid(1) != 0 || ::setuid(1) != 0) return 10;
+        std::error_code ec;
+        auto q = message_queue::open(name, open_mode::open_only, engine_options(4, 64), ec);
+        if (ec) return 11;
+        std::uint32_t v = 5;
+        q.send(pipc::test::as_span(&v, sizeof v), 0, ec);
+        return ec ? 12 : 0;
+      },
+      kChildLimit);
+  EXPECT_EQ(sent, 0);
+  EXPECT_EQ(pipc::test::wait_exit(registrant, 20s), 0) << "1: the registrant's callback never ran";
+  ::close(ready[0]);
+  ::close(ready[1]);
+}
+
 TEST(EngineSecurity, ForgedWaiterEntriesDoNotSuppressNotification) {
   SKIP_UNLESS_ROOT();
   watchdog dog(60s);

@@ -6,7 +6,7 @@
 namespace pipc {
 namespace {
 // The reasons a name can be rejected, in the order they are checked.
-enum class name_problem { none, empty, no_slash, inner_slash, nul_byte, too_long, reserved };
+enum class name_problem { none, empty, no_slash, inner_slash, nul_byte, too_long, reserved, dot };
 
 name_problem find_problem(std::string_view name, name_kind kind) noexcept {
   if (name.empty() || name == "/") return name_problem::empty;
@@ -15,6 +15,10 @@ name_problem find_problem(std::string_view name, name_kind kind) noexcept {
   if (rest.find('/') != std::string_view::npos) return name_problem::inner_slash;
   if (rest.find('\0') != std::string_view::npos) return name_problem::nul_byte;
   if (rest.size() > max_name_length(kind)) return name_problem::too_long;
+  // "/." and "/.." name no object: the kernel refuses them for its queues (EACCES)
+  // and glibc for shared memory (EINVAL). (A semaphore's file is "sem." plus the name,
+  // which glibc accepts.)
+  if ((rest == "." || rest == "..") && kind != name_kind::semaphore) return name_problem::dot;
   // In /dev/shm, "pipc.mq.*" are the engine's queues and "sem.*" glibc's named
   // semaphores: a shared memory object of such a name would be one of them.
   if (kind == name_kind::shared_memory && (rest.starts_with("pipc.mq.") || rest.starts_with("sem."))) {
@@ -60,6 +64,8 @@ std::string_view describe_name_problem(std::string_view name, name_kind kind) no
       return "a name may contain no '/' after the first character";
     case name_problem::nul_byte:
       return "a name may not contain a NUL byte";
+    case name_problem::dot:
+      return "\"/.\" and \"/..\" are not names of objects";
     case name_problem::too_long:
       switch (kind) {
         case name_kind::semaphore:

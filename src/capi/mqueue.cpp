@@ -79,12 +79,15 @@ std::int64_t spin_ns() noexcept {
 }
 
 // 0, or the errno for a queue name pipc_mq_open and pipc_mq_unlink cannot take:
-// EACCES for a '/' after the first character, as Linux's mq_open and mq_unlink say
-// (pipc's C++ API calls that EINVAL), else check_name's EINVAL or ENAMETOOLONG.
+// EACCES for a '/' after the first character, and for "/." and "/..", as Linux's
+// mq_open and mq_unlink say (pipc's C++ API calls those EINVAL), else check_name's
+// EINVAL or ENAMETOOLONG.
 int check_queue_name(const char* name) noexcept {
   std::error_code ec = check_name(name, name_kind::engine_queue);
   if (!ec) return 0;
-  return ec.value() == EINVAL && name[0] == '/' && std::strchr(name + 1, '/') != nullptr ? EACCES : ec.value();
+  const bool linux_says_eacces = name[0] == '/' && (std::strchr(name + 1, '/') != nullptr ||
+                                                    std::strcmp(name + 1, ".") == 0 || std::strcmp(name + 1, "..") == 0);
+  return ec.value() == EINVAL && linux_says_eacces ? EACCES : ec.value();
 }
 
 bool valid_timespec(const timespec& ts) noexcept { return ts.tv_nsec >= 0 && ts.tv_nsec < 1'000'000'000; }

@@ -62,6 +62,9 @@ std::error_code expected_name_error(std::string_view name, name_kind kind) {
   if (kind == name_kind::shared_memory && (rest.starts_with("pipc.mq.") || rest.starts_with("sem."))) {
     return {EINVAL, std::system_category()};
   }
+  // "/." and "/.." name no queue and no shared memory object (a semaphore's file is
+  // "sem." plus the name, which glibc accepts).
+  if ((rest == "." || rest == "..") && kind != name_kind::semaphore) return {EINVAL, std::system_category()};
   return {};
 }
 

@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <pipc/c/mqueue.h>
+
 #include <cerrno>
 #include <optional>
 #include <string>
@@ -99,6 +102,39 @@ TEST(Names, InvalidNamesAreEinval) {
       EXPECT_EQ(ec.value(), EINVAL);
       EXPECT_FALSE(pipc::describe_name_problem(name, kind).empty());
     }
+  }
+}
+
+// "/." and "/.." name no queue and no shared memory object: the kernel's mq_open and
+// mq_unlink say EACCES, glibc's shm_open EINVAL. The engine created "pipc.mq." and
+// "pipc.mq.." for them, so a program tested on the engine failed on the kernel (a
+// review found it). pipc_mq_open and pipc_mq_unlink say EACCES, as Linux does; the
+// C++ API EINVAL, as for the other bad names. A semaphore's file is "sem." plus the
+// name, which glibc's sem_open accepts for them.
+TEST(Names, DotAndDotDotNameNoQueueAndNoSharedMemory) {
+  for (name_kind kind : all_kinds) {
+    SCOPED_TRACE(kind_name(kind));
+    for (const char* name : {"/.", "/.."}) {
+      SCOPED_TRACE(name);
+      std::error_code ec = pipc::check_name(name, kind);
+      if (kind == name_kind::semaphore) {
+        EXPECT_FALSE(ec);
+      } else {
+        EXPECT_EQ(ec.value(), EINVAL);
+        EXPECT_FALSE(pipc::describe_name_problem(name, kind).empty());
+      }
+    }
+    EXPECT_FALSE(pipc::check_name("/...", kind));
+    EXPECT_FALSE(pipc::check_name("/.a", kind));
+  }
+  for (const char* name : {"/.", "/.."}) {
+    SCOPED_TRACE(name);
+    errno = 0;
+    EXPECT_EQ(pipc_mq_open(name, O_RDWR | O_CREAT, 0600, nullptr), static_cast<pipc_mqd_t>(-1));
+    EXPECT_EQ(errno, EACCES);
+    errno = 0;
+    EXPECT_EQ(pipc_mq_unlink(name), -1);
+    EXPECT_EQ(errno, EACCES);
   }
 }
 

@@ -47,15 +47,18 @@ sys::maps_answer mapped_by(pid_t pid, const region& r) noexcept {
 waiter_entry* enter_waiters(const region& r) noexcept {
   header* h = r.hdr();
   auto me = static_cast<std::uint32_t>(sys::current_pid());
-  // Pass 0: this process's entry; 1: a free one; 2: one of a process that is gone or
-  // does not map the queue (a forged entry).
+  // Pass 0: this process's entry; 1: a free one, or another's that counts nobody now
+  // (a live process's entry stays named after its receivers leave: taken over only at
+  // 0, by one compare-and-swap, it cannot lose a count, and 64 processes that once
+  // blocked do not leave the 65th uncounted); 2: one of a process that is gone or does
+  // not map the queue (a forged entry).
   for (int pass = 0; pass < 3; ++pass) {
     for (waiter_entry& w : h->waiters) {
       std::uint64_t word = w.word.load(std::memory_order_relaxed);
       for (;;) {
         const std::uint32_t owner = waiter_pid(word);
         const bool mine = owner == me && waiter_count(word) != 0xffff'ffffu;
-        const bool free = owner == 0;
+        const bool free = owner == 0 || waiter_count(word) == 0;
         const bool gone = pass == 2 && owner != 0 && owner != me &&
                           (!sys::process_exists(static_cast<pid_t>(owner)) ||
                            mapped_by(static_cast<pid_t>(owner), r) == sys::maps_answer::no);
@@ -70,8 +73,8 @@ waiter_entry* enter_waiters(const region& r) noexcept {
 
 void leave_waiters(waiter_entry* w) noexcept {
   if (w == nullptr) return;
-  // Only this process counts in its entry and nobody takes over a live process's entry,
-  // so the count is not zero here.
+  // Only this process counts in its entry, and nobody takes over a live process's entry
+  // while it counts anyone, so the count is not zero here.
   w->word.fetch_sub(1);
 }
 

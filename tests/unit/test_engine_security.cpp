@@ -395,6 +395,57 @@ TEST(EngineSecurity, ForgedWaiterEntriesDoNotSuppressNotification) {
   EXPECT_EQ(left, 0) << "entries of a live process that does not map the queue were not cleared";
 }
 
+// A waiter table whose every entry names a live process that maps the queue but counts
+// no blocked receiver (64 processes that once blocked and went on) still counts the next
+// receiver that blocks, so a message that this receiver is waiting for does not fire
+// the notification. Before, such entries were never taken over: the receiver went
+// uncounted, and the notification fired while it was blocked (a review found it).
+TEST(EngineSecurity, IdleWaiterEntriesOfLiveProcessesAreTakenOver) {
+  watchdog dog(60s);
+  unlink_guard guard(unique_name("sec-idle-waiters"), pipc::name_kind::engine_queue);
+  auto q = message_queue::open(guard.name(), open_mode::create_only, engine_options(4, 16));
+  const std::string name = guard.name();
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  pipc::test::child holder([&]() -> int {  // lives, and maps the queue
+    auto mine = message_queue::open(name, open_mode::open_only, engine_options(4, 16));
+    std::vector<std::byte> buffer(16);
+    (void)mine.try_receive(buffer);  // maps the region
+    char c = 'y';
+    if (::write(ready[1], &c, 1) != 1) return 1;
+    ::pause();
+    return 0;
+  });
+  char c = 0;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  {
+    raw_region r(name);
+    const auto other = static_cast<std::uint64_t>(holder.pid());
+    for (std::size_t i = 0; i < eng::waiter_entries; ++i) r.hdr()->waiters[i].word.store(other << 32);
+  }
+  std::atomic<int> fired{0};
+  q.notify_thread([&] { fired.fetch_add(1); });
+  pipc::mq_options no_spin = engine_options(4, 16);
+  no_spin.spin = std::chrono::nanoseconds(0);
+  auto receiver_q = message_queue::open(name, open_mode::open_only, no_spin);
+  std::atomic<bool> got{false};
+  std::thread receiver([&] {
+    std::vector<std::byte> buffer(16);
+    receiver_q.receive(buffer);
+    got.store(true);
+  });
+  raw_region r(name);
+  for (int i = 0; i < 500 && r.hdr()->msg_sleepers.load() == 0; ++i) std::this_thread::sleep_for(1ms);
+  std::this_thread::sleep_for(20ms);  // asleep in the futex, its count long taken
+  q.send(pipc::test::as_span("x", 1), 0);
+  receiver.join();
+  EXPECT_TRUE(got.load());
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(fired.load(), 0) << "the notification fired while a receiver was blocked";
+  ::close(ready[0]);
+  ::close(ready[1]);
+}
+
 // Finding 3: ftruncate of the queue file (which anyone who may use the queue can do)
 // killed every process that had it mapped with SIGBUS. Now every kind of user — a
 // sender, a blocked receiver, a process polling native_handle(), a notification

@@ -6,11 +6,14 @@
 #include "engine/layout.hpp"
 #include "engine/lock.hpp"
 #include "engine/queue.hpp"
+#include "support.hpp"
 
 #include <linux/futex.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -157,6 +160,24 @@ class raw_region {
   std::size_t size_ = 0;
   engine::geometry geo_{};
 };
+
+// A process that takes both of engine queue `name`'s locks and stops itself (SIGSTOP):
+// returns its pid once it is stopped, or -1. SIGCONT lets it release the locks and exit
+// 0 (wait for it with wait_exit). For the tests of what a stopped lock holder costs.
+inline pid_t spawn_stopped_lock_holder(const std::string& name) {
+  const pid_t holder = spawn([name] {
+    raw_region r(name);
+    if (r.take_lock(raw_region::side::send) != 0 || r.take_lock(raw_region::side::recv) != 0) return 20;
+    ::raise(SIGSTOP);
+    r.release_lock(raw_region::side::recv);
+    r.release_lock(raw_region::side::send);
+    return 0;
+  });
+  if (holder <= 0) return -1;
+  int status = 0;
+  if (::waitpid(holder, &status, WUNTRACED) != holder || !WIFSTOPPED(status)) return -1;
+  return holder;
+}
 
 }  // namespace pipc::test
 

@@ -704,6 +704,21 @@ void on_notify(union sigval value) {
 namespace refused {
 std::atomic<int> calls{0};
 void on_notify(sigval) { calls.fetch_add(1); }
+// A new queue `name`, with a thread notification registered that counts in `calls`
+// (reset); kBad if either fails.
+pipc_mqd_t queue_with_thread_notification(const std::string& name) {
+  pipc_mqd_t q = capi_create(name, 4, 16);
+  if (q == kBad) return kBad;
+  calls.store(0);
+  sigevent thread{};
+  thread.sigev_notify = SIGEV_THREAD;
+  thread.sigev_notify_function = on_notify;
+  if (pipc_mq_notify(q, &thread) != 0) {
+    pipc_mq_close(q);
+    return kBad;
+  }
+  return q;
+}
 bool called_within(std::chrono::milliseconds limit) {
   for (auto waited = 0ms; calls.load() == 0 && waited < limit; waited += 10ms) std::this_thread::sleep_for(10ms);
   return calls.load() != 0;
@@ -717,13 +732,8 @@ bool called_within(std::chrono::milliseconds limit) {
 // EBUSY for every process until the descriptor was closed (a review found it).
 TEST(CApiNotify, RefusedRegistrationLeavesTheThreadNotificationWorking) {
   unlink_guard guard(unique_name("capi-notify-refused"), name_kind::engine_queue);
-  pipc_mqd_t q = capi_create(guard.name(), 4, 16);
+  const pipc_mqd_t q = refused::queue_with_thread_notification(guard.name());
   ASSERT_NE(q, kBad);
-  refused::calls.store(0);
-  sigevent thread{};
-  thread.sigev_notify = SIGEV_THREAD;
-  thread.sigev_notify_function = refused::on_notify;
-  ASSERT_EQ(pipc_mq_notify(q, &thread), 0);
   sigevent signal{};
   signal.sigev_notify = SIGEV_SIGNAL;
   signal.sigev_signo = SIGUSR2;
@@ -746,40 +756,15 @@ TEST(CApiNotify, RefusedRegistrationLeavesTheThreadNotificationWorking) {
 // holder continues. Before, the helper was stopped before the lock was tried.
 TEST(CApiNotify, RefusedCancellationLeavesTheThreadNotificationWorking) {
   unlink_guard guard(unique_name("capi-notify-cancel-refused"), name_kind::engine_queue);
-  pipc_mqd_t q = capi_create(guard.name(), 4, 16);
+  const pipc_mqd_t q = refused::queue_with_thread_notification(guard.name());
   ASSERT_NE(q, kBad);
-  refused::calls.store(0);
-  sigevent thread{};
-  thread.sigev_notify = SIGEV_THREAD;
-  thread.sigev_notify_function = refused::on_notify;
-  ASSERT_EQ(pipc_mq_notify(q, &thread), 0);
-  const std::string name = guard.name();
-  int ready[2];
-  ASSERT_EQ(::pipe(ready), 0);
-  const pid_t holder = pipc::test::spawn([&] {
-    pipc::test::raw_region r(name);
-    using side = pipc::test::raw_region::side;
-    if (r.take_lock(side::send) != 0 || r.take_lock(side::recv) != 0) return 20;
-    char c = 'y';
-    if (::write(ready[1], &c, 1) != 1) return 21;
-    ::raise(SIGSTOP);
-    r.release_lock(side::recv);
-    r.release_lock(side::send);
-    return 0;
-  });
+  const pid_t holder = pipc::test::spawn_stopped_lock_holder(guard.name());
   ASSERT_GT(holder, 0);
-  char c = 0;
-  ASSERT_EQ(::read(ready[0], &c, 1), 1);
-  int status = 0;
-  ASSERT_EQ(::waitpid(holder, &status, WUNTRACED), holder);
-  ASSERT_TRUE(WIFSTOPPED(status));
   errno = 0;
   EXPECT_EQ(pipc_mq_notify(q, nullptr), -1);
   EXPECT_EQ(errno, EBUSY);
   ASSERT_EQ(::kill(holder, SIGCONT), 0);
   EXPECT_EQ(pipc::test::wait_exit(holder, 10s), 0);
-  ::close(ready[0]);
-  ::close(ready[1]);
   ASSERT_EQ(pipc_mq_send(q, "m", 1, 0), 0);
   EXPECT_TRUE(refused::called_within(5s)) << "the thread notification did not run";
   EXPECT_EQ(pipc_mq_close(q), 0);

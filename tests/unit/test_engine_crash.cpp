@@ -704,18 +704,8 @@ TEST(EngineCrash, StoppedLockHolderDoesNotStretchDeadlines) {
   mq_options nb = engine_options(kSmallDepth, kSmallSize);
   nb.nonblocking = true;
   auto q_nonblocking = message_queue::open(guard.name(), open_mode::open_only, nb);
-  pid_t holder = pipc::test::spawn([&] {
-    raw_region r(guard.name());
-    if (r.take_lock(side::send) != 0 || r.take_lock(side::recv) != 0) return 20;
-    ::raise(SIGSTOP);
-    r.release_lock(side::recv);
-    r.release_lock(side::send);
-    return 0;
-  });
+  const pid_t holder = pipc::test::spawn_stopped_lock_holder(guard.name());
   ASSERT_GT(holder, 0);
-  int status = 0;
-  ASSERT_EQ(::waitpid(holder, &status, WUNTRACED), holder);
-  ASSERT_TRUE(WIFSTOPPED(status));
   pid_t waker = pipc::test::spawn([holder] {
     std::this_thread::sleep_for(5s);
     ::kill(holder, SIGCONT);

@@ -656,28 +656,13 @@ TEST(CApiLoans, CloseWaitsForAStoppedLockHolderNoLongerThanATry) {
   struct sigevent none {};
   none.sigev_notify = SIGEV_NONE;
   ASSERT_EQ(pipc_mq_notify(q, &none), 0);
-  const std::string name = guard.name();
-  signal_pipe locked;
-  pipc::test::child holder([&]() -> int {
-    pipc::test::raw_region r(name);
-    if (r.take_lock(pipc::test::raw_region::side::send) != 0 || r.take_lock(pipc::test::raw_region::side::recv) != 0) {
-      return 20;
-    }
-    locked.tell();
-    ::raise(SIGSTOP);
-    r.release_lock(pipc::test::raw_region::side::recv);
-    r.release_lock(pipc::test::raw_region::side::send);
-    return 0;
-  });
-  ASSERT_TRUE(locked.heard());
-  int status = 0;
-  ASSERT_EQ(::waitpid(holder.pid(), &status, WUNTRACED), holder.pid());
-  ASSERT_TRUE(WIFSTOPPED(status));
+  const pid_t holder = pipc::test::spawn_stopped_lock_holder(guard.name());
+  ASSERT_GT(holder, 0);
   const auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(pipc_mq_close(q), 0);
   const auto took = std::chrono::steady_clock::now() - start;
-  ASSERT_EQ(::kill(holder.pid(), SIGCONT), 0);
-  EXPECT_EQ(holder.wait(), 0);
+  ASSERT_EQ(::kill(holder, SIGCONT), 0);
+  EXPECT_EQ(pipc::test::wait_exit(holder, 10s), 0);
   EXPECT_LT(took, 1200ms) << "close took "
                           << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
                           << " ms while a stopped process held the locks";

@@ -297,7 +297,7 @@ template <class Blocked>
 int wait_for_side(Blocked blocked, const wait_words& words, std::int64_t spin_ns, std::atomic<std::int64_t>& budget,
                   waiter_turn& turn, const wait_limit& limit) {
   int e = wait_while(blocked, words, spin_ns, budget, turn.woken, limit);
-  turn.held = holds_turn(turn.woken, turn.turns);
+  turn.held = turn.woken;
   return e;
 }
 

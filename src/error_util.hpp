@@ -23,6 +23,11 @@ inline std::error_code errno_code(int e) noexcept {
   return {e, std::system_category()};
 }
 
+// Whether check_name refuses `name` for a reason that Linux's mq_open and mq_unlink
+// report as EACCES rather than EINVAL: a '/' after the first character, or "/." and
+// "/..". The C API says EACCES for those, as Linux does (src/name.cpp).
+bool name_refused_with_eacces(std::string_view name, name_kind kind) noexcept;
+
 // Throws std::system_error(ec) whose what() reads `op "name": detail: <ec message>`.
 // Bytes of the name that are not printable are shown as \xHH. When ec is about the
 // name itself (EINVAL/ENAMETOOLONG for an invalid name) and no detail is given, the

@@ -1,5 +1,7 @@
 #include <pipc/common.hpp>
 
+#include "error_util.hpp"
+
 #include <cerrno>
 #include <climits>
 
@@ -51,6 +53,13 @@ std::error_code check_name(std::string_view name, name_kind kind) noexcept {
       return {EINVAL, std::system_category()};
   }
 }
+
+namespace detail {
+bool name_refused_with_eacces(std::string_view name, name_kind kind) noexcept {
+  const name_problem problem = find_problem(name, kind);
+  return problem == name_problem::inner_slash || problem == name_problem::dot;
+}
+}  // namespace detail
 
 std::string_view describe_name_problem(std::string_view name, name_kind kind) noexcept {
   switch (find_problem(name, kind)) {

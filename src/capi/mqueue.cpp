@@ -85,9 +85,7 @@ std::int64_t spin_ns() noexcept {
 int check_queue_name(const char* name) noexcept {
   std::error_code ec = check_name(name, name_kind::engine_queue);
   if (!ec) return 0;
-  const bool linux_says_eacces = name[0] == '/' && (std::strchr(name + 1, '/') != nullptr ||
-                                                    std::strcmp(name + 1, ".") == 0 || std::strcmp(name + 1, "..") == 0);
-  return ec.value() == EINVAL && linux_says_eacces ? EACCES : ec.value();
+  return detail::name_refused_with_eacces(name, name_kind::engine_queue) ? EACCES : ec.value();
 }
 
 bool valid_timespec(const timespec& ts) noexcept { return ts.tv_nsec >= 0 && ts.tv_nsec < 1'000'000'000; }

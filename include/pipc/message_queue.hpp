@@ -73,9 +73,9 @@ struct mq_options {
   // turns a ~50 µs futex wake-up into sub-microsecond hand-over when the peer runs on
   // another CPU. Unset: 20 µs plus 0.25 ns per byte of message_size (the time a peer
   // needs for one more message of that size: +262 µs at 1 MiB); 0 disables it; more
-  // than a second is taken as one second; on a single-CPU machine it is always off. (A call that leaves a message or a free slot
-  // to a competitor woken for it spins up to that turn's 1 ms instead, unless 0:
-  // docs/engine.md, "Fairness".)
+  // than a second is taken as one second; on a single-CPU machine it is always off.
+  // (A call that leaves a message or a free slot to a competitor woken for it spins up
+  // to that turn's 1 ms instead, unless 0: docs/engine.md, "Fairness".)
   std::optional<std::chrono::nanoseconds> spin;
 };
 

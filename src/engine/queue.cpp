@@ -126,7 +126,7 @@ queue::~queue() {
   // Loans still outstanding go back: an uncommitted send loan sends nothing, a lent
   // message is dropped. (In a child of fork the copied list names the parent's loans,
   // which give_back_loan leaves alone.)
-  // Bounded as a whole: every lock close takes shares one try's patience (a stopped
+  // Bounded as a whole: every lock that close takes shares one try's patience (a stopped
   // lock holder would otherwise cost it 500 ms per loan, and as much again for the
   // registration below). A loan it could not give back stays lent to this process, and
   // is reclaimed once the process is gone.

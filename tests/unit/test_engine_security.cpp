@@ -443,7 +443,9 @@ TEST(EngineSecurity, IdleWaiterEntriesOfLiveProcessesAreTakenOver) {
   receiver.join();
   EXPECT_TRUE(got.load());
   std::this_thread::sleep_for(100ms);
-  if (blocked) EXPECT_EQ(fired.load(), 0) << "the notification fired while a receiver was blocked";
+  if (blocked) {
+    EXPECT_EQ(fired.load(), 0) << "the notification fired while a receiver was blocked";
+  }
   ::close(ready[0]);
   ::close(ready[1]);
 }
